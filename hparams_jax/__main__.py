@@ -1,0 +1,3 @@
+from hparams_jax.cli import main
+
+raise SystemExit(main())
