@@ -1,0 +1,221 @@
+"""Hyper-parameter policies of Smith (2018) as `optax.Schedule`s: step -> value.
+
+Every function returns a plain function of the step count that works on Python ints and on
+traced int32 arrays (under `jax.jit`, `jax.vmap`, `lax.scan`), holds its final value past the
+end of the policy and never produces NaN. The scalar values (bounds, final values) may be JAX
+arrays so that `jax.vmap` can sweep them; step counts are static Python numbers.
+
+- `triangular`: cyclical learning rates (Smith 2017, Sec. 3.1): `triangular`, `triangular2`,
+  `exp_range`.
+- `one_cycle`: the 1cycle policy (Smith 2018, Sec. 4.1; Smith & Topin 2017).
+- `one_cycle_momentum`: cyclical momentum, the mirror of 1cycle (Smith 2018, Sec. 4.3).
+- `range_test`: the LR range-test ramp (Smith 2018, Sec. 4.1; Smith 2017, Sec. 3.3).
+- `constant`, `linear`: weight-decay policies (Smith 2018, Sec. 4.4); `triangular` and
+  `one_cycle` give the cyclical ones.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax.numpy as jnp
+import optax
+
+from hparams_jax import _validate as v
+
+Scalar = Any  # float, or a JAX/NumPy array when a sweep is vmapped
+
+TRIANGULAR_MODES = ("triangular", "triangular2", "exp_range")
+ANNEALS = ("linear", "cos")
+RAMP_MODES = ("linear", "exp")
+
+
+def _interpolate(start: Scalar, end: Scalar, frac: jnp.ndarray, anneal: str) -> jnp.ndarray:
+    """Value a fraction `frac` in [0, 1] of the way from `start` to `end`."""
+    if anneal == "cos":
+        frac = 0.5 * (1.0 - jnp.cos(jnp.pi * frac))
+    return (1.0 - frac) * start + frac * end
+
+
+def _phase(step: jnp.ndarray, begin: float, length: float) -> jnp.ndarray:
+    """Progress in [0, 1] through a phase; a phase of length 0 is complete once begun."""
+    if length <= 0:
+        return (step > begin).astype(jnp.float32)
+    return jnp.clip((step - begin) / length, 0.0, 1.0)
+
+
+def _step(count) -> jnp.ndarray:
+    return jnp.asarray(count, dtype=jnp.float32)
+
+
+def triangular(
+    min_value: Scalar,
+    max_value: Scalar,
+    step_size: float,
+    *,
+    mode: str = "triangular",
+    gamma: Scalar = 1.0,
+) -> optax.Schedule:
+    """Cyclical learning rate (CLR), Smith 2017, Sec. 3.1.
+
+    The value moves linearly between `min_value` and `max_value` and back; `step_size` is half a
+    cycle in steps. With `cycle = floor(1 + t / (2 s))` and `x = |t / s - 2 cycle + 1|`::
+
+        value(t) = min + (max - min) * max(0, 1 - x) * scale(t)
+
+    where `scale` is 1 (`triangular`), `1 / 2**(cycle - 1)` (`triangular2`: the amplitude halves
+    every cycle) or `gamma**t` (`exp_range`). The cycles go on forever; `triangular2` and
+    `exp_range` settle at `min_value`.
+    """
+    v.non_negative("min_value", min_value)
+    v.non_negative("max_value", max_value)
+    v.ordered("min_value", min_value, "max_value", max_value)
+    step_size = v.positive_number("step_size", step_size)
+    v.one_of("mode", mode, TRIANGULAR_MODES)
+    gamma_arr = v.concrete(gamma)
+    if gamma_arr is not None:
+        v.check("gamma", gamma, bool((gamma_arr > 0).all() and (gamma_arr <= 1).all()),
+                "in (0, 1]")
+
+    def schedule(count):
+        t = _step(count)
+        cycle = jnp.floor(1.0 + t / (2.0 * step_size))
+        x = jnp.abs(t / step_size - 2.0 * cycle + 1.0)
+        height = jnp.maximum(0.0, 1.0 - x)
+        if mode == "triangular2":
+            height = height * jnp.exp2(1.0 - cycle)
+        elif mode == "exp_range":
+            height = height * jnp.power(gamma, t)
+        return min_value + (max_value - min_value) * height
+
+    return schedule
+
+
+def _one_cycle_steps(total_steps: int, step_size: float | None) -> tuple[int, float]:
+    total_steps = v.positive_int("total_steps", total_steps)
+    if step_size is None:
+        step_size = 0.45 * total_steps
+    step_size = v.positive_number("step_size", step_size)
+    if 2 * step_size > total_steps:
+        raise ValueError(
+            f"step_size={step_size!r} is not allowed with total_steps={total_steps}: the cycle "
+            f"(2 * step_size = {2 * step_size}) must fit in total_steps, so step_size must be "
+            f"<= {total_steps / 2}."
+        )
+    return total_steps, step_size
+
+
+def one_cycle(
+    total_steps: int,
+    min_value: Scalar,
+    max_value: Scalar,
+    *,
+    step_size: float | None = None,
+    final_value: Scalar | None = None,
+    anneal: str = "linear",
+) -> optax.Schedule:
+    """The 1cycle learning-rate policy, Smith 2018, Sec. 4.1.
+
+    One cycle shorter than the run, then the annihilation phase::
+
+        [0, s]          min_value -> max_value
+        [s, 2s]         max_value -> min_value
+        [2s, total]     min_value -> final_value   (annihilation)
+        past total      final_value
+
+    with `s = step_size` (default `0.45 * total_steps`) and `final_value` (default
+    `min_value / 1000`, "several orders of magnitude below the initial LR"). `anneal="cos"`
+    interpolates every phase with a half cosine instead of a straight line.
+    """
+    total_steps, step_size = _one_cycle_steps(total_steps, step_size)
+    v.non_negative("min_value", min_value)
+    v.non_negative("max_value", max_value)
+    v.ordered("min_value", min_value, "max_value", max_value)
+    if final_value is None:
+        final_value = min_value / 1000.0
+    v.non_negative("final_value", final_value)
+    v.one_of("anneal", anneal, ANNEALS)
+    annihilation = total_steps - 2.0 * step_size
+
+    def schedule(count):
+        t = _step(count)
+        rise = _interpolate(min_value, max_value, _phase(t, 0.0, step_size), anneal)
+        fall = _interpolate(max_value, min_value, _phase(t, step_size, step_size), anneal)
+        anneal_ = _interpolate(
+            min_value, final_value, _phase(t, 2.0 * step_size, annihilation), anneal)
+        return jnp.where(t <= step_size, rise, jnp.where(t <= 2.0 * step_size, fall, anneal_))
+
+    return schedule
+
+
+def one_cycle_momentum(
+    total_steps: int,
+    *,
+    max_momentum: Scalar = 0.95,
+    min_momentum: Scalar = 0.85,
+    step_size: float | None = None,
+    anneal: str = "linear",
+) -> optax.Schedule:
+    """Cyclical momentum, the mirror image of `one_cycle`, Smith 2018, Sec. 4.3 and Fig. 8.
+
+    Momentum falls from `max_momentum` to `min_momentum` while the learning rate rises
+    (`[0, s]`), climbs back while it falls (`[s, 2s]`) and is held at `max_momentum` through the
+    annihilation phase and beyond. Use the same `total_steps`/`step_size` as the LR policy.
+    """
+    total_steps, step_size = _one_cycle_steps(total_steps, step_size)
+    v.momentum("min_momentum", min_momentum)
+    v.momentum("max_momentum", max_momentum)
+    v.ordered("min_momentum", min_momentum, "max_momentum", max_momentum)
+    v.one_of("anneal", anneal, ANNEALS)
+
+    def schedule(count):
+        t = _step(count)
+        down = _interpolate(max_momentum, min_momentum, _phase(t, 0.0, step_size), anneal)
+        up = _interpolate(min_momentum, max_momentum, _phase(t, step_size, step_size), anneal)
+        return jnp.where(t <= step_size, down, up)
+
+    return schedule
+
+
+def range_test(start: Scalar, stop: Scalar, num_steps: int, *, mode: str = "linear"
+               ) -> optax.Schedule:
+    """The LR range-test ramp, Smith 2018, Sec. 4.1 (Smith 2017, Sec. 3.3).
+
+    Step 0 uses `start`, step `num_steps - 1` uses `stop`, held after. `mode="linear"` (as in
+    the paper) rises in equal increments; `mode="exp"` in equal ratios (geometric), which gives
+    more steps to small values, as fastai's and pytorch-lr-finder's finders do.
+    """
+    num_steps = v.positive_int("num_steps", num_steps)
+    v.check("num_steps", num_steps, num_steps >= 2, "at least 2")
+    v.one_of("mode", mode, RAMP_MODES)
+    if mode == "exp":
+        v.strictly_positive("start", start)
+    else:
+        v.non_negative("start", start)
+    v.strictly_positive("stop", stop)
+    v.ordered("start", start, "stop", stop)
+
+    def schedule(count):
+        frac = jnp.clip(_step(count) / (num_steps - 1), 0.0, 1.0)
+        if mode == "exp":
+            return start * jnp.power(stop / start, frac)
+        return start + (stop - start) * frac
+
+    return schedule
+
+
+def constant(value: Scalar) -> optax.Schedule:
+    """A constant value; the paper's recommended weight-decay policy (Sec. 4.4)."""
+    v.non_negative("value", value)
+    return optax.constant_schedule(value)
+
+
+def linear(start: Scalar, end: Scalar, num_steps: int) -> optax.Schedule:
+    """Linear change from `start` (step 0) to `end` (step `num_steps`), then held.
+
+    A linearly decaying weight decay as tried in Smith 2018, Sec. 4.4.
+    """
+    v.non_negative("start", start)
+    v.non_negative("end", end)
+    num_steps = v.positive_int("num_steps", num_steps)
+    return optax.linear_schedule(start, end, num_steps)

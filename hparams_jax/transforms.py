@@ -1,0 +1,105 @@
+"""Optax transforms whose hyper-parameters may be schedules (Smith 2018, Sec. 4).
+
+`sgd` and `trace` are built from optax's own parts (`add_decayed_weights`, `trace`,
+`scale_by_learning_rate`) wrapped in `optax.inject_hyperparams`, which evaluates each schedule
+at the transform's step count and keeps the values it used in the optimizer state, where
+`hyperparams` reads them for logging.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Union
+
+import jax
+import optax
+
+from hparams_jax import _validate as v
+
+Hyperparam = Union[float, jax.Array, optax.Schedule]
+
+HYPERPARAM_NAMES = ("learning_rate", "momentum", "weight_decay")
+
+
+def _check_rate(name: str, value: Any, check) -> None:
+    """Checks a constant; a schedule is checked at step 0."""
+    check(name, value(0) if callable(value) else value)
+
+
+def _trace(momentum, nesterov: bool) -> optax.GradientTransformation:
+    return optax.trace(decay=momentum, nesterov=nesterov)
+
+
+def trace(momentum: Hyperparam, *, nesterov: bool = False) -> optax.GradientTransformation:
+    """Momentum (heavy-ball or Nesterov) with a constant or scheduled coefficient.
+
+    The schedule is evaluated at this transform's update count, which advances with every update
+    like an optax learning-rate schedule's, so `trace(one_cycle_momentum(...))` chained with a
+    `one_cycle` learning rate gives the paper's cyclical momentum (Sec. 4.3).
+    """
+    _check_rate("momentum", momentum, v.momentum)
+    return optax.inject_hyperparams(_trace, static_args=("nesterov",))(
+        momentum=momentum, nesterov=nesterov)
+
+
+def _sgd(learning_rate, momentum, weight_decay, nesterov: bool,
+         decoupled_weight_decay: bool) -> optax.GradientTransformation:
+    decay = optax.add_decayed_weights(weight_decay)
+    parts = [] if decoupled_weight_decay else [decay]
+    if momentum is not None:
+        parts.append(optax.trace(decay=momentum, nesterov=nesterov))
+    if decoupled_weight_decay:
+        parts.append(decay)
+    parts.append(optax.scale_by_learning_rate(learning_rate))
+    return optax.chain(*parts)
+
+
+def sgd(
+    learning_rate: Hyperparam,
+    momentum: Hyperparam | None = None,
+    *,
+    nesterov: bool = False,
+    weight_decay: Hyperparam = 0.0,
+    decoupled_weight_decay: bool = False,
+) -> optax.GradientTransformation:
+    """SGD with momentum and weight decay, each a constant or a schedule (Smith 2018, Sec. 4).
+
+    Coupled weight decay (the default; the paper's Caffe solver and PyTorch's SGD) adds
+    `wd_t * params` to the gradient before the momentum buffer::
+
+        g_t = grad + wd_t * params;  b_t = m_t * b_{t-1} + g_t
+        update = -lr_t * (g_t + m_t * b_t)  (Nesterov)  or  -lr_t * b_t
+
+    `decoupled_weight_decay=True` keeps the decay out of the buffer and subtracts
+    `lr_t * wd_t * params` from the parameters instead (Loshchilov & Hutter's SGDW). With
+    constants, this equals `optax.chain(optax.add_decayed_weights(wd), optax.sgd(lr, momentum,
+    nesterov=nesterov))` step for step.
+    """
+    _check_rate("learning_rate", learning_rate, v.non_negative)
+    if momentum is not None:
+        _check_rate("momentum", momentum, v.momentum)
+    _check_rate("weight_decay", weight_decay, v.non_negative)
+    return optax.inject_hyperparams(
+        _sgd, static_args=("nesterov", "decoupled_weight_decay"))(
+        learning_rate=learning_rate, momentum=momentum, weight_decay=weight_decay,
+        nesterov=nesterov, decoupled_weight_decay=decoupled_weight_decay)
+
+
+def _is_injected(x) -> bool:
+    return isinstance(x, optax.InjectStatefulHyperparamsState)
+
+
+def hyperparams(opt_state: optax.OptState) -> dict[str, jax.Array]:
+    """The `learning_rate`, `momentum` and `weight_decay` used by the last update.
+
+    Looks through `optax.chain`, `optax.MultiSteps`, `optax.apply_if_finite` and any other
+    wrapper for the states of `sgd`/`trace`/`optax.inject_hyperparams`; a hyper-parameter the
+    optimizer does not have (no momentum, no weight decay) reads 0. Before the first update the
+    values are those the first update will use.
+    """
+    found: dict[str, jax.Array] = {}
+    for state in jax.tree_util.tree_leaves(opt_state, is_leaf=_is_injected):
+        if _is_injected(state):
+            for name in HYPERPARAM_NAMES:
+                if name in state.hyperparams:
+                    found.setdefault(name, state.hyperparams[name])
+    return {name: found.get(name, 0.0) for name in HYPERPARAM_NAMES}

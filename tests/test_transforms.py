@@ -1,0 +1,191 @@
+"""`sgd`/`trace` against optax and an independent NumPy loop; `hyperparams`; composition."""
+
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from hparams_jax import schedules, transforms
+
+
+def random_problem(seed=0, steps=12):
+    rng = np.random.default_rng(seed)
+    params = {"w": rng.normal(size=(4, 3)).astype(np.float32),
+              "b": rng.normal(size=(3,)).astype(np.float32)}
+    grads = [{k: rng.normal(size=p.shape).astype(np.float32) for k, p in params.items()}
+             for _ in range(steps)]
+    return params, grads
+
+
+def run_optax(opt, params, grads):
+    params = jax.tree.map(jnp.asarray, params)
+    state = opt.init(params)
+    trajectory = []
+    for g in grads:
+        updates, state = opt.update(g, state, params)
+        params = optax.apply_updates(params, updates)
+        trajectory.append(params)
+    return trajectory, state
+
+
+@pytest.mark.parametrize("nesterov", [False, True])
+@pytest.mark.parametrize("momentum", [None, 0.9])
+def test_constant_sgd_equals_optax_chain(nesterov, momentum):
+    params, grads = random_problem()
+    ours, _ = run_optax(transforms.sgd(0.05, momentum, nesterov=nesterov, weight_decay=5e-3),
+                        params, grads)
+    ref, _ = run_optax(optax.chain(optax.add_decayed_weights(5e-3),
+                                   optax.sgd(0.05, momentum, nesterov=nesterov)), params, grads)
+    for a, b in zip(ours, ref):
+        chex.assert_trees_all_close(a, b, rtol=1e-6, atol=1e-7)
+
+
+def numpy_sgd(params, grads, lr, mom, wd, *, nesterov, decoupled):
+    """Hand-written SGD (PyTorch's formulation), hyper-parameters given per step."""
+    params = {k: v.astype(np.float64) for k, v in params.items()}
+    buf = {k: np.zeros_like(v) for k, v in params.items()}
+    out = []
+    for t, g in enumerate(grads):
+        new = {}
+        for k in params:
+            d = g[k].astype(np.float64)
+            if not decoupled:
+                d = d + wd[t] * params[k]
+            buf[k] = mom[t] * buf[k] + d
+            step = d + mom[t] * buf[k] if nesterov else buf[k]
+            if decoupled:
+                step = step + wd[t] * params[k]
+            new[k] = params[k] - lr[t] * step
+        params = new
+        out.append(params)
+    return out
+
+
+def closed_form_hyperparams(steps):
+    """1cycle LR 0.1-1 (step size 4, final 1e-4), momentum 0.95-0.85, WD 1e-3 -> 0."""
+    t = np.arange(steps, dtype=np.float64)
+    lr = np.where(t <= 4, 0.1 + 0.9 * t / 4,
+                  np.where(t <= 8, 1.0 - 0.9 * (t - 4) / 4,
+                           0.1 + (1e-4 - 0.1) * (t - 8) / (steps - 8)))
+    mom = np.where(t <= 4, 0.95 - 0.1 * t / 4, np.where(t <= 8, 0.85 + 0.1 * (t - 4) / 4, 0.95))
+    wd = 1e-3 * (1 - t / steps)
+    return lr, mom, wd
+
+
+@pytest.mark.parametrize("decoupled", [False, True])
+def test_scheduled_nesterov_sgd_matches_numpy_loop(decoupled):
+    steps = 12
+    params, grads = random_problem(seed=1, steps=steps)
+    opt = transforms.sgd(
+        schedules.one_cycle(steps, 0.1, 1.0, step_size=4),
+        schedules.one_cycle_momentum(steps, step_size=4),
+        nesterov=True,
+        weight_decay=schedules.linear(1e-3, 0.0, steps),
+        decoupled_weight_decay=decoupled,
+    )
+    ours, state = run_optax(opt, params, grads)
+    lr, mom, wd = closed_form_hyperparams(steps)
+    ref = numpy_sgd(params, grads, lr, mom, wd, nesterov=True, decoupled=decoupled)
+    for a, b in zip(ours, ref):
+        chex.assert_trees_all_close(a, b, rtol=2e-5, atol=2e-6)
+    used = transforms.hyperparams(state)
+    assert used["learning_rate"] == pytest.approx(lr[-1], rel=1e-5)
+    assert used["momentum"] == pytest.approx(mom[-1], rel=1e-6)
+    assert used["weight_decay"] == pytest.approx(wd[-1], rel=1e-5)
+
+
+def test_decoupled_differs_from_coupled():
+    params, grads = random_problem(seed=2, steps=5)
+    coupled, _ = run_optax(transforms.sgd(0.1, 0.9, weight_decay=0.1), params, grads)
+    decoupled, _ = run_optax(transforms.sgd(0.1, 0.9, weight_decay=0.1,
+                                            decoupled_weight_decay=True), params, grads)
+    assert not np.allclose(coupled[-1]["w"], decoupled[-1]["w"])
+
+
+def test_trace_with_schedule_matches_chain_of_optax_parts():
+    params, grads = random_problem(seed=3, steps=10)
+    mom = schedules.one_cycle_momentum(10, step_size=4)
+    lr = schedules.one_cycle(10, 0.1, 1.0, step_size=4)
+    ours, _ = run_optax(optax.chain(transforms.trace(mom), optax.scale_by_learning_rate(lr)),
+                        params, grads)
+    lr_np, mom_np, _ = closed_form_hyperparams(10)
+    ref = numpy_sgd(params, grads, lr_np, mom_np, np.zeros(10), nesterov=False,
+                    decoupled=False)
+    for a, b in zip(ours, ref):
+        chex.assert_trees_all_close(a, b, rtol=2e-5, atol=2e-6)
+
+
+def test_hyperparams_track_each_update_and_see_through_wrappers():
+    lr = schedules.one_cycle(20, 0.1, 1.0, step_size=5)
+    mom = schedules.one_cycle_momentum(20, step_size=5)
+    params = {"w": jnp.ones(3)}
+    grads = {"w": jnp.full(3, 0.5)}
+
+    opt = optax.apply_if_finite(transforms.sgd(lr, mom, weight_decay=1e-4), 3)
+    state = opt.init(params)
+    for t in range(7):
+        _, state = opt.update(grads, state, params)
+        used = transforms.hyperparams(state)
+        assert used["learning_rate"] == pytest.approx(float(lr(t)), rel=1e-6)
+        assert used["momentum"] == pytest.approx(float(mom(t)), rel=1e-6)
+        assert used["weight_decay"] == pytest.approx(1e-4)
+
+    # MultiSteps: the schedule advances once per real update (every k micro-steps).
+    opt = optax.MultiSteps(transforms.sgd(lr, 0.9), every_k_schedule=2)
+    state = opt.init(params)
+    for _ in range(6):
+        _, state = opt.update(grads, state, params)
+    assert transforms.hyperparams(state)["learning_rate"] == pytest.approx(float(lr(2)))
+
+    # Absent hyper-parameters read 0.
+    state = transforms.sgd(0.3).init(params)
+    assert transforms.hyperparams(state) == {"learning_rate": pytest.approx(0.3),
+                                             "momentum": 0.0, "weight_decay": 0.0}
+
+
+def test_apply_if_finite_skips_nan_updates():
+    params = {"w": jnp.ones(3)}
+    opt = optax.apply_if_finite(transforms.sgd(0.1, 0.9), 2)
+    state = opt.init(params)
+    updates, state = opt.update({"w": jnp.array([jnp.nan, 1.0, 1.0])}, state, params)
+    assert np.all(np.asarray(updates["w"]) == 0)
+    assert int(state.notfinite_count) == 1
+
+
+def test_vmap_over_hyperparameters_equals_separate_runs():
+    params, grads = random_problem(seed=4, steps=6)
+
+    def final_params(max_lr, wd):
+        opt = transforms.sgd(schedules.one_cycle(6, max_lr / 10, max_lr, step_size=2), 0.9,
+                             nesterov=True, weight_decay=wd)
+        p = jax.tree.map(jnp.asarray, params)
+        state = opt.init(p)
+        for g in grads:
+            u, state = opt.update(g, state, p)
+            p = optax.apply_updates(p, u)
+        return p
+
+    max_lrs, wds = jnp.array([0.3, 1.0]), jnp.array([1e-4, 1e-2])
+    swept = jax.jit(jax.vmap(final_params))(max_lrs, wds)
+    for k in range(2):
+        single = final_params(float(max_lrs[k]), float(wds[k]))
+        chex.assert_trees_all_close(jax.tree.map(lambda x: x[k], swept), single,
+                                    rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    "build, argument",
+    [
+        (lambda: transforms.sgd(-0.1), "learning_rate"),
+        (lambda: transforms.sgd(0.1, 1.0), "momentum"),
+        (lambda: transforms.sgd(0.1, -0.5), "momentum"),
+        (lambda: transforms.sgd(0.1, 0.9, weight_decay=-1e-4), "weight_decay"),
+        (lambda: transforms.sgd(lambda t: -0.1 + 0 * t), "learning_rate"),
+        (lambda: transforms.trace(1.2), "momentum"),
+    ],
+)
+def test_invalid_arguments(build, argument):
+    with pytest.raises(ValueError, match=argument):
+        build()
