@@ -34,6 +34,53 @@ def _demo(args) -> int:
     return 0
 
 
+def _momentum(text: str):
+    """`0.9` (constant) or `0.95:0.85` (cyclical, max:min)."""
+    parts = text.split(":")
+    try:
+        values = [float(p) for p in parts]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"--momentum {text!r}: expected a number like 0.9 or max:min like 0.95:0.85")
+    if len(values) == 1:
+        return values[0]
+    if len(values) == 2:
+        return tuple(values)
+    raise argparse.ArgumentTypeError(f"--momentum {text!r}: at most one ':' (max:min)")
+
+
+def _train(args) -> int:
+    """Trains one network on one dataset under one policy (Smith 2018, Sec. 4)."""
+    if args.distributed:
+        import jax
+
+        jax.distributed.initialize()
+    from hparams_jax import models
+    from hparams_jax.train import TrainConfig, fit
+
+    if args.model not in models.available():
+        raise ValueError(f"--model {args.model!r} is unknown; available: "
+                         f"{', '.join(models.available())}")
+    config = TrainConfig(
+        model=args.model, dataset=args.dataset, batch_size=args.batch_size,
+        epochs=None if args.steps else args.epochs, steps=args.steps,
+        lr_policy=args.lr_policy, min_lr=args.min_lr, max_lr=args.max_lr,
+        step_size=args.step_size, momentum=args.momentum, nesterov=not args.no_nesterov,
+        weight_decay=args.weight_decay, augmentation=args.augmentation,
+        train_examples=args.train_examples, seed=args.seed,
+        members=tuple({"seed": s} for s in range(args.seed, args.seed + args.runs))
+        if args.runs > 1 else (),
+        log_every=args.log_every, eval_every=args.eval_every,
+        checkpoint_every=args.checkpoint_every, workdir=args.workdir,
+        progress=not args.no_progress)
+    history = fit(config)
+    for member in history.summary["members"]:
+        print(f"member {member['member']}: test accuracy {member['test_accuracy']:.4f}, "
+              f"test loss {member['test_loss']:.4f}, train loss {member['train_loss']:.4f}")
+    print(f"{history.summary['seconds_per_epoch']:.1f} s per epoch; results in {args.workdir}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="hparams-jax",
@@ -44,13 +91,64 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--workdir", default="runs/demo", help="where the figures go")
     demo.add_argument("--steps", type=int, default=1000, help="length of the policy")
     demo.set_defaults(func=_demo)
+
+    train = sub.add_parser(
+        "train", help="train a network under a learning-rate policy",
+        description="Train one of the paper's networks. Metrics go to WORKDIR/metrics.jsonl, "
+                    "the final figures to WORKDIR/summary.json, checkpoints to "
+                    "WORKDIR/checkpoints; running the same command again resumes.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    train.add_argument("--model", default="lenet", help="network (see models.available())")
+    train.add_argument("--dataset", default="fashion_mnist",
+                       help="mnist, fashion_mnist, cifar10, cifar100, ...")
+    train.add_argument("--epochs", type=float, default=3.0, help="length of the run in epochs")
+    train.add_argument("--steps", type=int, default=None,
+                       help="length of the run in optimizer steps (overrides --epochs)")
+    train.add_argument("--batch-size", type=int, default=128,
+                       help="global batch, split over all devices")
+    train.add_argument("--lr-policy", default="one_cycle",
+                       choices=["one_cycle", "triangular", "constant", "piecewise"],
+                       help="1cycle, CLR triangle, constant (max-lr), or step decay from max-lr")
+    train.add_argument("--min-lr", type=float, default=0.01,
+                       help="lower LR bound (1cycle starts and ends its cycle here)")
+    train.add_argument("--max-lr", type=float, default=0.1,
+                       help="upper LR bound, from an LR range test")
+    train.add_argument("--step-size", type=float, default=None,
+                       help="steps in half a cycle (default: 45%% of the run for 1cycle)")
+    train.add_argument("--momentum", type=_momentum, default=0.9,
+                       help="constant (0.9) or cyclical max:min (0.95:0.85)")
+    train.add_argument("--no-nesterov", action="store_true", help="heavy-ball momentum")
+    train.add_argument("--weight-decay", type=float, default=5e-4, help="L2 weight decay")
+    train.add_argument("--augmentation", default=None,
+                       help="none, flip, crop_flip (default: the dataset's, as in the paper)")
+    train.add_argument("--train-examples", type=int, default=None,
+                       help="train on a fixed random subset of this many examples")
+    train.add_argument("--seed", type=int, default=0, help="random seed (init, order, noise)")
+    train.add_argument("--runs", type=int, default=1,
+                       help="train this many seeds at once in one program (jax.vmap)")
+    train.add_argument("--log-every", type=int, default=50, help="steps between metric rows")
+    train.add_argument("--eval-every", type=int, default=None,
+                       help="steps between test-set evaluations (default: every epoch)")
+    train.add_argument("--checkpoint-every", type=int, default=None,
+                       help="steps between checkpoints (default: every epoch)")
+    train.add_argument("--workdir", default="runs/train", help="output folder")
+    train.add_argument("--no-progress", action="store_true", help="no progress bar")
+    train.add_argument("--distributed", action="store_true",
+                       help="call jax.distributed.initialize() first (multi-host TPU/GPU)")
+    train.set_defaults(func=_train)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    from hparams_jax.data import DatasetUnavailableError
+    from hparams_jax.train import DivergenceError
+
     try:
         return args.func(args)
-    except ValueError as err:
+    except (ValueError, DatasetUnavailableError) as err:
         print(f"hparams-jax: error: {err}", file=sys.stderr)
         return 2
+    except DivergenceError as err:
+        print(f"hparams-jax: {err}", file=sys.stderr)
+        return 3

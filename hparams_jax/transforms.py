@@ -41,14 +41,41 @@ def trace(momentum: Hyperparam, *, nesterov: bool = False) -> optax.GradientTran
         momentum=momentum, nesterov=nesterov)
 
 
-def _sgd(learning_rate, momentum, weight_decay, nesterov: bool,
-         decoupled_weight_decay: bool) -> optax.GradientTransformation:
-    decay = optax.add_decayed_weights(weight_decay)
+def scale_by_multipliers(multipliers: Any) -> optax.GradientTransformation:
+    """Multiplies each update by its parameter's multiplier (a tree shaped like the params,
+    scalars broadcast): Caffe's per-layer `lr_mult`."""
+
+    def update(updates, state, params=None):
+        del params
+        return jax.tree.map(lambda u, m: u * m, updates, multipliers), state
+
+    return optax.GradientTransformation(lambda params: optax.EmptyState(), update)
+
+
+def add_decayed_weights(weight_decay: Any, multipliers: Any = None
+                        ) -> optax.GradientTransformation:
+    """`optax.add_decayed_weights` with Caffe's per-layer `decay_mult`: adds
+    `weight_decay * multiplier * param` to each update."""
+    if multipliers is None:
+        return optax.add_decayed_weights(weight_decay)
+
+    def update(updates, state, params):
+        return jax.tree.map(lambda u, p, m: u + weight_decay * m * p, updates, params,
+                            multipliers), state
+
+    return optax.GradientTransformation(lambda params: optax.EmptyState(), update)
+
+
+def _sgd(learning_rate, momentum, weight_decay, nesterov: bool, decoupled_weight_decay: bool,
+         weight_decay_multipliers, learning_rate_multipliers) -> optax.GradientTransformation:
+    decay = add_decayed_weights(weight_decay, weight_decay_multipliers)
     parts = [] if decoupled_weight_decay else [decay]
     if momentum is not None:
         parts.append(optax.trace(decay=momentum, nesterov=nesterov))
     if decoupled_weight_decay:
         parts.append(decay)
+    if learning_rate_multipliers is not None:
+        parts.append(scale_by_multipliers(learning_rate_multipliers))
     parts.append(optax.scale_by_learning_rate(learning_rate))
     return optax.chain(*parts)
 
@@ -60,6 +87,8 @@ def sgd(
     nesterov: bool = False,
     weight_decay: Hyperparam = 0.0,
     decoupled_weight_decay: bool = False,
+    weight_decay_multipliers: Any = None,
+    learning_rate_multipliers: Any = None,
 ) -> optax.GradientTransformation:
     """SGD with momentum and weight decay, each a constant or a schedule (Smith 2018, Sec. 4).
 
@@ -73,15 +102,22 @@ def sgd(
     `lr_t * wd_t * params` from the parameters instead (Loshchilov & Hutter's SGDW). With
     constants, this equals `optax.chain(optax.add_decayed_weights(wd), optax.sgd(lr, momentum,
     nesterov=nesterov))` step for step.
+
+    `weight_decay_multipliers` / `learning_rate_multipliers` (trees shaped like the params, e.g.
+    a zoo model's `weight_decay_multipliers()`) scale the decay and the step per parameter, as
+    Caffe's `decay_mult` / `lr_mult` do in the paper's prototxts.
     """
     _check_rate("learning_rate", learning_rate, v.non_negative)
     if momentum is not None:
         _check_rate("momentum", momentum, v.momentum)
     _check_rate("weight_decay", weight_decay, v.non_negative)
     return optax.inject_hyperparams(
-        _sgd, static_args=("nesterov", "decoupled_weight_decay"))(
+        _sgd, static_args=("nesterov", "decoupled_weight_decay", "weight_decay_multipliers",
+                           "learning_rate_multipliers"))(
         learning_rate=learning_rate, momentum=momentum, weight_decay=weight_decay,
-        nesterov=nesterov, decoupled_weight_decay=decoupled_weight_decay)
+        nesterov=nesterov, decoupled_weight_decay=decoupled_weight_decay,
+        weight_decay_multipliers=weight_decay_multipliers,
+        learning_rate_multipliers=learning_rate_multipliers)
 
 
 def _is_injected(x) -> bool:

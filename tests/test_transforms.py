@@ -189,3 +189,19 @@ def test_vmap_over_hyperparameters_equals_separate_runs():
 def test_invalid_arguments(build, argument):
     with pytest.raises(ValueError, match=argument):
         build()
+
+
+def test_per_parameter_multipliers_match_caffe_semantics():
+    """decay_mult and lr_mult per parameter: wd_eff = wd * dm, lr_eff = lr * lm."""
+    params, grads = random_problem(seed=5, steps=6)
+    decay_mult = {"w": 250.0, "b": 0.0}
+    lr_mult = {"w": 1.0, "b": 2.0}
+    ours, _ = run_optax(transforms.sgd(0.01, 0.9, weight_decay=1e-4,
+                                       weight_decay_multipliers=decay_mult,
+                                       learning_rate_multipliers=lr_mult), params, grads)
+    for name in params:
+        single = {name: params[name]}
+        ref = numpy_sgd(single, [{name: g[name]} for g in grads],
+                        np.full(6, 0.01 * lr_mult[name]), np.full(6, 0.9),
+                        np.full(6, 1e-4 * decay_mult[name]), nesterov=False, decoupled=False)
+        np.testing.assert_allclose(ours[-1][name], ref[-1][name], rtol=1e-5, atol=1e-6)

@@ -1,0 +1,234 @@
+"""`fit(config)`: the training loop around the compiled steps.
+
+It moves the dataset to the device(s) once, feeds chunks of `log_every` steps (one `lax.scan`
+each) with per-epoch shuffled example indices, logs to `metrics.jsonl`, evaluates on the test
+split, checkpoints with orbax and resumes from the newest readable checkpoint in the same
+workdir. A non-finite loss freezes the member it hit (the update is not applied); a run whose
+every member diverged stops with `DivergenceError`, leaving the last good checkpoint and the
+metrics written so far on disk.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import jax
+import numpy as np
+from tqdm.auto import tqdm
+
+from hparams_jax import data
+from hparams_jax.train.checkpoint import Checkpointer
+from hparams_jax.train.config import TrainConfig
+from hparams_jax.train.metrics import History, MetricsLog, write_json_atomic
+from hparams_jax.train.optimizer import member_hparams
+from hparams_jax.train.steps import Engine
+
+# Config fields that may change between a run and its resumption.
+_RESUMABLE_CHANGES = ("workdir", "progress", "keep_checkpoints")
+
+
+class DivergenceError(RuntimeError):
+    """Training met a non-finite loss (every member, for a sweep)."""
+
+
+def _subset(images, labels, n: int | None, seed: int = 0):
+    """A fixed random subset of `n` examples (the same for every run)."""
+    if n is None or n >= len(labels):
+        return images, labels
+    keep = np.sort(np.random.default_rng(seed).permutation(len(labels))[:n])
+    return images[keep], labels[keep]
+
+
+def _check_config_matches(workdir: Path, config: TrainConfig) -> None:
+    path = workdir / "config.json"
+    if not path.exists():
+        return
+    saved = json.loads(path.read_text())
+    current = config.to_dict()
+    changed = sorted(k for k in current if k not in _RESUMABLE_CHANGES
+                     and saved.get(k) != current[k])
+    if changed:
+        raise ValueError(
+            f"workdir={str(workdir)!r} holds a run with a different config ({', '.join(changed)} "
+            "differ); use a new workdir or the same config to resume.")
+
+
+def _epoch_indices(seeds: np.ndarray, num_examples: int, batch_size: int, epoch: int
+                   ) -> np.ndarray:
+    """(steps_per_epoch, K, B) example indices: each member shuffles with its own seed."""
+    per_member = [data.epoch_indices(num_examples, batch_size, seed=int(s), epoch=epoch)
+                  for s in seeds]
+    return np.stack(per_member, axis=1)
+
+
+def _global(array: np.ndarray, sharding) -> jax.Array:
+    """A host array that every process holds alike, as one global array (multi-host safe)."""
+    return jax.make_array_from_callback(array.shape, sharding, lambda index: array[index])
+
+
+def fit(config: TrainConfig) -> History:
+    """Trains `config` (all its sweep members at once) and returns the history.
+
+    Writes `metrics.jsonl`, `summary.json`, `config.json` and `checkpoints/` into
+    `config.workdir` (a temporary folder, removed afterwards, when it is None).
+    """
+    if config.workdir is None:
+        tmp = tempfile.mkdtemp(prefix="hparams_jax_")
+        try:
+            return fit(config.replace(workdir=tmp))
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+    start_time = time.perf_counter()
+    workdir = Path(config.workdir)
+    is_main = jax.process_index() == 0
+    mesh = data.make_mesh()
+    data.check_batch_divisible(config.batch_size, mesh.size)
+    info = data.info(config.dataset)
+    train_x, train_y = _subset(*data.load(config.dataset, "train"), config.train_examples)
+    test_x, test_y = _subset(*data.load(config.dataset, "test"), config.eval_examples)
+    steps_per_epoch = len(train_y) // config.batch_size
+    if steps_per_epoch == 0:
+        raise ValueError(f"batch_size={config.batch_size} is larger than the "
+                         f"{len(train_y)} training examples: it must be at most that.")
+    total_steps = config.steps or max(1, round(config.epochs * steps_per_epoch))
+    log_every = config.log_every
+    eval_every = config.eval_every or steps_per_epoch
+    checkpoint_every = config.checkpoint_every or steps_per_epoch
+
+    engine = Engine(config, num_classes=info.num_classes, mean=info.mean, std=info.std,
+                    augmentation=config.augmentation or info.augmentation,
+                    total_steps=total_steps, mesh=mesh)
+    hp = member_hparams(config)
+    seeds = hp["seed"]
+    replicated = engine.replicated
+    images, labels, test_images, test_labels = (
+        _global(a, replicated) for a in (train_x, train_y, test_x, test_y))
+    eval_sharding = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec(None, "data"))
+    eval_idx, eval_mask = (_global(a, eval_sharding)
+                           for a in data.eval_indices(len(test_y), config.batch_size))
+    hp_device = jax.tree.map(lambda a: _global(a, replicated), hp)
+
+    workdir.mkdir(parents=True, exist_ok=True)
+    _check_config_matches(workdir, config)
+    if is_main:
+        write_json_atomic(workdir / "config.json", config.to_dict())
+    checkpointer = Checkpointer(workdir / "checkpoints", keep=config.keep_checkpoints)
+    state = engine.init(hp_device)
+    restored = checkpointer.restore_latest(state)
+    step = 0
+    if restored is not None:
+        step, state = restored
+    log = MetricsLog(workdir / "metrics.jsonl", resume_step=step, enabled=is_main)
+
+    def evaluate() -> list[dict[str, Any]]:
+        m = jax.device_get(engine.evaluate(state, test_images, test_labels, eval_idx,
+                                           eval_mask))
+        return [{"kind": "eval", "step": step, "epoch": step / steps_per_epoch, "member": k,
+                 "test_loss": m["loss"][k], "test_accuracy": m["accuracy"][k]}
+                for k in range(engine.num_members)]
+
+    bar = tqdm(total=total_steps, initial=step, disable=not (config.progress and is_main),
+               unit="step", dynamic_ncols=True)
+    # Throughput excludes the chunks that compiled (the first of each length).
+    train_seconds, trained_steps, timed_seconds, timed_steps = 0.0, 0, 0.0, 0
+    compiled_lengths: set[int] = set()
+    epoch, epoch_idx = None, None
+    status = "completed"
+    try:
+        while step < total_steps:
+            if step // steps_per_epoch != epoch:
+                epoch = step // steps_per_epoch
+                epoch_idx = _epoch_indices(seeds, len(train_y), config.batch_size, epoch)
+            pos = step % steps_per_epoch
+            n = min(log_every - pos % log_every, steps_per_epoch - pos, total_steps - step)
+            chunk_idx = _global(epoch_idx[pos:pos + n], engine.batch_sharding)
+            t0 = time.perf_counter()
+            state, m = engine.train_chunk(state, hp_device, images, labels, chunk_idx)
+            m = jax.device_get(m)
+            seconds = time.perf_counter() - t0
+            train_seconds, trained_steps = train_seconds + seconds, trained_steps + n
+            if n in compiled_lengths:
+                timed_seconds, timed_steps = timed_seconds + seconds, timed_steps + n
+            compiled_lengths.add(n)
+            prev, step = step, step + n
+            rows = [{"kind": "train", "step": step, "epoch": step / steps_per_epoch,
+                     "member": k, "train_loss": np.mean(m["loss"][:, k]),
+                     "train_accuracy": np.mean(m["accuracy"][:, k]),
+                     "learning_rate": m["learning_rate"][-1, k],
+                     "momentum": m["momentum"][-1, k],
+                     "weight_decay": m["weight_decay"][-1, k]}
+                    for k in range(engine.num_members)]
+            diverged = np.asarray(jax.device_get(state.diverged))
+            if not diverged.all():
+                due_eval = step // eval_every > prev // eval_every or step == total_steps
+                if due_eval:
+                    rows += evaluate()
+            log.write(rows)
+            bar.update(n)
+            bar.set_postfix(loss=f"{rows[0]['train_loss']:.4f}",
+                            lr=f"{rows[0]['learning_rate']:.3g}")
+            if diverged.all():
+                status = "diverged"
+                bad = np.argmax(~np.isfinite(m["loss"]), axis=0)
+                first = prev + 1 + int(bad.min())
+                lr = float(m["learning_rate"][bad.min(), 0])
+                raise DivergenceError(
+                    f"training diverged: non-finite loss at step {first} (learning rate "
+                    f"{lr:.4g}). The metrics so far are in {log.path}; the last good "
+                    f"checkpoint is step {checkpointer.latest_step} in "
+                    f"{checkpointer.directory}. Lower max_lr or weight_decay.")
+            if step // checkpoint_every > prev // checkpoint_every or step == total_steps:
+                log.sync()
+                checkpointer.save(step, state)
+    finally:
+        bar.close()
+        log.close()
+        wall = time.perf_counter() - start_time
+        per_step = (timed_seconds / timed_steps if timed_steps
+                    else train_seconds / max(trained_steps, 1))
+        summary = _summary(config, log.rows, status, diverged_members(state), step, total_steps,
+                           steps_per_epoch, wall, train_seconds, per_step * steps_per_epoch)
+        if is_main:
+            write_json_atomic(workdir / "summary.json", summary)
+        checkpointer.close()
+    return History(log.rows, summary)
+
+
+def diverged_members(state) -> list[int]:
+    return [int(k) for k in np.flatnonzero(np.asarray(jax.device_get(state.diverged)))]
+
+
+def _summary(config, rows, status, diverged, step, total_steps, steps_per_epoch, wall,
+             train_seconds, seconds_per_epoch) -> dict[str, Any]:
+    members = []
+    for k in range(config.num_members):
+        last_train = next((r for r in reversed(rows) if r["kind"] == "train"
+                           and r["member"] == k), {})
+        last_eval = next((r for r in reversed(rows) if r["kind"] == "eval"
+                          and r["member"] == k), {})
+        members.append({"member": k, "setting": config.members_or_self()[k].__dict__,
+                        "diverged": k in diverged,
+                        "train_loss": last_train.get("train_loss"),
+                        "train_accuracy": last_train.get("train_accuracy"),
+                        "test_loss": last_eval.get("test_loss"),
+                        "test_accuracy": last_eval.get("test_accuracy")})
+    return {
+        "status": status,
+        "step": step,
+        "total_steps": total_steps,
+        "steps_per_epoch": steps_per_epoch,
+        "epochs": step / steps_per_epoch,
+        "devices": jax.device_count(),
+        "backend": jax.default_backend(),
+        "wall_time_s": wall,
+        "train_time_s": train_seconds,
+        "seconds_per_epoch": seconds_per_epoch,
+        "members": members,
+        "config": config.to_dict(),
+    }

@@ -1,0 +1,92 @@
+"""From a `TrainConfig` and one member's hyper-parameters to the optax optimizer it trains with.
+
+The member's values (`min_lr`, `max_lr`, momentum bounds, `weight_decay`) arrive as scalars that
+may be traced under `jax.vmap`, so K settings share one compiled step (Smith 2018, Sec. 4.4).
+"""
+
+from __future__ import annotations
+
+from typing import Mapping
+
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from hparams_jax import schedules, transforms
+from hparams_jax.train.config import TrainConfig
+
+HParams = Mapping[str, jnp.ndarray]
+
+
+def member_hparams(config: TrainConfig) -> dict[str, np.ndarray]:
+    """The swept values of the K members as (K,) float32 arrays (seeds as int32)."""
+    settings = config.members_or_self()
+    bounds = np.array([s.momentum_bounds for s in settings], np.float32)
+    return {
+        "seed": np.array([s.seed for s in settings], np.int32),
+        "min_lr": np.array([s.min_lr for s in settings], np.float32),
+        "max_lr": np.array([s.max_lr for s in settings], np.float32),
+        "max_momentum": bounds[:, 0],
+        "min_momentum": bounds[:, 1],
+        "weight_decay": np.array([s.weight_decay for s in settings], np.float32),
+    }
+
+
+def _step_size(config: TrainConfig, total_steps: int) -> float:
+    if config.step_size is not None:
+        return config.step_size
+    if config.lr_policy == "triangular":  # Smith 2017: step size of 2-10 epochs; 4 cycles here
+        return max(1.0, total_steps / 8)
+    return 0.45 * total_steps
+
+
+def learning_rate(config: TrainConfig, hp: HParams, total_steps: int) -> optax.Schedule:
+    policy = config.lr_policy
+    if policy == "one_cycle":
+        return schedules.one_cycle(total_steps, hp["min_lr"], hp["max_lr"],
+                                   step_size=_step_size(config, total_steps),
+                                   final_value=config.final_lr, anneal=config.anneal)
+    if policy == "triangular":
+        return schedules.triangular(hp["min_lr"], hp["max_lr"], _step_size(config, total_steps))
+    if policy == "constant":
+        return lambda count: hp["max_lr"]
+    boundaries = [int(round(b * total_steps)) for b in config.piecewise_boundaries]
+    gamma = config.piecewise_gamma
+
+    def piecewise(count):
+        drops = sum((jnp.asarray(count) >= b).astype(jnp.float32) for b in boundaries)
+        return hp["max_lr"] * jnp.power(gamma, drops)
+
+    return piecewise
+
+
+def momentum(config: TrainConfig, hp: HParams, total_steps: int) -> optax.Schedule | jnp.ndarray:
+    """Constant, or the mirror image of the LR cycle (Smith 2018, Sec. 4.3)."""
+    if not isinstance(config.members_or_self()[0].momentum, tuple):
+        return hp["max_momentum"]
+    hi, lo = hp["max_momentum"], hp["min_momentum"]
+    if config.lr_policy == "one_cycle":
+        return schedules.one_cycle_momentum(total_steps, max_momentum=hi, min_momentum=lo,
+                                            step_size=_step_size(config, total_steps),
+                                            anneal=config.anneal)
+    if config.lr_policy == "triangular":
+        wave = schedules.triangular(0.0, 1.0, _step_size(config, total_steps))
+        return lambda count: hi - (hi - lo) * wave(count)
+    return hi
+
+
+def make_optimizer(config: TrainConfig, hp: HParams, total_steps: int, *,
+                   weight_decay_multipliers=None, learning_rate_multipliers=None
+                   ) -> optax.GradientTransformation:
+    """SGD under the config's policies; the multipliers are the network's Caffe
+    `decay_mult`/`lr_mult` (used when `config.param_multipliers`)."""
+    use = config.param_multipliers
+    return transforms.sgd(
+        learning_rate(config, hp, total_steps),
+        momentum(config, hp, total_steps),
+        nesterov=config.nesterov,
+        weight_decay=hp["weight_decay"],
+        decoupled_weight_decay=config.decoupled_weight_decay,
+        weight_decay_multipliers=weight_decay_multipliers if use else None,
+        learning_rate_multipliers=learning_rate_multipliers if use else None,
+    )

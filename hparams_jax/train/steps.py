@@ -1,0 +1,172 @@
+"""The compiled parts of training: member initialisation, a chunk of train steps under
+`lax.scan`, and evaluation, each a pure function jitted once.
+
+The train state of K sweep members carries a leading axis K; one member's step is written
+once and lifted with `jax.vmap` (K > 1) or a squeeze (K = 1, so a single run pays nothing).
+The global batch is sharded over the mesh's "data" axis; parameters are replicated, so batch
+norm sees global-batch statistics. Random keys derive from (seed, step): a resumed run draws
+exactly the keys an uninterrupted run would.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import optax
+from flax import nnx
+from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+
+from hparams_jax import data, models, transforms
+from hparams_jax.train.config import TrainConfig
+from hparams_jax.train.optimizer import make_optimizer
+
+
+class TrainState(NamedTuple):
+    params: Any  # nnx.State of the nnx.Param variables
+    rest: Any  # nnx.State of everything else but RNG streams (batch-norm statistics)
+    opt_state: Any
+    step: jax.Array  # int32 optimizer steps taken
+    diverged: jax.Array  # bool: a non-finite loss was met; the state is frozen since
+
+
+def _lift(fn: Callable, num_members: int, shared: tuple[int, ...] = ()) -> Callable:
+    """`fn` of one member applied to K members: every argument has a leading axis K except
+    those at the positions in `shared`, which all members see whole."""
+    if num_members > 1:
+        def batched(*args):
+            in_axes = tuple(None if i in shared else 0 for i in range(len(args)))
+            return jax.vmap(fn, in_axes=in_axes)(*args)
+
+        return batched
+
+    def single(*args):
+        args = [a if i in shared else jax.tree.map(lambda x: x[0], a) for i, a in enumerate(args)]
+        return jax.tree.map(lambda x: x[None], fn(*args))
+
+    return single
+
+
+class Engine:
+    """Builds and holds the jitted init / train-chunk / evaluate functions of one config."""
+
+    def __init__(self, config: TrainConfig, *, num_classes: int, mean, std, augmentation: str,
+                 total_steps: int, mesh: Mesh):
+        self.config = config
+        self.total_steps = total_steps
+        self.mesh = mesh
+        self.num_members = config.num_members
+        self.augmentation = augmentation
+        self.mean, self.std = jnp.asarray(mean, jnp.float32), jnp.asarray(std, jnp.float32)
+        self.num_classes = num_classes
+
+        model = nnx.eval_shape(lambda: self._create(0))
+        self.multipliers = dict(weight_decay_multipliers=model.weight_decay_multipliers(),
+                                learning_rate_multipliers=model.lr_multipliers())
+        model.train()
+        self.train_graph, _, self.rng_template, _ = nnx.split(model, nnx.Param, nnx.RngState,
+                                                              ...)
+        model.eval()
+        self.eval_graph = nnx.graphdef(model)
+
+        self.replicated = NamedSharding(mesh, P())
+        self.batch_sharding = NamedSharding(mesh, P(None, None, "data"))
+        self.init = jax.jit(self._init, out_shardings=self.replicated)
+        self.train_chunk = jax.jit(self._train_chunk, donate_argnums=0)
+        self.evaluate = jax.jit(self._evaluate)
+
+    # --- model plumbing ----------------------------------------------------------------
+    def _create(self, seed):
+        key = jax.random.key(seed)
+        return models.create(self.config.model, num_classes=self.num_classes,
+                             rngs=nnx.Rngs(params=key, dropout=jax.random.fold_in(key, 1)))
+
+    def _model(self, graph, state: TrainState, dropout_key=None):
+        """The module of `state`; its dropout stream is seeded with `dropout_key`."""
+        rngs = jax.tree.map(_placeholder, self.rng_template)
+        model = nnx.merge(graph, state.params, rngs, state.rest)
+        if dropout_key is not None:
+            nnx.reseed(model, dropout=dropout_key)
+        return model
+
+    def _optimizer(self, hp) -> optax.GradientTransformation:
+        return make_optimizer(self.config, hp, self.total_steps, **self.multipliers)
+
+    def _prepare(self, images, key):
+        x = data.augment(key, images, self.augmentation)
+        return data.normalize(x, self.mean, self.std)
+
+    # --- init ----------------------------------------------------------------------------
+    def _init(self, hp) -> TrainState:
+        def member(hp):
+            model = self._create(hp["seed"])
+            model.train()
+            _, params, _, rest = nnx.split(model, nnx.Param, nnx.RngState, ...)
+            return TrainState(params, rest, self._optimizer(hp).init(params),
+                              jnp.zeros((), jnp.int32), jnp.zeros((), jnp.bool_))
+
+        return _lift(member, self.num_members)(hp)
+
+    # --- training -----------------------------------------------------------------------
+    def _member_step(self, state: TrainState, hp, images, labels, idx):
+        key = jax.random.fold_in(jax.random.key(hp["seed"]), state.step)
+        aug_key, dropout_key = jax.random.split(key)
+        x = self._prepare(images[idx], aug_key)
+        y = labels[idx]
+
+        def loss_fn(params):
+            model = self._model(self.train_graph, state._replace(params=params), dropout_key)
+            logits = model(x)
+            loss = optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
+            _, _, _, rest = nnx.split(model, nnx.Param, nnx.RngState, ...)
+            return loss, (logits, rest)
+
+        (loss, (logits, rest)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+        updates, opt_state = self._optimizer(hp).update(grads, state.opt_state, state.params)
+        params = optax.apply_updates(state.params, updates)
+        finite = jnp.isfinite(loss) & jnp.isfinite(optax.tree.norm(grads))
+        keep_new = finite & ~state.diverged
+        new = jax.tree.map(lambda n, o: jnp.where(keep_new, n, o),
+                           (params, rest, opt_state), (state.params, state.rest, state.opt_state))
+        state = TrainState(*new, step=state.step + 1, diverged=state.diverged | ~finite)
+        metrics = {"loss": loss, "accuracy": jnp.mean(jnp.argmax(logits, -1) == y),
+                   **transforms.hyperparams(opt_state)}
+        return state, metrics
+
+    def _train_chunk(self, state: TrainState, hp, images, labels, idx):
+        """`idx` (n, K, B) example indices: n steps of K members on global batches of B."""
+        step = _lift(self._member_step, self.num_members, shared=(2, 3))
+
+        def body(state, idx):
+            idx = jax.lax.with_sharding_constraint(idx, NamedSharding(self.mesh, P(None, "data")))
+            return step(state, hp, images, labels, idx)
+
+        return jax.lax.scan(body, state, idx)
+
+    # --- evaluation ---------------------------------------------------------------------
+    def _evaluate(self, state: TrainState, images, labels, idx, mask):
+        """Mean loss and accuracy over the examples `idx` (steps, B) where `mask` is set."""
+
+        def member(state):
+            model = self._model(self.eval_graph, state)
+
+            def body(totals, batch):
+                idx, m = batch
+                logits = model(data.normalize(images[idx], self.mean, self.std))
+                ce = optax.softmax_cross_entropy_with_integer_labels(logits, labels[idx])
+                correct = jnp.argmax(logits, -1) == labels[idx]
+                return (totals[0] + jnp.sum(ce * m), totals[1] + jnp.sum(correct * m)), None
+
+            (loss, correct), _ = jax.lax.scan(body, (0.0, 0.0), (idx, mask))
+            n = jnp.sum(mask)
+            return {"loss": loss / n, "accuracy": correct / n}
+
+        return _lift(member, self.num_members)(state)
+
+
+def _placeholder(x):
+    """A concrete stand-in for an abstract RNG-stream variable (reseeded before use)."""
+    if jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key):
+        return jax.random.key(0)
+    return jnp.zeros(x.shape, x.dtype)

@@ -1,0 +1,259 @@
+"""The training engine on tiny LeNet runs over the offline Fashion-MNIST: metrics, sweeps,
+kill-and-resume, corrupt checkpoints, divergence, data parallelism, the CLI."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import warnings
+from pathlib import Path
+
+import jax
+import numpy as np
+import pytest
+
+from hparams_jax import schedules
+from hparams_jax.train import DivergenceError, History, TrainConfig, fit
+from hparams_jax.train.checkpoint import Checkpointer
+from hparams_jax.train.optimizer import learning_rate, member_hparams, momentum
+
+TINY = dict(model="lenet", dataset="fashion_mnist", batch_size=32, train_examples=256,
+            eval_examples=128, steps=16, lr_policy="one_cycle", min_lr=0.01,
+            max_lr=0.05, momentum=(0.95, 0.85), weight_decay=5e-4, log_every=4, eval_every=8,
+            checkpoint_every=8, progress=False)
+
+
+def tiny(**changes) -> TrainConfig:
+    return TrainConfig(**{**TINY, **changes})
+
+
+def params_of(workdir) -> dict:
+    """The parameters in the newest checkpoint of a finished run, as flat NumPy arrays."""
+    ckpt = Checkpointer(Path(workdir) / "checkpoints", keep=3)
+    step = ckpt.latest_step
+    restored = ckpt.manager.restore(step)
+    ckpt.close()
+    leaves = jax.tree_util.tree_leaves_with_path(restored)
+    return {jax.tree_util.keystr(p): np.asarray(x) for p, x in leaves}
+
+
+# --- config -------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("changes, argument", [
+    (dict(min_lr=1.0, max_lr=0.1), "min_lr"),
+    (dict(lr_policy="cosine"), "lr_policy"),
+    (dict(epochs=None, steps=None), "epochs"),
+    (dict(batch_size=0), "batch_size"),
+    (dict(momentum=1.2), "momentum"),
+    (dict(momentum=(0.85, 0.95)), "momentum"),
+    (dict(weight_decay=-1.0), "weight_decay"),
+    (dict(members=({"batch_size": 64},)), "members"),
+    (dict(members=({"momentum": 0.9}, {"momentum": (0.95, 0.85)})), "momentum"),
+    (dict(members=({"max_lr": 0.001},)), "min_lr"),
+])
+def test_config_rejects_bad_values(changes, argument):
+    with pytest.raises(ValueError, match=argument):
+        tiny(**changes)
+
+
+def test_config_round_trips_through_json():
+    config = tiny(members=({"seed": 1, "weight_decay": 1e-4}, {"seed": 2}))
+    again = TrainConfig.from_dict(json.loads(json.dumps(config.to_dict())))
+    assert again == config
+
+
+def test_policies_from_config_match_closed_forms():
+    config = tiny(lr_policy="piecewise", max_lr=0.1, piecewise_boundaries=(0.5, 0.75),
+                  piecewise_gamma=0.1, momentum=0.9)
+    hp = {k: v[0] for k, v in member_hparams(config).items()}
+    lr = learning_rate(config, hp, 100)
+    np.testing.assert_allclose([lr(t) for t in (0, 49, 50, 74, 75, 99)],
+                               [0.1, 0.1, 0.01, 0.01, 0.001, 0.001], rtol=1e-6)
+    assert float(momentum(config, hp, 100)) == pytest.approx(0.9)
+
+    config = tiny(lr_policy="triangular", step_size=10, max_lr=0.1, momentum=(0.95, 0.85))
+    hp = {k: v[0] for k, v in member_hparams(config).items()}
+    lr, mom = learning_rate(config, hp, 100), momentum(config, hp, 100)
+    for t in (0, 5, 10, 15, 20):  # momentum mirrors the LR triangle
+        frac = (float(lr(t)) - 0.01) / 0.09
+        assert float(mom(t)) == pytest.approx(0.95 - 0.1 * frac, abs=1e-6)
+
+
+# --- a run ---------------------------------------------------------------------------------
+
+def test_fit_writes_metrics_summary_and_logs_hyperparameters_used(tmp_path):
+    config = tiny(workdir=str(tmp_path))
+    history = fit(config)
+    rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    train = [r for r in rows if r["kind"] == "train"]
+    evals = [r for r in rows if r["kind"] == "eval"]
+    assert [r["step"] for r in train] == [4, 8, 12, 16]
+    assert [r["step"] for r in evals] == [8, 16]
+    assert train[-1]["epoch"] == pytest.approx(2.0)  # 256 examples / 32 = 8 steps an epoch
+    lr = schedules.one_cycle(16, 0.01, 0.05)
+    mom = schedules.one_cycle_momentum(16, max_momentum=0.95, min_momentum=0.85)
+    for r in train:  # the row at step s reports what step s - 1 (the chunk's last) used
+        assert r["learning_rate"] == pytest.approx(float(lr(r["step"] - 1)), rel=1e-5)
+        assert r["momentum"] == pytest.approx(float(mom(r["step"] - 1)), rel=1e-5)
+        assert r["weight_decay"] == pytest.approx(5e-4)
+        assert np.isfinite(r["train_loss"]) and 0 <= r["train_accuracy"] <= 1
+    assert 0 <= evals[-1]["test_accuracy"] <= 1
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["status"] == "completed" and summary["step"] == 16
+    assert summary["members"][0]["test_loss"] == pytest.approx(evals[-1]["test_loss"])
+    assert summary["wall_time_s"] > 0 and summary["seconds_per_epoch"] > 0
+    np.testing.assert_allclose(history.eval()["test_loss"], [r["test_loss"] for r in evals])
+    assert History.load(tmp_path).train()["step"].tolist() == [4, 8, 12, 16]
+    assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == ["16", "8"]
+
+
+def test_training_reduces_loss(tmp_path):
+    history = fit(tiny(steps=40, train_examples=1024, max_lr=0.05, workdir=str(tmp_path)))
+    train = history.train()
+    assert train["train_loss"][-1] < 0.7 * train["train_loss"][0]
+
+
+def test_vmapped_sweep_equals_separate_runs(tmp_path):
+    members = ({"seed": 0, "weight_decay": 1e-3, "max_lr": 0.05},
+               {"seed": 3, "weight_decay": 0.0, "max_lr": 0.03})
+    swept = fit(tiny(members=members, workdir=str(tmp_path / "sweep")))
+    sweep_params = params_of(tmp_path / "sweep")
+    for k, member in enumerate(members):
+        single = fit(tiny(**member, workdir=str(tmp_path / f"single{k}")))
+        np.testing.assert_allclose(swept.train(k)["train_loss"], single.train()["train_loss"],
+                                   rtol=1e-5)
+        np.testing.assert_allclose(swept.eval(k)["test_loss"], single.eval()["test_loss"],
+                                   rtol=1e-5)
+        single_params = params_of(tmp_path / f"single{k}")
+        for name, value in single_params.items():
+            np.testing.assert_allclose(sweep_params[name][k], value[0], rtol=1e-5, atol=1e-6,
+                                       err_msg=name)
+    # the members differ from each other
+    assert not np.allclose(swept.train(0)["train_loss"], swept.train(1)["train_loss"])
+
+
+# --- kill and resume -----------------------------------------------------------------------
+
+KILLED_CHILD = textwrap.dedent("""
+    import json, os, signal, sys
+    from hparams_jax.train import TrainConfig, fit, metrics
+
+    write = metrics.MetricsLog.write
+    def write_then_die(self, rows):
+        write(self, rows)
+        if any(r["step"] > {kill_after} for r in rows):  # mid-way between two checkpoints
+            os.kill(os.getpid(), signal.SIGKILL)
+    metrics.MetricsLog.write = write_then_die
+    fit(TrainConfig.from_dict(json.loads(sys.argv[1])))
+""")
+
+
+def test_sigkill_then_resume_equals_uninterrupted_run(tmp_path):
+    config = tiny(steps=24, checkpoint_every=8)
+    full = fit(config.replace(workdir=str(tmp_path / "full")))
+
+    killed = config.replace(workdir=str(tmp_path / "killed"))
+    proc = subprocess.run(
+        [sys.executable, "-c", KILLED_CHILD.format(kill_after=12),
+         json.dumps(killed.to_dict())], capture_output=True, text=True)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr
+    steps_on_disk = [json.loads(l)["step"] for l in
+                     (tmp_path / "killed" / "metrics.jsonl").read_text().splitlines()]
+    assert max(steps_on_disk) == 16  # rows past the step-8 checkpoint were written
+    assert sorted(p.name for p in (tmp_path / "killed" / "checkpoints").iterdir()) == ["8"]
+
+    resumed = fit(killed)
+    assert resumed.rows == full.rows
+    full_params, resumed_params = params_of(tmp_path / "full"), params_of(tmp_path / "killed")
+    assert full_params.keys() == resumed_params.keys()
+    for name in full_params:
+        np.testing.assert_array_equal(resumed_params[name], full_params[name], err_msg=name)
+
+
+def test_corrupt_latest_checkpoint_falls_back_to_previous(tmp_path):
+    config = tiny(steps=16, checkpoint_every=8, keep_checkpoints=3, workdir=str(tmp_path))
+    fit(config)
+    latest = tmp_path / "checkpoints" / "16"
+    for f in latest.rglob("*"):
+        if f.is_file() and f.stat().st_size > 0:
+            f.write_bytes(b"\0" * 7)  # truncated garbage
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        history = fit(config)
+    assert any("step 16" in str(w.message) and "older" in str(w.message) for w in caught)
+    assert history.summary["step"] == 16  # retrained steps 9-16 from the step-8 checkpoint
+    assert params_of(tmp_path)  # the rewritten step-16 checkpoint reads back
+
+
+def test_changed_config_in_same_workdir_is_refused(tmp_path):
+    fit(tiny(steps=4, workdir=str(tmp_path)))
+    with pytest.raises(ValueError, match="max_lr"):
+        fit(tiny(steps=4, max_lr=0.2, workdir=str(tmp_path)))
+
+
+# --- divergence ----------------------------------------------------------------------------
+
+def test_divergence_stops_run_and_keeps_last_good_checkpoint(tmp_path):
+    config = tiny(steps=400, lr_policy="one_cycle", min_lr=0.01, max_lr=5.0, momentum=0.9,
+                  checkpoint_every=4, log_every=4, workdir=str(tmp_path))
+    with pytest.raises(DivergenceError, match="non-finite loss at step"):
+        fit(config)
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["status"] == "diverged"
+    rows = [json.loads(l) for l in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert rows[-1]["train_loss"] in ("nan", "inf") or not np.isfinite(rows[-1]["train_loss"])
+    steps = sorted(int(p.name) for p in (tmp_path / "checkpoints").iterdir())
+    assert steps and max(steps) < rows[-1]["step"]
+    params = params_of(tmp_path)
+    assert all(np.all(np.isfinite(v)) for v in params.values() if v.dtype.kind == "f")
+
+
+def test_diverging_member_is_frozen_while_others_train(tmp_path):
+    members = ({"max_lr": 0.05}, {"max_lr": 1e4})
+    history = fit(tiny(steps=40, momentum=0.9, members=members, workdir=str(tmp_path)))
+    assert history.summary["status"] == "completed"
+    assert [m["diverged"] for m in history.summary["members"]] == [False, True]
+    assert np.isfinite(history.summary["members"][0]["test_loss"])
+
+
+# --- devices and CLI -----------------------------------------------------------------------
+
+def run_cli(args, devices=1, **kwargs):
+    env = {**os.environ, "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}"}
+    return subprocess.run([sys.executable, "-m", "hparams_jax", *args], capture_output=True,
+                          text=True, env=env, **kwargs)
+
+
+TINY_CLI = ["train", "--model", "lenet", "--dataset", "fashion_mnist", "--steps", "12",
+            "--batch-size", "32", "--train-examples", "256", "--lr-policy", "one_cycle",
+            "--min-lr", "0.01", "--max-lr", "0.05", "--momentum", "0.95:0.85",
+            "--log-every", "4", "--no-progress"]
+
+
+def test_four_devices_match_one_device(tmp_path):
+    results = {}
+    for devices in (1, 4):
+        workdir = tmp_path / f"d{devices}"
+        proc = run_cli([*TINY_CLI, "--workdir", str(workdir)], devices=devices)
+        assert proc.returncode == 0, proc.stderr
+        summary = json.loads((workdir / "summary.json").read_text())
+        assert summary["devices"] == devices
+        results[devices] = summary["members"][0]
+    for key in ("train_loss", "test_loss"):
+        assert results[4][key] == pytest.approx(results[1][key], rel=1e-4)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--model", "alexnet"], "--model 'alexnet' is unknown"),
+    (["--min-lr", "1.0", "--max-lr", "0.1"], "min_lr=1.0 is above max_lr=0.1"),
+    (["--batch-size", "30"], "batch_size"),
+    (["--momentum", "0.9:x"], "--momentum"),
+])
+def test_cli_bad_values_exit_with_one_line_error(tmp_path, args, message):
+    proc = run_cli([*TINY_CLI, "--workdir", str(tmp_path), *args], devices=4)
+    assert proc.returncode != 0
+    assert "Traceback" not in proc.stderr
+    assert message in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) <= 3  # argparse adds a usage line
