@@ -55,12 +55,9 @@ def _train(args) -> int:
         import jax
 
         jax.distributed.initialize()
-    from hparams_jax import models
     from hparams_jax.train import TrainConfig, fit
 
-    if args.model not in models.available():
-        raise ValueError(f"--model {args.model!r} is unknown; available: "
-                         f"{', '.join(models.available())}")
+    _check_model(args.model)
     config = TrainConfig(
         model=args.model, dataset=args.dataset, batch_size=args.batch_size,
         epochs=None if args.steps else args.epochs, steps=args.steps,
@@ -81,12 +78,103 @@ def _train(args) -> int:
     return 0
 
 
+def _family(text: str):
+    """`weight_decay=1e-3,1e-4` or `momentum=0.9,0.95:0.85` or `batch_size=64,128`."""
+    name, _, values = text.partition("=")
+    if name not in ("weight_decay", "momentum", "batch_size") or not values:
+        raise argparse.ArgumentTypeError(
+            f"--family {text!r}: expected weight_decay=V1,V2,..., momentum=V1,V2,... (a value "
+            "may be max:min) or batch_size=B1,B2,...")
+    parse = int if name == "batch_size" else _momentum if name == "momentum" else float
+    try:
+        return name, [parse(x) for x in values.split(",")]
+    except (ValueError, argparse.ArgumentTypeError):
+        raise argparse.ArgumentTypeError(f"--family {text!r}: {values!r} are not numbers")
+
+
+def _range_test(args) -> int:
+    """The LR range test (Smith 2018, Sec. 4.1) or a family of them (Sec. 4.3-4.5)."""
+    import json
+
+    from hparams_jax import plots
+    from hparams_jax.range_test import lr_range_test, range_test_family
+    from hparams_jax.train import TrainConfig
+
+    _check_model(args.model)
+    config = TrainConfig(model=args.model, dataset=args.dataset, batch_size=args.batch_size,
+                         momentum=args.momentum, nesterov=not args.no_nesterov,
+                         weight_decay=args.weight_decay, augmentation=args.augmentation,
+                         train_examples=args.train_examples, eval_examples=args.eval_examples,
+                         seed=args.seed, progress=False)
+    ramp = dict(start=args.start, stop=args.stop, num_steps=args.steps, mode=args.mode,
+                eval_every=args.eval_every)
+    workdir = Path(args.workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    if args.family:
+        param, values = args.family
+        family = range_test_family(config, param, values, **ramp)
+        (workdir / "range_test.json").write_text(json.dumps(
+            {"family": param, "values": [list(x) if isinstance(x, tuple) else x
+                                         for x in values],
+             "results": [r.to_dict() for r in family.results]}, indent=1))
+        plots.plot_family(family.results, workdir / "range_test.png",
+                          title=f"LR range tests over {param} ({args.model}, {args.dataset})")
+        print(family.text())
+        for r in family.results:
+            print(f"{r.label}: {r.suggest().text()}")
+    else:
+        result = lr_range_test(config, **ramp)
+        result.label = f"{args.model}, {args.dataset}, weight_decay={args.weight_decay:g}"
+        result.save(workdir / "range_test.json")
+        plots.plot_range_test(result, workdir / "range_test.png")
+        print(result.suggest().text())
+    print(f"saved {workdir / 'range_test.json'} and {workdir / 'range_test.png'}")
+    return 0
+
+
+def _diagnose(args) -> int:
+    """Reads a run's curves for under- and over-fitting (Smith 2018, Sec. 3)."""
+    from hparams_jax import plots
+    from hparams_jax.diagnose import diagnose
+    from hparams_jax.train import History
+
+    workdir = Path(args.workdir)
+    if not (workdir / "metrics.jsonl").exists():
+        raise ValueError(f"workdir={str(workdir)!r} has no metrics.jsonl: is it the workdir of "
+                         "a training run?")
+    history = History.load(workdir)
+    for member in range(history.num_members):
+        found = diagnose(history, member=member)
+        if history.num_members > 1:
+            print(f"member {member}:")
+        print(found.text())
+        name = "diagnosis.png" if history.num_members == 1 else f"diagnosis_{member}.png"
+        path = plots.plot_training(history, workdir / name, diagnosis=found, member=member)
+        print(f"saved {path}")
+    return 0
+
+
+def _check_model(name: str) -> None:
+    from hparams_jax import models
+
+    if name not in models.available():
+        raise ValueError(f"--model {name!r} is unknown; available: "
+                         f"{', '.join(models.available())}")
+
+
+class _Parser(argparse.ArgumentParser):
+    """Reports a bad argument as one line (no usage block): `hparams-jax train: error: ...`."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="hparams-jax",
         description="Smith's disciplined approach to neural-network hyper-parameters "
                     "(1cycle, cyclical momentum, LR range test) in JAX.")
-    sub = parser.add_subparsers(dest="command", required=True)
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     demo = sub.add_parser("demo", help="print and plot the 1cycle policy")
     demo.add_argument("--workdir", default="runs/demo", help="where the figures go")
     demo.add_argument("--steps", type=int, default=1000, help="length of the policy")
@@ -136,6 +224,47 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--distributed", action="store_true",
                        help="call jax.distributed.initialize() first (multi-host TPU/GPU)")
     train.set_defaults(func=_train)
+
+    rt = sub.add_parser(
+        "range-test", help="LR range test: find the learning-rate bounds",
+        description="Train briefly while the learning rate rises from --start to --stop and "
+                    "read where the loss and held-out accuracy stop improving (Smith 2018, "
+                    "Sec. 4.1). Writes WORKDIR/range_test.json and WORKDIR/range_test.png and "
+                    "prints the suggested min_lr/max_lr.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    rt.add_argument("--model", default="lenet", help="network (see models.available())")
+    rt.add_argument("--dataset", default="fashion_mnist", help="dataset name")
+    rt.add_argument("--start", type=float, default=0.001, help="first learning rate")
+    rt.add_argument("--stop", type=float, default=1.0, help="last learning rate")
+    rt.add_argument("--steps", type=int, default=300, help="steps of the ramp")
+    rt.add_argument("--mode", choices=["linear", "exp"], default="linear",
+                    help="linear ramp (the paper) or exponential (equal ratios)")
+    rt.add_argument("--eval-every", type=int, default=None,
+                    help="steps between held-out evaluations (default: 10 in the test)")
+    rt.add_argument("--eval-examples", type=int, default=1000,
+                    help="size of the fixed held-out subset of the test split")
+    rt.add_argument("--batch-size", type=int, default=128, help="global batch")
+    rt.add_argument("--momentum", type=_momentum, default=0.9,
+                    help="constant (0.9) or max:min, falling while the LR rises")
+    rt.add_argument("--no-nesterov", action="store_true", help="heavy-ball momentum")
+    rt.add_argument("--weight-decay", type=float, default=5e-4, help="L2 weight decay")
+    rt.add_argument("--family", type=_family, default=None,
+                    help="repeat for several values: weight_decay=1e-3,1e-4,1e-5 or "
+                         "momentum=0.99,0.95,0.9 or batch_size=64,128,256")
+    rt.add_argument("--augmentation", default=None, help="none, flip, crop_flip")
+    rt.add_argument("--train-examples", type=int, default=None,
+                    help="use a fixed random subset of the training split")
+    rt.add_argument("--seed", type=int, default=0, help="random seed")
+    rt.add_argument("--workdir", default="runs/range_test", help="output folder")
+    rt.set_defaults(func=_range_test)
+
+    diag = sub.add_parser(
+        "diagnose", help="read a run's curves for under/over-fitting",
+        description="Print the findings on a finished or running training run (divergence, "
+                    "under-fitting, over-fitting, instability, the early horizontal test loss "
+                    "of Smith 2018, Sec. 3) and save the annotated plot WORKDIR/diagnosis.png.")
+    diag.add_argument("workdir", help="the workdir of a training run")
+    diag.set_defaults(func=_diagnose)
     return parser
 
 

@@ -256,4 +256,4 @@ def test_cli_bad_values_exit_with_one_line_error(tmp_path, args, message):
     assert proc.returncode != 0
     assert "Traceback" not in proc.stderr
     assert message in proc.stderr
-    assert len(proc.stderr.strip().splitlines()) <= 3  # argparse adds a usage line
+    assert len(proc.stderr.strip().splitlines()) == 1

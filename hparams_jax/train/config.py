@@ -13,7 +13,8 @@ from typing import Any, Mapping
 
 from hparams_jax import _validate as v
 
-LR_POLICIES = ("one_cycle", "triangular", "constant", "piecewise")
+LR_POLICIES = ("one_cycle", "triangular", "constant", "piecewise", "range_test")
+RANGE_MODES = ("linear", "exp")
 ANNEALS = ("linear", "cos")
 # Settings a sweep member may override; each becomes a (K,) array in one compiled program.
 SWEEPABLE = ("seed", "min_lr", "max_lr", "momentum", "weight_decay")
@@ -27,7 +28,8 @@ class TrainConfig:
     `step_size` steps, falls back and anneals to `final_lr` (`schedules.one_cycle`);
     `"triangular"` cycles between the bounds (CLR); `"constant"` uses `max_lr`; `"piecewise"` is
     the step-decay baseline: `max_lr` multiplied by `piecewise_gamma` at each fraction of the run
-    in `piecewise_boundaries`. `momentum` is a float (constant) or `(max, min)` (cyclical, the
+    in `piecewise_boundaries`; `"range_test"` ramps from `min_lr` to `max_lr` over the run
+    (`range_mode` "linear" or "exp"; the LR range test of Sec. 4.1). `momentum` is a float (constant) or `(max, min)` (cyclical, the
     mirror image of the LR cycle). `param_multipliers` applies the network's per-parameter
     learning-rate and weight-decay multipliers of the author's prototxts (Caffe `lr_mult`,
     `decay_mult`; e.g. no decay on the final bias). Step counts (`step_size`, `log_every`, `eval_every`,
@@ -47,6 +49,7 @@ class TrainConfig:
     anneal: str = "linear"
     piecewise_boundaries: tuple[float, ...] = (0.5, 0.75)
     piecewise_gamma: float = 0.1
+    range_mode: str = "linear"
     momentum: float | tuple[float, float] = 0.9
     nesterov: bool = True
     weight_decay: float = 5e-4
@@ -82,6 +85,7 @@ class TrainConfig:
             v.positive_int("steps", self.steps)
         v.one_of("lr_policy", self.lr_policy, LR_POLICIES)
         v.one_of("anneal", self.anneal, ANNEALS)
+        v.one_of("range_mode", self.range_mode, RANGE_MODES)
         for member in self.members:
             unknown = set(member) - set(SWEEPABLE)
             if unknown:

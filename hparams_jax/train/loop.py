@@ -21,12 +21,10 @@ import jax
 import numpy as np
 from tqdm.auto import tqdm
 
-from hparams_jax import data
 from hparams_jax.train.checkpoint import Checkpointer
 from hparams_jax.train.config import TrainConfig
 from hparams_jax.train.metrics import History, MetricsLog, write_json_atomic
-from hparams_jax.train.optimizer import member_hparams
-from hparams_jax.train.steps import Engine
+from hparams_jax.train.session import Session
 
 # Config fields that may change between a run and its resumption.
 _RESUMABLE_CHANGES = ("workdir", "progress", "keep_checkpoints")
@@ -34,14 +32,6 @@ _RESUMABLE_CHANGES = ("workdir", "progress", "keep_checkpoints")
 
 class DivergenceError(RuntimeError):
     """Training met a non-finite loss (every member, for a sweep)."""
-
-
-def _subset(images, labels, n: int | None, seed: int = 0):
-    """A fixed random subset of `n` examples (the same for every run)."""
-    if n is None or n >= len(labels):
-        return images, labels
-    keep = np.sort(np.random.default_rng(seed).permutation(len(labels))[:n])
-    return images[keep], labels[keep]
 
 
 def _check_config_matches(workdir: Path, config: TrainConfig) -> None:
@@ -56,19 +46,6 @@ def _check_config_matches(workdir: Path, config: TrainConfig) -> None:
         raise ValueError(
             f"workdir={str(workdir)!r} holds a run with a different config ({', '.join(changed)} "
             "differ); use a new workdir or the same config to resume.")
-
-
-def _epoch_indices(seeds: np.ndarray, num_examples: int, batch_size: int, epoch: int
-                   ) -> np.ndarray:
-    """(steps_per_epoch, K, B) example indices: each member shuffles with its own seed."""
-    per_member = [data.epoch_indices(num_examples, batch_size, seed=int(s), epoch=epoch)
-                  for s in seeds]
-    return np.stack(per_member, axis=1)
-
-
-def _global(array: np.ndarray, sharding) -> jax.Array:
-    """A host array that every process holds alike, as one global array (multi-host safe)."""
-    return jax.make_array_from_callback(array.shape, sharding, lambda index: array[index])
 
 
 def fit(config: TrainConfig) -> History:
@@ -87,39 +64,17 @@ def fit(config: TrainConfig) -> History:
     start_time = time.perf_counter()
     workdir = Path(config.workdir)
     is_main = jax.process_index() == 0
-    mesh = data.make_mesh()
-    data.check_batch_divisible(config.batch_size, mesh.size)
-    info = data.info(config.dataset)
-    train_x, train_y = _subset(*data.load(config.dataset, "train"), config.train_examples)
-    test_x, test_y = _subset(*data.load(config.dataset, "test"), config.eval_examples)
-    steps_per_epoch = len(train_y) // config.batch_size
-    if steps_per_epoch == 0:
-        raise ValueError(f"batch_size={config.batch_size} is larger than the "
-                         f"{len(train_y)} training examples: it must be at most that.")
-    total_steps = config.steps or max(1, round(config.epochs * steps_per_epoch))
-    log_every = config.log_every
+    session = Session(config)
+    steps_per_epoch, total_steps = session.steps_per_epoch, session.total_steps
     eval_every = config.eval_every or steps_per_epoch
     checkpoint_every = config.checkpoint_every or steps_per_epoch
-
-    engine = Engine(config, num_classes=info.num_classes, mean=info.mean, std=info.std,
-                    augmentation=config.augmentation or info.augmentation,
-                    total_steps=total_steps, mesh=mesh)
-    hp = member_hparams(config)
-    seeds = hp["seed"]
-    replicated = engine.replicated
-    images, labels, test_images, test_labels = (
-        _global(a, replicated) for a in (train_x, train_y, test_x, test_y))
-    eval_sharding = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec(None, "data"))
-    eval_idx, eval_mask = (_global(a, eval_sharding)
-                           for a in data.eval_indices(len(test_y), config.batch_size))
-    hp_device = jax.tree.map(lambda a: _global(a, replicated), hp)
 
     workdir.mkdir(parents=True, exist_ok=True)
     _check_config_matches(workdir, config)
     if is_main:
         write_json_atomic(workdir / "config.json", config.to_dict())
     checkpointer = Checkpointer(workdir / "checkpoints", keep=config.keep_checkpoints)
-    state = engine.init(hp_device)
+    state = session.init_state()
     restored = checkpointer.restore_latest(state)
     step = 0
     if restored is not None:
@@ -127,29 +82,22 @@ def fit(config: TrainConfig) -> History:
     log = MetricsLog(workdir / "metrics.jsonl", resume_step=step, enabled=is_main)
 
     def evaluate() -> list[dict[str, Any]]:
-        m = jax.device_get(engine.evaluate(state, test_images, test_labels, eval_idx,
-                                           eval_mask))
+        m = session.evaluate(state)
         return [{"kind": "eval", "step": step, "epoch": step / steps_per_epoch, "member": k,
                  "test_loss": m["loss"][k], "test_accuracy": m["accuracy"][k]}
-                for k in range(engine.num_members)]
+                for k in range(session.num_members)]
 
     bar = tqdm(total=total_steps, initial=step, disable=not (config.progress and is_main),
                unit="step", dynamic_ncols=True)
     # Throughput excludes the chunks that compiled (the first of each length).
     train_seconds, trained_steps, timed_seconds, timed_steps = 0.0, 0, 0.0, 0
     compiled_lengths: set[int] = set()
-    epoch, epoch_idx = None, None
     status = "completed"
     try:
         while step < total_steps:
-            if step // steps_per_epoch != epoch:
-                epoch = step // steps_per_epoch
-                epoch_idx = _epoch_indices(seeds, len(train_y), config.batch_size, epoch)
-            pos = step % steps_per_epoch
-            n = min(log_every - pos % log_every, steps_per_epoch - pos, total_steps - step)
-            chunk_idx = _global(epoch_idx[pos:pos + n], engine.batch_sharding)
+            n = session.chunk_length(step, config.log_every)
             t0 = time.perf_counter()
-            state, m = engine.train_chunk(state, hp_device, images, labels, chunk_idx)
+            state, m = session.chunk(state, step, n)
             m = jax.device_get(m)
             seconds = time.perf_counter() - t0
             train_seconds, trained_steps = train_seconds + seconds, trained_steps + n
@@ -163,7 +111,7 @@ def fit(config: TrainConfig) -> History:
                      "learning_rate": m["learning_rate"][-1, k],
                      "momentum": m["momentum"][-1, k],
                      "weight_decay": m["weight_decay"][-1, k]}
-                    for k in range(engine.num_members)]
+                    for k in range(session.num_members)]
             diverged = np.asarray(jax.device_get(state.diverged))
             if not diverged.all():
                 due_eval = step // eval_every > prev // eval_every or step == total_steps

@@ -50,6 +50,9 @@ def learning_rate(config: TrainConfig, hp: HParams, total_steps: int) -> optax.S
         return schedules.triangular(hp["min_lr"], hp["max_lr"], _step_size(config, total_steps))
     if policy == "constant":
         return lambda count: hp["max_lr"]
+    if policy == "range_test":
+        return schedules.range_test(hp["min_lr"], hp["max_lr"], max(total_steps, 2),
+                                    mode=config.range_mode)
     boundaries = [int(round(b * total_steps)) for b in config.piecewise_boundaries]
     gamma = config.piecewise_gamma
 
@@ -72,6 +75,9 @@ def momentum(config: TrainConfig, hp: HParams, total_steps: int) -> optax.Schedu
     if config.lr_policy == "triangular":
         wave = schedules.triangular(0.0, 1.0, _step_size(config, total_steps))
         return lambda count: hi - (hi - lo) * wave(count)
+    if config.lr_policy == "range_test":  # falls while the LR rises (Sec. 4.3, Fig. 8a)
+        ramp = schedules.range_test(0.0, 1.0, max(total_steps, 2))
+        return lambda count: hi - (hi - lo) * ramp(count)
     return hi
 
 

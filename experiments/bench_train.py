@@ -1,0 +1,220 @@
+"""Training-step throughput: the engine's compiled step against the same network and step in
+PyTorch eager, in one run, on this machine's CPU.
+
+For LeNet (28x28x1) and ResNet-56 (the author's, 32x32x3) at batch 128, with SGD + Nesterov
+momentum + weight decay under a 1cycle schedule, prints images/s of both frameworks and their
+ratio, and the share of the step time the training loop spends outside the compiled step
+(gathering indices, dispatch, reading metrics back). Data are random images of the right
+shape held on the device, as the engine holds small datasets.
+
+    python experiments/bench_train.py                    # both networks
+    python experiments/bench_train.py --models lenet --rounds 5
+    python experiments/bench_train.py --flags            # each default XLA:CPU flag's effect
+
+PyTorch is a benchmark-only extra (`pip install torch==2.13.0`); it is skipped when missing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+SHAPES = {"lenet": (28, 28, 1), "resnet56": (32, 32, 3)}
+BATCH = 128
+
+
+# --- JAX ---------------------------------------------------------------------------------
+
+def jax_engine(model: str, num_examples: int = 2048):
+    import jax
+
+    from hparams_jax.train import TrainConfig
+    from hparams_jax.train.optimizer import member_hparams
+    from hparams_jax.train.steps import Engine, to_global
+    from hparams_jax.data import make_mesh
+
+    config = TrainConfig(model=model, dataset="cifar10", batch_size=BATCH, steps=10_000,
+                         momentum=(0.95, 0.85), weight_decay=5e-4, progress=False)
+    mesh = make_mesh()
+    h, w, c = SHAPES[model]
+    engine = Engine(config, num_classes=10, mean=[127.0] * c, std=[64.0] * c,
+                    augmentation="none", total_steps=10_000, mesh=mesh)
+    rng = np.random.default_rng(0)
+    images = to_global(rng.integers(0, 256, (num_examples, h, w, c), dtype=np.uint8),
+                       engine.replicated)
+    labels = to_global(rng.integers(0, 10, num_examples).astype(np.int32), engine.replicated)
+    hp = jax.tree.map(lambda a: to_global(a, engine.replicated), member_hparams(config))
+    return engine, engine.init(hp), hp, images, labels
+
+
+def time_jax(model: str, steps: int) -> dict[str, float]:
+    """Seconds per step: the compiled step alone, and inside the engine's chunk loop."""
+    import jax
+
+    from hparams_jax.train.steps import to_global
+
+    engine, state, hp, images, labels = jax_engine(model)
+    rng = np.random.default_rng(1)
+    host_idx = rng.integers(0, images.shape[0], (steps, 1, BATCH)).astype(np.int32)
+    device_idx = [to_global(i, engine.step_sharding) for i in host_idx]
+    # warm-up: compile both paths
+    state, m = engine.train_chunk(state, hp, images, labels, host_idx[:2])
+    jax.block_until_ready(m)
+
+    start = time.perf_counter()
+    for idx in device_idx:  # the compiled step back to back: the device-bound reference
+        state, m = engine._step(state, hp, images, labels, idx)
+    jax.block_until_ready(m)
+    bare = (time.perf_counter() - start) / steps
+
+    start = time.perf_counter()
+    state, m = engine.train_chunk(state, hp, images, labels, host_idx)
+    jax.device_get(m)  # the loop reads every chunk's metrics back
+    looped = (time.perf_counter() - start) / steps
+    return {"step": bare, "loop": looped}
+
+
+# --- PyTorch -----------------------------------------------------------------------------
+
+def torch_model(name: str):
+    import torch
+    from torch import nn
+
+    if name == "lenet":
+        return nn.Sequential(nn.Conv2d(1, 20, 5), nn.MaxPool2d(2), nn.Conv2d(20, 50, 5),
+                             nn.MaxPool2d(2), nn.Flatten(), nn.Linear(800, 500), nn.ReLU(),
+                             nn.Linear(500, 10))
+
+    class Block(nn.Module):  # the author's block: no ReLU after the sum, 2x2/2 projection
+        def __init__(self, cin, cout, stride):
+            super().__init__()
+            self.body = nn.Sequential(
+                nn.Conv2d(cin, cout, 3, stride, 1, bias=False), nn.BatchNorm2d(cout),
+                nn.ReLU(), nn.Conv2d(cout, cout, 3, 1, 1, bias=False), nn.BatchNorm2d(cout))
+            self.proj = (nn.Sequential(nn.Conv2d(cin, cout, stride, stride, bias=False),
+                                       nn.BatchNorm2d(cout)) if stride > 1 or cin != cout
+                         else nn.Identity())
+
+        def forward(self, x):
+            return self.body(x) + self.proj(x)
+
+    layers = [nn.Conv2d(3, 16, 3, 1, 1, bias=False), nn.BatchNorm2d(16), nn.ReLU()]
+    cin = 16
+    for i, (n, width) in enumerate(zip((8, 9, 9), (16, 32, 64))):
+        for j in range(n):
+            layers.append(Block(cin, width, 2 if i > 0 and j == 0 else 1))
+            cin = width
+    layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(64, 10)]
+    return nn.Sequential(*layers)
+
+
+def time_torch(name: str, steps: int, threads: int) -> float:
+    import torch
+
+    torch.set_num_threads(threads)
+    torch.manual_seed(0)
+    model = torch_model(name)
+    h, w, c = SHAPES[name]
+    total = 10_000
+    opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, nesterov=True,
+                          weight_decay=5e-4)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=0.1, total_steps=total,
+                                                base_momentum=0.85, max_momentum=0.95)
+    images = torch.randint(0, 256, (2048, c, h, w), dtype=torch.uint8)
+    labels = torch.randint(0, 10, (2048,))
+    loss_fn = torch.nn.CrossEntropyLoss()
+
+    def step():
+        idx = torch.randint(0, 2048, (BATCH,))
+        x = (images[idx].float() - 127.0) / 64.0
+        loss = loss_fn(model(x), labels[idx])
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        sched.step()
+        return loss.item()
+
+    for _ in range(2):
+        step()
+    start = time.perf_counter()
+    for _ in range(steps):
+        step()
+    return (time.perf_counter() - start) / steps
+
+
+# --- report ------------------------------------------------------------------------------
+
+def run(models: list[str], steps: dict[str, int]) -> None:
+    import jax
+
+    from timing import table
+
+    threads = os.cpu_count() or 1
+    rows = []
+    for name in models:
+        j = time_jax(name, steps[name])
+        try:
+            t = time_torch(name, steps[name], threads)
+        except ImportError:
+            t = float("nan")
+        rows.append({
+            "network": name, "batch": BATCH,
+            "JAX step (ms)": f"{j['step'] * 1e3:.1f}",
+            "PyTorch eager step (ms)": f"{t * 1e3:.1f}",
+            "JAX img/s": f"{BATCH / j['step']:.0f}",
+            "PyTorch img/s": f"{BATCH / t:.0f}",
+            "JAX / PyTorch speed": f"{t / j['step']:.2f}x",
+            "outside compiled step": f"{max(0.0, 1 - j['step'] / j['loop']):.1%}",
+        })
+    print(f"backend {jax.default_backend()}, {jax.device_count()} device(s), {threads} threads, "
+          f"XLA_FLAGS={os.environ.get('XLA_FLAGS', '')!r}")
+    print(table(rows, list(rows[0])))
+
+
+def flag_sweep(models: list[str], steps: dict[str, int]) -> None:
+    """Each default XLA:CPU flag's effect, one subprocess per setting (flags are read once)."""
+    from hparams_jax import _xla
+
+    variants = {"none (XLA defaults)": ""}
+    for flag in _xla.CPU_FLAGS:
+        variants[f"only {flag}"] = flag
+    variants["all package defaults"] = " ".join(_xla.CPU_FLAGS)
+    for label, flags in variants.items():
+        print(f"\n## {label}")
+        env = {**os.environ, "XLA_FLAGS": flags, "HPARAMS_JAX_XLA_DEFAULTS": "0"}
+        subprocess.run([sys.executable, __file__, "--models", *models, "--steps",
+                        *(str(steps[m]) for m in models), "--jax-only"], env=env, check=True)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", nargs="+", default=list(SHAPES), choices=list(SHAPES))
+    parser.add_argument("--steps", nargs="+", type=int, default=None,
+                        help="timed steps per network (default: lenet 30, resnet56 4)")
+    parser.add_argument("--flags", action="store_true",
+                        help="measure the effect of each default XLA:CPU flag")
+    parser.add_argument("--jax-only", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    defaults = {"lenet": 30, "resnet56": 4}
+    steps = dict(zip(args.models, args.steps)) if args.steps else defaults
+    if args.flags:
+        flag_sweep(args.models, steps)
+        return
+    if args.jax_only:
+        import jax
+
+        for name in args.models:
+            j = time_jax(name, steps[name])
+            print(f"{name}: JAX step {j['step'] * 1e3:.1f} ms ({BATCH / j['step']:.0f} img/s), "
+                  f"loop {j['loop'] * 1e3:.1f} ms, backend {jax.default_backend()}")
+        return
+    run(args.models, steps)
+
+
+if __name__ == "__main__":
+    main()

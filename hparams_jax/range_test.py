@@ -1,0 +1,403 @@
+"""The LR range test and its families (Smith 2018, Sec. 4.1, 4.3-4.5; Smith 2017, Sec. 3.3).
+
+A short run whose learning rate rises from `start` to `stop` (linearly, as in the paper, or
+exponentially) records the training loss every step and, every `eval_every` steps, the loss and
+accuracy on a fixed held-out subset. It runs the training engine's compiled step in chunks of
+`lax.scan`, checks between chunks and stops once the smoothed loss exceeds `stop_factor` x its
+minimum or turns non-finite. It builds its own state: no model or optimizer of the caller's is
+touched.
+
+`RangeTestResult.suggest()` reads the curve by the paper's rule, the largest LR before the
+held-out loss or accuracy worsens or the training loss turns ragged, and gives the minimum LR as
+a stated fraction of it; the steepest-descent, valley and minimum/10 picks of fastai and
+pytorch-lr-finder come alongside, labelled. `range_test_family` repeats the test over weight
+decays, momenta or batch sizes (Figs. 9-11): settings that share shapes run as one vmapped
+program.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+from typing import Any, Sequence
+
+import jax
+import numpy as np
+
+from hparams_jax import _validate as v
+from hparams_jax.train.config import RANGE_MODES, TrainConfig
+from hparams_jax.train.session import Session
+
+# min_lr as a fraction of max_lr: the author's 1cycle job scripts use max/10 (Sec. 4.1 and
+# shared/reference); for CLR the paper sets the minimum "a factor of 3 or 4" below the maximum.
+MIN_LR_FRACTION = {"one_cycle": 0.1, "triangular": 0.25}
+# The held-out loss may sit this far above its best before it counts as worse (eval noise).
+EVAL_TOLERANCE = 0.02
+# Raw-loss scatter around the smoothed curve (relative) beyond which training counts as ragged,
+# as a multiple of the scatter in the first third of the test.
+RAGGED_FACTOR = 3.0
+MIN_STEPS = 30  # fewer recorded steps cannot support a confident reading
+MIN_EVALS = 5  # fewer held-out points and the reading uses the training loss alone
+FLAT_DROP = 0.05  # a loss that never falls 5% below its start gives no signal
+NOISY_SCATTER = 0.2  # median relative scatter above this: too noisy to read
+
+
+@dataclasses.dataclass(frozen=True)
+class Alternative:
+    name: str
+    lr: float
+    reason: str
+
+
+@dataclasses.dataclass(frozen=True)
+class Suggestion:
+    max_lr: float
+    min_lr: float
+    method: str
+    reason: str
+    alternatives: tuple[Alternative, ...] = ()
+    warnings: tuple[str, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def text(self) -> str:
+        lines = [f"max_lr = {self.max_lr:.4g}, min_lr = {self.min_lr:.4g} ({self.method}): "
+                 f"{self.reason}"]
+        lines += [f"  {a.name}: {a.lr:.4g} ({a.reason})" for a in self.alternatives]
+        lines += [f"  warning: {w}" for w in self.warnings]
+        return "\n".join(lines)
+
+
+def smooth(loss: np.ndarray, beta: float = 0.98) -> np.ndarray:
+    """Bias-corrected exponential moving average (as in fastai's and pytorch-lr-finder's
+    finders); non-finite values propagate."""
+    out = np.empty(len(loss))
+    avg = 0.0
+    for i, x in enumerate(loss):
+        avg = beta * avg + (1 - beta) * x
+        out[i] = avg / (1 - beta ** (i + 1))
+    return out
+
+
+@dataclasses.dataclass
+class RangeTestResult:
+    """The curves of one range test; arrays are per step (train) or per evaluation."""
+
+    learning_rate: np.ndarray
+    train_loss: np.ndarray
+    smoothed_loss: np.ndarray
+    train_accuracy: np.ndarray
+    eval_step: np.ndarray
+    eval_learning_rate: np.ndarray
+    eval_loss: np.ndarray
+    eval_accuracy: np.ndarray
+    mode: str
+    start: float
+    stop: float
+    num_steps: int
+    stop_factor: float
+    stop_reason: str
+    label: str = ""
+    setting: dict = dataclasses.field(default_factory=dict)
+
+    @property
+    def steps_run(self) -> int:
+        return len(self.train_loss)
+
+    def suggest(self, policy: str = "one_cycle") -> Suggestion:
+        """LR bounds for `policy` ("one_cycle" or "triangular"); see the module docstring."""
+        v.one_of("policy", policy, tuple(MIN_LR_FRACTION))
+        return _suggest(self, MIN_LR_FRACTION[policy], policy)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        d = {k: (np.asarray(x).tolist() if isinstance(x, np.ndarray) else x)
+             for k, x in d.items()}
+        d["suggestion"] = self.suggest().to_dict()
+        return d
+
+    def save(self, path: str | Path) -> Path:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(self.to_dict(), indent=1))
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path) -> "RangeTestResult":
+        d = json.loads(Path(path).read_text())
+        d.pop("suggestion", None)
+        return cls(**{k: (np.array(x, dtype=float) if k in _ARRAYS else x)
+                      for k, x in d.items()})
+
+
+_ARRAYS = tuple(f.name for f in dataclasses.fields(RangeTestResult)
+                if f.type == "np.ndarray")
+
+
+# --- reading the curve ---------------------------------------------------------------------
+
+def _finite_prefix(x: np.ndarray) -> int:
+    bad = np.flatnonzero(~np.isfinite(x))
+    return int(bad[0]) if len(bad) else len(x)
+
+
+def _scatter(loss: np.ndarray) -> np.ndarray:
+    """Relative deviation of each step's loss from a centred moving average (unlike the
+    lagging EMA, a centred mean does not mistake a fast fall for noise)."""
+    window = max(5, len(loss) // 20) | 1
+    padded = np.pad(loss, window // 2, mode="edge")
+    centred = np.convolve(padded, np.ones(window) / window, mode="valid")
+    return np.abs(loss - centred) / np.abs(centred)
+
+
+def _ragged_from(r: RangeTestResult, end: int) -> int | None:
+    """First step where the raw loss scatters RAGGED_FACTOR x more than early on."""
+    window = max(5, end // 20)
+    if end < 3 * window:
+        return None
+    scatter = _scatter(r.train_loss[:end])
+    rolling = np.convolve(scatter, np.ones(window) / window, mode="valid")
+    baseline = np.median(rolling[: max(1, len(rolling) // 3)])
+    over = np.flatnonzero(rolling > RAGGED_FACTOR * max(baseline, 1e-3))
+    return int(over[0] + window - 1) if len(over) else None
+
+
+def _steepest(lr, loss) -> int:
+    x = np.log(lr) if np.all(lr > 0) else lr
+    slope = np.gradient(loss, x)
+    return int(np.nanargmin(slope))
+
+
+def _valley(loss) -> tuple[int, int]:
+    """fastai's valley: the longest decreasing subsequence of the loss, as (first, last)."""
+    n = len(loss)
+    length, prev = np.ones(n, int), np.arange(n)
+    for i in range(1, n):
+        earlier = np.flatnonzero(loss[:i] > loss[i])
+        if len(earlier):
+            j = earlier[np.argmax(length[earlier])]
+            length[i], prev[i] = length[j] + 1, j
+    last = int(np.argmax(length))
+    first = last
+    while prev[first] != first:
+        first = int(prev[first])
+    return first, last
+
+
+def _warnings(r: RangeTestResult, end: int, best: int) -> list[str]:
+    out = []
+    if end < MIN_STEPS:
+        out.append(f"only {end} usable steps: run at least {MIN_STEPS} (raise num_steps)")
+    s = r.smoothed_loss[:end]
+    if end and (s[0] - np.min(s)) < FLAT_DROP * abs(s[0]):
+        out.append(f"the loss hardly fell ({s[0]:.4g} -> {np.min(s):.4g}): the range may be "
+                   "too low or too high, or the model is not learning")
+    scatter = _scatter(r.train_loss[:end])
+    if end and np.median(scatter) > NOISY_SCATTER:
+        out.append(f"noisy loss (median scatter {np.median(scatter):.0%} around the smoothed "
+                   "curve): use a larger batch or more steps")
+    if end and best >= end - max(2, end // 50) and r.stop_reason == "completed":
+        out.append(f"the loss was still falling at stop={r.stop:.4g}: raise stop")
+    if end and best <= max(2, end // 50):
+        out.append(f"the loss was lowest at the start ({r.start:.4g}): lower start")
+    return out
+
+
+def _suggest(r: RangeTestResult, fraction: float, policy: str) -> Suggestion:
+    end = min(_finite_prefix(r.smoothed_loss), r.steps_run)
+    if end == 0:
+        return Suggestion(r.start, r.start * fraction, "none", "the loss was never finite",
+                          warnings=("the loss was non-finite from the first step",))
+    lr, s = r.learning_rate[:end], r.smoothed_loss[:end]
+    best = int(np.argmin(s))
+    train_max, why = lr[best], f"smoothed training loss lowest at lr {lr[best]:.4g}"
+    ragged = _ragged_from(r, end)
+    if ragged is not None and ragged < best:
+        train_max, why = lr[ragged], f"training loss turns ragged at lr {lr[ragged]:.4g}"
+    train_why = why
+    max_lr, method = train_max, "paper: largest LR before the training loss worsens"
+
+    ok = np.isfinite(r.eval_loss)
+    if ok.sum() >= MIN_EVALS:
+        e_lr, e_loss, e_acc = r.eval_learning_rate[ok], r.eval_loss[ok], r.eval_accuracy[ok]
+        i_loss, i_acc = int(np.argmin(e_loss)), int(np.argmax(e_acc))
+        good = (e_loss <= e_loss[i_loss] * (1 + EVAL_TOLERANCE)) & (
+            e_acc >= e_acc[i_acc] - EVAL_TOLERANCE)
+        # the largest evaluated LR up to which the held-out curve has not yet worsened
+        last_good = i_loss
+        while last_good + 1 < len(good) and good[last_good + 1]:
+            last_good += 1
+        eval_max = e_lr[last_good]
+        method = "paper: largest LR before the held-out loss/accuracy worsens"
+        why = (f"held-out loss {e_loss[i_loss]:.4g} (best) holds up to lr {eval_max:.4g}, "
+               f"accuracy best {e_acc[i_acc]:.3f}")
+        if eval_max > train_max:
+            why += f"; capped by the training curve ({train_why})"
+        max_lr = min(eval_max, train_max)
+
+    i_steep = _steepest(lr[:best + 1], s[:best + 1])
+    first, last = _valley(s)
+    i_valley = first + (last - first) * 2 // 3
+    alternatives = (
+        Alternative("steepest", float(lr[i_steep]),
+                    "steepest fall of the smoothed loss per log LR (fastai 'steep')"),
+        Alternative("valley", float(lr[i_valley]),
+                    "2/3 down the longest descending stretch (fastai 'valley')"),
+        Alternative("minimum/10", float(lr[best] / 10),
+                    "LR of the lowest smoothed loss divided by 10 (fastai 'minimum')"),
+    )
+    warnings = tuple(_warnings(r, end, best))
+    if warnings:
+        method += " (low confidence)"
+    reason = f"{why}; min_lr = {fraction:g} x max_lr for {policy}"
+    return Suggestion(float(max_lr), float(max_lr * fraction), method, reason, alternatives,
+                      warnings)
+
+
+# --- running it ----------------------------------------------------------------------------
+
+def _check_ramp(start, stop, num_steps, mode, stop_factor, eval_every):
+    v.one_of("mode", mode, RANGE_MODES)
+    (v.strictly_positive if mode == "exp" else v.non_negative)("start", start)
+    v.strictly_positive("stop", stop)
+    v.ordered("start", start, "stop", stop)
+    v.positive_int("num_steps", num_steps)
+    v.check("num_steps", num_steps, num_steps >= 2, "at least 2")
+    v.check("stop_factor", stop_factor, stop_factor > 1, "greater than 1")
+    if eval_every is not None:
+        v.positive_int("eval_every", eval_every)
+
+
+def _run(config: TrainConfig, *, start, stop, num_steps, mode, eval_every, stop_factor,
+         labels: Sequence[str]) -> list[RangeTestResult]:
+    session = Session(config.replace(lr_policy="range_test", min_lr=start, max_lr=stop,
+                                     steps=num_steps, range_mode=mode, workdir=None,
+                                     progress=False))
+    k = session.num_members
+    state = session.init_state()
+    eval_every = eval_every or max(1, num_steps // 10)
+    losses, accs, lrs = [], [], []
+    evals: list[tuple[int, np.ndarray, np.ndarray, np.ndarray]] = []
+    stopped = np.full(k, -1)  # step at which each member stopped, -1 while running
+    reasons = ["completed"] * k
+    step = 0
+    while step < num_steps and (stopped < 0).any():
+        n = session.chunk_length(step, eval_every)
+        state, m = session.chunk(state, step, n)
+        m = jax.device_get(m)
+        losses.append(m["loss"]), accs.append(m["accuracy"]), lrs.append(m["learning_rate"])
+        step += n
+        e = session.evaluate(state)
+        evals.append((step, m["learning_rate"][-1], e["loss"], e["accuracy"]))
+        loss = np.concatenate(losses)
+        for j in np.flatnonzero(stopped < 0):
+            s = smooth(loss[:, j])
+            if not np.all(np.isfinite(s)):
+                stopped[j], reasons[j] = step, "non-finite loss"
+            elif s[-1] > stop_factor * np.min(s):
+                stopped[j], reasons[j] = step, f"smoothed loss above {stop_factor:g}x its minimum"
+    loss, acc, lr = (np.concatenate(x) for x in (losses, accs, lrs))
+    results = []
+    settings = session.config.members_or_self()
+    for j in range(k):
+        end = stopped[j] if stopped[j] >= 0 else step
+        ev = [(s, l[j], el[j], ea[j]) for s, l, el, ea in evals if s <= end]
+        cols = np.array(ev, dtype=float).reshape(-1, 4).T
+        results.append(RangeTestResult(
+            learning_rate=lr[:end, j].astype(float), train_loss=loss[:end, j].astype(float),
+            smoothed_loss=smooth(loss[:end, j]), train_accuracy=acc[:end, j].astype(float),
+            eval_step=cols[0], eval_learning_rate=cols[1], eval_loss=cols[2],
+            eval_accuracy=cols[3], mode=mode, start=float(start), stop=float(stop),
+            num_steps=num_steps, stop_factor=stop_factor, stop_reason=reasons[j],
+            label=labels[j], setting=dataclasses.asdict(settings[j])))
+    return results
+
+
+def lr_range_test(config: TrainConfig, *, start: float, stop: float, num_steps: int,
+                  mode: str = "linear", eval_every: int | None = None,
+                  stop_factor: float = 4.0) -> RangeTestResult:
+    """One LR range test of `config`'s model, data, batch size, momentum and weight decay
+    (its LR policy, length and sweep are replaced by the ramp). The held-out subset is
+    `config.eval_examples` test examples; evaluated every `eval_every` steps (default: ten
+    times in the test)."""
+    _check_ramp(start, stop, num_steps, mode, stop_factor, eval_every)
+    if config.members:
+        raise ValueError(f"config.members={list(config.members)!r}: use range_test_family "
+                         "to compare settings")
+    return _run(config, start=start, stop=stop, num_steps=num_steps, mode=mode,
+                eval_every=eval_every, stop_factor=stop_factor, labels=[""])[0]
+
+
+FAMILY_PARAMS = ("weight_decay", "momentum", "batch_size")
+
+
+@dataclasses.dataclass
+class Family:
+    """Range tests of one setting varied (Smith 2018, Figs. 9-11)."""
+
+    param: str
+    values: list
+    results: list[RangeTestResult]
+
+    def rows(self) -> list[dict[str, Any]]:
+        out = []
+        for value, r in zip(self.values, self.results):
+            s = r.suggest()
+            ok = np.isfinite(r.eval_loss)
+            out.append({self.param: value, "max_lr": s.max_lr,
+                        "min_smoothed_loss": float(np.nanmin(r.smoothed_loss)),
+                        "best_eval_loss": float(np.min(r.eval_loss[ok])) if ok.any() else None,
+                        "best_eval_accuracy": float(np.max(r.eval_accuracy[ok]))
+                        if ok.any() else None,
+                        "stopped": r.stop_reason})
+        return out
+
+    def text(self) -> str:
+        lines = [f"{self.param:>14} {'max_lr':>9} {'min loss':>9} {'best eval loss':>15} "
+                 f"{'best eval acc':>14}  stop"]
+        for r in self.rows():
+            ev_loss = "-" if r["best_eval_loss"] is None else f"{r['best_eval_loss']:.4f}"
+            ev_acc = "-" if r["best_eval_accuracy"] is None else f"{r['best_eval_accuracy']:.4f}"
+            lines.append(f"{str(r[self.param]):>14} {r['max_lr']:>9.4g} "
+                         f"{r['min_smoothed_loss']:>9.4f} {ev_loss:>15} {ev_acc:>14}  "
+                         f"{r['stopped']}")
+        best = min(self.rows(), key=lambda r: (r["best_eval_loss"] is None,
+                                               r["best_eval_loss"] or r["min_smoothed_loss"]))
+        lines.append(f"lowest held-out loss: {self.param}={best[self.param]} (the paper picks "
+                     "the setting whose test loss is lowest and stays low to the largest LR)")
+        return "\n".join(lines)
+
+
+def range_test_family(config: TrainConfig, param: str, values: Sequence, *, start: float,
+                      stop: float, num_steps: int, mode: str = "linear",
+                      eval_every: int | None = None, stop_factor: float = 4.0) -> Family:
+    """Range tests of `config` for each of `values` of `param` ("weight_decay", "momentum" —
+    a float or a (max, min) pair, falling while the LR rises — or "batch_size"). Weight decays
+    and momenta of one kind run as one vmapped program; batch sizes one after another."""
+    v.one_of("param", param, FAMILY_PARAMS)
+    v.check("values", values, len(values) >= 1, "a non-empty list")
+    _check_ramp(start, stop, num_steps, mode, stop_factor, eval_every)
+    kw = dict(start=start, stop=stop, num_steps=num_steps, mode=mode, eval_every=eval_every,
+              stop_factor=stop_factor)
+    values = [tuple(x) if isinstance(x, list) else x for x in values]
+    results: dict[int, RangeTestResult] = {}
+    if param == "batch_size":
+        for i, b in enumerate(values):
+            results[i] = _run(config.replace(batch_size=b, members=()),
+                              labels=[f"batch_size={b}"], **kw)[0]
+    else:
+        groups: dict[bool, list[int]] = {}
+        for i, x in enumerate(values):  # constant and cyclical momenta compile separately
+            groups.setdefault(isinstance(x, tuple), []).append(i)
+        for idx in groups.values():
+            members = tuple({param: values[i], "seed": config.seed} for i in idx)
+            out = _run(config.replace(members=members), labels=[
+                f"{param}={_fmt(values[i])}" for i in idx], **kw)
+            results.update(zip(idx, out))
+    return Family(param, list(values), [results[i] for i in range(len(values))])
+
+
+def _fmt(x) -> str:
+    return ":".join(f"{y:g}" for y in x) if isinstance(x, tuple) else f"{x:g}"

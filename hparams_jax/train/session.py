@@ -1,0 +1,90 @@
+"""A prepared run: the data on the device(s), the compiled engine and the members'
+hyper-parameters, with the two moves every loop makes (a chunk of steps, an evaluation).
+
+`fit` and the LR range test both drive one; a reader follows a batch from `data.load` through
+`chunk` (example indices, shuffled per epoch and member) into `Engine.train_chunk`.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import jax
+from jax.sharding import NamedSharding, PartitionSpec as P
+
+from hparams_jax import data
+from hparams_jax.train.config import TrainConfig
+from hparams_jax.train.optimizer import member_hparams
+from hparams_jax.train.steps import Engine, TrainState, to_global
+
+
+def _subset(images, labels, n: int | None, seed: int = 0):
+    """A fixed random subset of `n` examples (the same for every run)."""
+    if n is None or n >= len(labels):
+        return images, labels
+    keep = np.sort(np.random.default_rng(seed).permutation(len(labels))[:n])
+    return images[keep], labels[keep]
+
+
+class Session:
+    """Everything `config` needs on the device, built once."""
+
+    def __init__(self, config: TrainConfig):
+        self.config = config
+        self.mesh = data.make_mesh()
+        data.check_batch_divisible(config.batch_size, self.mesh.size)
+        info = data.info(config.dataset)
+        train_x, train_y = _subset(*data.load(config.dataset, "train"), config.train_examples)
+        test_x, test_y = _subset(*data.load(config.dataset, "test"), config.eval_examples)
+        self.num_train = len(train_y)
+        self.steps_per_epoch = self.num_train // config.batch_size
+        if self.steps_per_epoch == 0:
+            raise ValueError(f"batch_size={config.batch_size} is larger than the "
+                             f"{self.num_train} training examples: it must be at most that.")
+        self.total_steps = config.steps or max(1, round(config.epochs * self.steps_per_epoch))
+        self.engine = Engine(config, num_classes=info.num_classes, mean=info.mean, std=info.std,
+                             augmentation=config.augmentation or info.augmentation,
+                             total_steps=self.total_steps, mesh=self.mesh)
+        replicated = self.engine.replicated
+        hp = member_hparams(config)
+        self.seeds = hp["seed"]
+        self.hp = jax.tree.map(lambda a: to_global(a, replicated), hp)
+        self.images, self.labels, self.test_images, self.test_labels = (
+            to_global(a, replicated) for a in (train_x, train_y, test_x, test_y))
+        eval_sharding = NamedSharding(self.mesh, P(None, "data"))
+        self.eval_idx, self.eval_mask = (
+            to_global(a, eval_sharding) for a in data.eval_indices(len(test_y), config.batch_size))
+        self._epoch, self._epoch_idx = None, None
+
+    @property
+    def num_members(self) -> int:
+        return self.engine.num_members
+
+    def init_state(self) -> TrainState:
+        return self.engine.init(self.hp)
+
+    def chunk_length(self, step: int, every: int) -> int:
+        """Steps from `step` to the next multiple of `every` within the epoch (and the run)."""
+        pos = step % self.steps_per_epoch
+        return min(every - pos % every, self.steps_per_epoch - pos, self.total_steps - step)
+
+    def _indices(self, step: int, n: int) -> np.ndarray:
+        """(n, K, B) example indices of steps [step, step + n), all in one epoch; each member
+        shuffles every epoch with its own seed."""
+        epoch = step // self.steps_per_epoch
+        if epoch != self._epoch:
+            self._epoch = epoch
+            self._epoch_idx = np.stack(
+                [data.epoch_indices(self.num_train, self.config.batch_size, seed=int(s),
+                                    epoch=epoch) for s in self.seeds], axis=1)
+        pos = step % self.steps_per_epoch
+        return self._epoch_idx[pos:pos + n]
+
+    def chunk(self, state: TrainState, step: int, n: int):
+        """Runs steps [step, step + n): (state, per-step metrics)."""
+        return self.engine.train_chunk(state, self.hp, self.images, self.labels,
+                                       self._indices(step, n))
+
+    def evaluate(self, state: TrainState) -> dict[str, np.ndarray]:
+        """Test loss and accuracy of each member, (K,) arrays."""
+        return jax.device_get(self.engine.evaluate(state, self.test_images, self.test_labels,
+                                                   self.eval_idx, self.eval_mask))
