@@ -97,7 +97,8 @@ def _load_tfds(name: str, split: str, data_dir: str | None):
         source = tfds.data_source(name, split=split, data_dir=data_dir, download=False)
     except Exception as err:  # tfds raises assorted errors for missing files
         return err
-    examples = source.__getitems__(range(len(source)))
+    # tfds decodes (PNG) one record at a time whichever way it is asked; this is load-once.
+    examples = [source[i] for i in range(len(source))]
     images = np.stack([np.asarray(e["image"], np.uint8) for e in examples])
     labels = np.asarray([e["label"] for e in examples], np.int32)
     return images, labels
