@@ -61,14 +61,14 @@ def time_jax(model: str, steps: int) -> dict[str, float]:
     engine, state, hp, images, labels = jax_engine(model)
     rng = np.random.default_rng(1)
     host_idx = rng.integers(0, images.shape[0], (steps, 1, BATCH)).astype(np.int32)
-    device_idx = [to_global(i, engine.step_sharding) for i in host_idx]
-    # warm-up: compile both paths
-    state, m = engine.train_chunk(state, hp, images, labels, host_idx[:2])
+    device_idx = to_global(host_idx, engine.chunk_sharding)
+    # warm-up: compile for this chunk length
+    state, m = engine.train_chunk(state, hp, images, labels, host_idx)
     jax.block_until_ready(m)
 
     start = time.perf_counter()
-    for idx in device_idx:  # the compiled step back to back: the device-bound reference
-        state, m = engine._step(state, hp, images, labels, idx)
+    for i in range(steps):  # the compiled step back to back: the device-bound reference
+        state, m = engine._step(state, hp, images, labels, device_idx, np.int32(i))
     jax.block_until_ready(m)
     bare = (time.perf_counter() - start) / steps
 

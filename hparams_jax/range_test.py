@@ -34,9 +34,11 @@ from hparams_jax.train.session import Session
 MIN_LR_FRACTION = {"one_cycle": 0.1, "triangular": 0.25}
 # The held-out loss may sit this far above its best before it counts as worse (eval noise).
 EVAL_TOLERANCE = 0.02
-# Raw-loss scatter around the smoothed curve (relative) beyond which training counts as ragged,
-# as a multiple of the scatter in the first third of the test.
+# Raw-loss scatter around its local mean (relative) beyond which training counts as ragged: a
+# multiple of the scatter in the first third of the test, and never below a 1% floor (a
+# noiseless curve would otherwise call any bend ragged).
 RAGGED_FACTOR = 3.0
+RAGGED_FLOOR = 0.01
 MIN_STEPS = 30  # fewer recorded steps cannot support a confident reading
 MIN_EVALS = 5  # fewer held-out points and the reading uses the training loss alone
 FLAT_DROP = 0.05  # a loss that never falls 5% below its start gives no signal
@@ -160,7 +162,8 @@ def _ragged_from(r: RangeTestResult, end: int) -> int | None:
     scatter = _scatter(r.train_loss[:end])
     rolling = np.convolve(scatter, np.ones(window) / window, mode="valid")
     baseline = np.median(rolling[: max(1, len(rolling) // 3)])
-    over = np.flatnonzero(rolling > RAGGED_FACTOR * max(baseline, 1e-3))
+    over = np.flatnonzero(rolling > RAGGED_FACTOR * max(baseline, RAGGED_FLOOR))
+    over = over[over >= window]  # the first windows see the edge of the curve
     return int(over[0] + window - 1) if len(over) else None
 
 
@@ -237,7 +240,8 @@ def _suggest(r: RangeTestResult, fraction: float, policy: str) -> Suggestion:
             why += f"; capped by the training curve ({train_why})"
         max_lr = min(eval_max, train_max)
 
-    i_steep = _steepest(lr[:best + 1], s[:best + 1])
+    upto = min(max(best + 1, 3), end)  # the descent before the minimum (a few points at least)
+    i_steep = _steepest(lr[:upto], s[:upto]) if upto >= 2 else 0
     first, last = _valley(s)
     i_valley = first + (last - first) * 2 // 3
     alternatives = (
@@ -278,7 +282,7 @@ def _run(config: TrainConfig, *, start, stop, num_steps, mode, eval_every, stop_
     k = session.num_members
     state = session.init_state()
     eval_every = eval_every or max(1, num_steps // 10)
-    losses, accs, lrs = [], [], []
+    losses, accs, lrs, finite = [], [], [], []
     evals: list[tuple[int, np.ndarray, np.ndarray, np.ndarray]] = []
     stopped = np.full(k, -1)  # step at which each member stopped, -1 while running
     reasons = ["completed"] * k
@@ -287,22 +291,26 @@ def _run(config: TrainConfig, *, start, stop, num_steps, mode, eval_every, stop_
         n = session.chunk_length(step, eval_every)
         state, m = session.chunk(state, step, n)
         m = jax.device_get(m)
-        losses.append(m["loss"]), accs.append(m["accuracy"]), lrs.append(m["learning_rate"])
+        for out, key in ((losses, "loss"), (accs, "accuracy"), (lrs, "learning_rate"),
+                         (finite, "finite")):
+            out.append(m[key])
         step += n
         e = session.evaluate(state)
         evals.append((step, m["learning_rate"][-1], e["loss"], e["accuracy"]))
         loss = np.concatenate(losses)
         for j in np.flatnonzero(stopped < 0):
             s = smooth(loss[:, j])
-            if not np.all(np.isfinite(s)):
-                stopped[j], reasons[j] = step, "non-finite loss"
+            if not np.all(np.concatenate(finite)[:, j]):
+                stopped[j], reasons[j] = step, "non-finite loss or gradient"
             elif s[-1] > stop_factor * np.min(s):
                 stopped[j], reasons[j] = step, f"smoothed loss above {stop_factor:g}x its minimum"
-    loss, acc, lr = (np.concatenate(x) for x in (losses, accs, lrs))
+    loss, acc, lr, finite = (np.concatenate(x) for x in (losses, accs, lrs, finite))
     results = []
     settings = session.config.members_or_self()
     for j in range(k):
         end = stopped[j] if stopped[j] >= 0 else step
+        bad = np.flatnonzero(~finite[:, j])  # the step that met a non-finite loss or gradient;
+        end = min(end, bad[0]) if len(bad) else end  # the member's state is frozen after it
         ev = [(s, l[j], el[j], ea[j]) for s, l, el, ea in evals if s <= end]
         cols = np.array(ev, dtype=float).reshape(-1, 4).T
         results.append(RangeTestResult(

@@ -123,7 +123,7 @@ def fit(config: TrainConfig) -> History:
                             lr=f"{rows[0]['learning_rate']:.3g}")
             if diverged.all():
                 status = "diverged"
-                bad = np.argmax(~np.isfinite(m["loss"]), axis=0)
+                bad = np.argmax(~m["finite"], axis=0)
                 first = prev + 1 + int(bad.min())
                 lr = float(m["learning_rate"][bad.min(), 0])
                 raise DivergenceError(

@@ -82,8 +82,7 @@ class Engine:
         self.init = jax.jit(self._init, out_shardings=self.replicated)
         self.scan_steps = jax.default_backend() != "cpu"
         self._scan = jax.jit(self._train_scan, donate_argnums=0)
-        self._step = jax.jit(_lift(self._member_step, self.num_members, shared=(2, 3)),
-                             donate_argnums=0)
+        self._step = jax.jit(self._train_step, donate_argnums=0)
         self.evaluate = jax.jit(self._evaluate)
 
     # --- model plumbing ----------------------------------------------------------------
@@ -95,7 +94,7 @@ class Engine:
     def _model(self, graph, state: TrainState, dropout_key=None):
         """The module of `state`; its dropout stream is seeded with `dropout_key`."""
         rngs = jax.tree.map(_placeholder, self.rng_template)
-        model = nnx.merge(graph, state.params, rngs, state.rest)
+        model = nnx.merge(graph, state.params, rngs, state.rest, copy=True)
         if dropout_key is not None:
             nnx.reseed(model, dropout=dropout_key)
         return model
@@ -141,6 +140,7 @@ class Engine:
                            (params, rest, opt_state), (state.params, state.rest, state.opt_state))
         state = TrainState(*new, step=state.step + 1, diverged=state.diverged | ~finite)
         metrics = {"loss": loss, "accuracy": jnp.mean(jnp.argmax(logits, -1) == y),
+                   "finite": finite,
                    **transforms.hyperparams(opt_state)}
         return state, metrics
 
@@ -153,15 +153,20 @@ class Engine:
 
         return jax.lax.scan(body, state, idx)
 
+    def _train_step(self, state: TrainState, hp, images, labels, idx, i):
+        """Step `i` of the chunk `idx` (n, K, B), for the host loop."""
+        step = _lift(self._member_step, self.num_members, shared=(2, 3))
+        return step(state, hp, images, labels, jax.lax.dynamic_index_in_dim(idx, i, 0, False))
+
     def train_chunk(self, state: TrainState, hp, images, labels, idx: np.ndarray):
         """n steps of K members on global batches of B, from host indices `idx` (n, K, B);
         returns the new state and per-step metrics with a leading axis n."""
+        idx = to_global(idx, self.chunk_sharding)
         if self.scan_steps:
-            return self._scan(state, hp, images, labels, to_global(idx, self.chunk_sharding))
+            return self._scan(state, hp, images, labels, idx)
         metrics = []
-        for step_idx in idx:
-            state, m = self._step(state, hp, images, labels,
-                                  to_global(step_idx, self.step_sharding))
+        for i in range(idx.shape[0]):
+            state, m = self._step(state, hp, images, labels, idx, np.int32(i))
             metrics.append(m)
         return state, jax.tree.map(lambda *x: jnp.stack(x), *metrics)
 

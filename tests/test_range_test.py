@@ -1,0 +1,131 @@
+"""The LR range test: reading synthetic curves with known answers, warnings on bad curves, a
+real short test, families run as one vmapped program, JSON round trip."""
+
+import numpy as np
+import pytest
+
+from hparams_jax.range_test import (RangeTestResult, lr_range_test, range_test_family,
+                                    smooth)
+from hparams_jax.train import TrainConfig
+
+
+def synthetic(lr, loss, *, eval_every=10, eval_loss=None, eval_acc=None, stop_reason="completed",
+              mode="linear"):
+    loss = np.asarray(loss, float)
+    idx = np.arange(eval_every - 1, len(lr), eval_every)
+    eval_loss = loss[idx] if eval_loss is None else eval_loss(lr[idx])
+    eval_acc = (1 - eval_loss / 3) if eval_acc is None else eval_acc(lr[idx])
+    return RangeTestResult(
+        learning_rate=lr, train_loss=loss, smoothed_loss=smooth(loss),
+        train_accuracy=np.zeros_like(loss), eval_step=idx + 1.0, eval_learning_rate=lr[idx],
+        eval_loss=eval_loss, eval_accuracy=eval_acc, mode=mode, start=float(lr[0]),
+        stop=float(lr[-1]), num_steps=len(lr), stop_factor=4.0, stop_reason=stop_reason)
+
+
+def valley_curve(lr, best=0.3):
+    """Falls until `best`, then climbs steeply: a clean range-test curve."""
+    return 2.3 - 2.0 * np.minimum(lr / best, 1) + 8.0 * np.maximum(lr - best, 0) ** 2
+
+
+def test_suggest_finds_the_largest_lr_before_the_loss_worsens():
+    lr = np.linspace(0.001, 1.0, 400)
+    r = synthetic(lr, valley_curve(lr), eval_loss=lambda x: valley_curve(x))
+    s = r.suggest()
+    assert 0.25 <= s.max_lr <= 0.45
+    assert s.min_lr == pytest.approx(s.max_lr / 10)
+    assert r.suggest("triangular").min_lr == pytest.approx(s.max_lr / 4)
+    assert "paper" in s.method and s.warnings == ()
+    names = {a.name: a.lr for a in s.alternatives}
+    assert set(names) == {"steepest", "valley", "minimum/10"}
+    assert all(0.001 <= v <= 1.0 for v in names.values())
+
+
+def test_held_out_curve_caps_the_suggestion():
+    """The training loss still falls, but the held-out accuracy collapses past lr 0.2."""
+    lr = np.linspace(0.001, 1.0, 400)
+    r = synthetic(lr, valley_curve(lr, best=0.8),
+                  eval_loss=lambda x: 0.5 + 3 * np.maximum(x - 0.2, 0),
+                  eval_acc=lambda x: 0.9 - 2 * np.maximum(x - 0.2, 0))
+    s = r.suggest()
+    assert s.max_lr == pytest.approx(0.2, abs=0.03)
+    assert "held-out" in s.reason
+
+
+def test_ragged_training_loss_caps_the_suggestion():
+    rng = np.random.default_rng(0)
+    lr = np.linspace(0.001, 1.0, 400)
+    loss = valley_curve(lr, best=0.8) * (1 + 0.01 * rng.normal(size=400))
+    loss[lr > 0.4] *= 1 + 0.4 * np.abs(rng.normal(size=(lr > 0.4).sum()))
+    r = synthetic(lr, loss, eval_every=1000)  # no held-out points: the training loss decides
+    s = r.suggest()
+    assert s.max_lr < 0.55
+    assert "ragged" in s.reason
+
+
+@pytest.mark.parametrize("loss, warning", [
+    (lambda lr: 2.3 + 0 * lr, "hardly fell"),
+    (lambda lr: 2.3 - lr, "still falling"),
+    (lambda lr: 1.0 + 5 * lr, "lowest at the start"),
+])
+def test_unreadable_curves_warn_instead_of_answering_confidently(loss, warning):
+    lr = np.linspace(0.01, 1.0, 200)
+    s = synthetic(lr, loss(lr)).suggest()
+    assert any(warning in w for w in s.warnings), s.warnings
+    assert "low confidence" in s.method
+
+
+def test_too_short_and_noisy_curves_warn():
+    lr = np.linspace(0.01, 0.3, 12)
+    assert any("usable steps" in w for w in synthetic(lr, valley_curve(lr)).suggest().warnings)
+    lr = np.linspace(0.01, 1.0, 300)
+    noisy = valley_curve(lr) * (1 + 1.5 * np.random.default_rng(1).random(300))
+    assert any("noisy" in w for w in synthetic(lr, noisy).suggest().warnings)
+
+
+def test_json_round_trip(tmp_path):
+    lr = np.linspace(0.001, 1.0, 100)
+    r = synthetic(lr, valley_curve(lr))
+    again = RangeTestResult.load(r.save(tmp_path / "rt.json"))
+    np.testing.assert_array_equal(again.learning_rate, r.learning_rate)
+    assert again.suggest() == r.suggest()
+
+
+TINY = TrainConfig(model="lenet", dataset="fashion_mnist", batch_size=32, train_examples=2048,
+                   eval_examples=128, momentum=0.9, weight_decay=5e-4, progress=False)
+
+
+def test_real_range_test_ramps_records_and_stops_on_divergence():
+    r = lr_range_test(TINY, start=0.01, stop=3.0, num_steps=60, eval_every=10)
+    assert r.learning_rate[0] == pytest.approx(0.01)
+    np.testing.assert_allclose(np.diff(r.learning_rate), (3.0 - 0.01) / 59, rtol=1e-4)
+    assert r.stop_reason != "completed" and r.steps_run < 60  # LeNet cannot train at 3
+    assert len(r.eval_loss) == r.steps_run // 10
+    s = r.suggest()
+    assert 0.01 <= s.max_lr < 1.0
+
+
+def test_family_runs_members_together_and_matches_single_tests():
+    kw = dict(start=0.01, stop=0.2, num_steps=20, eval_every=10)
+    family = range_test_family(TINY, "weight_decay", [1e-2, 1e-4], **kw)
+    assert [r.label for r in family.results] == ["weight_decay=0.01", "weight_decay=0.0001"]
+    single = lr_range_test(TINY.replace(weight_decay=1e-4), **kw)
+    np.testing.assert_allclose(family.results[1].train_loss, single.train_loss, rtol=1e-5)
+    assert not np.allclose(family.results[0].train_loss, family.results[1].train_loss)
+    assert "weight_decay" in family.text()
+
+
+def test_momentum_family_mixes_constant_and_cyclical():
+    family = range_test_family(TINY, "momentum", [0.9, (0.95, 0.85)], start=0.01, stop=0.1,
+                               num_steps=10, eval_every=5)
+    assert [r.label for r in family.results] == ["momentum=0.9", "momentum=0.95:0.85"]
+
+
+@pytest.mark.parametrize("kwargs, argument", [
+    (dict(start=0.5, stop=0.1, num_steps=10), "start"),
+    (dict(start=0.0, stop=0.1, num_steps=10, mode="exp"), "start"),
+    (dict(start=0.01, stop=0.1, num_steps=1), "num_steps"),
+    (dict(start=0.01, stop=0.1, num_steps=10, stop_factor=1.0), "stop_factor"),
+])
+def test_bad_ramps(kwargs, argument):
+    with pytest.raises(ValueError, match=argument):
+        lr_range_test(TINY, **kwargs)
