@@ -125,8 +125,8 @@ def augmentation_epoch_seconds(batch: int) -> float | None:
     random crop, random flip, normalise to float32. None when ``hparams_jax.data.augment`` is
     not available."""
     try:
-        augment = importlib.import_module("hparams_jax.data.augment")
-        random_crop, random_flip = augment.random_crop, augment.random_flip
+        data = importlib.import_module("hparams_jax.data")
+        random_crop, random_flip = data.random_crop, data.random_flip
     except (ImportError, AttributeError) as err:
         print(f"(augmentation not timed: hparams_jax.data.augment unavailable: {err})")
         return None

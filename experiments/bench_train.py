@@ -35,8 +35,8 @@ def jax_engine(model: str, num_examples: int = 2048):
 
     from hparams_jax.train import TrainConfig
     from hparams_jax.train.optimizer import member_hparams
-    from hparams_jax.train.steps import Engine, to_global
-    from hparams_jax.data import make_mesh
+    from hparams_jax.data import make_mesh, put
+    from hparams_jax.train.steps import Engine
 
     config = TrainConfig(model=model, dataset="cifar10", batch_size=BATCH, steps=10_000,
                          momentum=(0.95, 0.85), weight_decay=5e-4, progress=False)
@@ -45,10 +45,10 @@ def jax_engine(model: str, num_examples: int = 2048):
     engine = Engine(config, num_classes=10, mean=[127.0] * c, std=[64.0] * c,
                     augmentation="none", total_steps=10_000, mesh=mesh)
     rng = np.random.default_rng(0)
-    images = to_global(rng.integers(0, 256, (num_examples, h, w, c), dtype=np.uint8),
+    images = put(rng.integers(0, 256, (num_examples, h, w, c), dtype=np.uint8),
                        engine.replicated)
-    labels = to_global(rng.integers(0, 10, num_examples).astype(np.int32), engine.replicated)
-    hp = jax.tree.map(lambda a: to_global(a, engine.replicated), member_hparams(config))
+    labels = put(rng.integers(0, 10, num_examples).astype(np.int32), engine.replicated)
+    hp = jax.tree.map(lambda a: put(a, engine.replicated), member_hparams(config))
     return engine, engine.init(hp), hp, images, labels
 
 
@@ -56,12 +56,12 @@ def time_jax(model: str, steps: int) -> dict[str, float]:
     """Seconds per step: the compiled step alone, and inside the engine's chunk loop."""
     import jax
 
-    from hparams_jax.train.steps import to_global
+    from hparams_jax.data import put
 
     engine, state, hp, images, labels = jax_engine(model)
     rng = np.random.default_rng(1)
     host_idx = rng.integers(0, images.shape[0], (steps, 1, BATCH)).astype(np.int32)
-    device_idx = to_global(host_idx, engine.chunk_sharding)
+    device_idx = put(host_idx, engine.chunk_sharding)
     # warm-up: compile for this chunk length
     state, m = engine.train_chunk(state, hp, images, labels, host_idx)
     jax.block_until_ready(m)

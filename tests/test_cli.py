@@ -1,22 +1,39 @@
-"""The command line: the demo's output files, errors without tracebacks."""
+"""The command line: the demo end to end on a tiny budget, errors without tracebacks."""
 
+import json
 import subprocess
 import sys
 
 from hparams_jax import cli
 
 
-def test_demo_prints_table_and_saves_png(tmp_path, capsys):
-    assert cli.main(["demo", "--workdir", str(tmp_path), "--steps", "200"]) == 0
+def test_demo_runs_range_test_then_one_cycle_vs_constant(tmp_path, capsys):
+    assert cli.main(["demo", "--workdir", str(tmp_path), "--epochs", "1", "--range-steps", "30",
+                     "--train-examples", "1024", "--eval-examples", "256",
+                     "--no-progress"]) == 0
     out = capsys.readouterr().out
-    assert "learning_rate" in out and "momentum" in out
-    png = tmp_path / "schedules.png"
-    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "max_lr =" in out and "1cycle" in out and "constant" in out
+    assert "test accuracy" in out
+    suggestion = json.loads((tmp_path / "range_test.json").read_text())["suggestion"]
+    config = json.loads((tmp_path / "one_cycle" / "config.json").read_text())
+    assert config["max_lr"] == suggestion["max_lr"] and config["min_lr"] == suggestion["min_lr"]
+    constant = json.loads((tmp_path / "constant" / "config.json").read_text())
+    assert constant["lr_policy"] == "constant" and constant["max_lr"] == suggestion["min_lr"]
+    for name in ("range_test.png", "schedules.png", "comparison.png", "1cycle_curves.png",
+                 "constant_curves.png"):
+        assert (tmp_path / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", name
 
 
 def test_bad_value_is_one_line_error_without_traceback(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "hparams_jax", "demo", "--workdir",
-                           str(tmp_path), "--steps", "0"], capture_output=True, text=True)
+                           str(tmp_path), "--epochs", "-1"], capture_output=True, text=True)
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr
-    assert "total_steps=0" in proc.stderr
+    assert "epochs=-1.0" in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_diagnose_needs_a_training_workdir(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "hparams_jax", "diagnose", str(tmp_path)],
+                          capture_output=True, text=True)
+    assert proc.returncode == 2 and "no metrics.jsonl" in proc.stderr

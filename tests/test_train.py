@@ -259,12 +259,12 @@ def test_cli_bad_values_exit_with_one_line_error(tmp_path, args, message):
     assert len(proc.stderr.strip().splitlines()) == 1
 
 
-def test_batch_norm_and_dropout_networks_train_on_mock_cifar(tmp_path):
-    """ResNet-20 (batch norm) and DenseNet-40 (batch norm + dropout) through the engine, on
-    tfds mock CIFAR-10 with the flip augmentation: BN statistics move, losses stay finite."""
+def test_batch_norm_network_trains_on_mock_cifar(tmp_path):
+    """ResNet-20 (batch norm) through the engine, on tfds mock CIFAR-10 with the flip
+    augmentation: BN statistics move, losses stay finite."""
     import tensorflow_datasets as tfds
 
-    for model in ("resnet20", "densenet40"):
+    for model in ("resnet20",):
         workdir = tmp_path / model
         with tfds.testing.mock_data(num_examples=64):
             history = fit(tiny(model=model, dataset="cifar10", batch_size=16, train_examples=None,

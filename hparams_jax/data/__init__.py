@@ -1,18 +1,26 @@
 """Datasets, on-device augmentation and mesh batching (Smith 2018's datasets).
 
-`load(name, split)` gives a split as uint8 NHWC images and int32 labels; `info(name)` its
-shape, statistics and the author's augmentation; `augment`/`normalize` run inside jit;
-`epoch_indices`/`eval_indices` and the mesh helpers lay batches out over devices.
+A batch's way from disk to the model:
+- `sources.load(name, split)`: a whole split as read-only uint8 NHWC images and int32 labels
+  (tfds array_record files; Fashion-MNIST from Debian's IDX files first); `catalog.info(name)`:
+  classes, shape, pixel statistics and the author's augmentation.
+- `pipeline`: the split placed once on a "data" mesh (`DeviceDataset`), per-epoch shuffled
+  (`epoch_indices`) or masked evaluation (`eval_indices`) index arrays, `gather` inside jit.
+- `augment`: `augment(key, images, policy)` and `normalize` inside the compiled step.
+- `imagenet`: ImageNet streamed with grain (host-side decode, crop and resize).
 """
 
-from hparams_jax.data.augment import POLICIES, augment, normalize, random_crop, random_flip
-from hparams_jax.data.pipeline import (batch_sharding, check_batch_divisible, epoch_indices,
-                                       eval_indices, make_mesh, replicated)
-from hparams_jax.data.sources import (DatasetInfo, DatasetUnavailableError, available, info,
-                                      load)
+from hparams_jax.data.augment import (POLICIES, augment, check_policy, normalize, random_crop,
+                                      random_flip)
+from hparams_jax.data.catalog import SPLITS, DatasetInfo, available, info
+from hparams_jax.data.pipeline import (DeviceDataset, batch_sharding, check_batch_divisible,
+                                       epoch_indices, eval_indices, gather, make_mesh, put,
+                                       replicated)
+from hparams_jax.data.sources import DatasetUnavailableError, load
 
 __all__ = [
-    "POLICIES", "DatasetInfo", "DatasetUnavailableError", "augment", "available",
-    "batch_sharding", "check_batch_divisible", "epoch_indices", "eval_indices", "info",
-    "load", "make_mesh", "normalize", "random_crop", "random_flip", "replicated",
+    "POLICIES", "SPLITS", "DatasetInfo", "DatasetUnavailableError", "DeviceDataset", "augment",
+    "available", "batch_sharding", "check_batch_divisible", "check_policy", "epoch_indices",
+    "eval_indices", "gather", "info", "load", "make_mesh", "normalize", "put",
+    "random_crop", "random_flip", "replicated",
 ]

@@ -1,9 +1,19 @@
-"""Batching for a device mesh: per-epoch shuffling from a seed, the global batch sharded on
-the mesh's "data" axis, the last partial batch dropped in training and kept (masked) in
-evaluation. Small datasets live on the device whole; a step gathers its batch there from these
-index arrays (the training engine does the gather inside its compiled step)."""
+"""Batching on the device(s) for datasets that fit in device memory (the airbench way).
+
+A split is placed on the device(s) once, replicated over a one-axis mesh named "data". Each step
+gathers its global batch there from an index array laid out with `batch_sharding`, so every
+device gathers only its own shard; nothing but the indices crosses from the host per step.
+
+Indices come from the host: `epoch_indices` shuffles each epoch from (seed, epoch) and drops the
+last partial batch (training); `eval_indices` keeps every example exactly once, padding the last
+batch and masking the padding (evaluation). Both are plain NumPy, identical on every host.
+"""
 
 from __future__ import annotations
+
+import dataclasses
+import numbers
+import os
 
 import jax
 import numpy as np
@@ -11,47 +21,137 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from hparams_jax import _validate as v
 
+DATA_AXIS = "data"
+
 
 def make_mesh(devices=None) -> Mesh:
     """A one-axis mesh named "data" over all devices (of all hosts) or the given ones."""
     devices = jax.devices() if devices is None else list(devices)
-    return Mesh(np.asarray(devices), ("data",))
+    v.check("devices", devices, len(devices) > 0, "a non-empty sequence of devices (or None)")
+    return Mesh(np.asarray(devices), (DATA_AXIS,))
 
 
-def batch_sharding(mesh: Mesh) -> NamedSharding:
-    return NamedSharding(mesh, P("data"))
+def batch_sharding(mesh: Mesh, *, leading: int = 0) -> NamedSharding:
+    """Shards the batch axis over "data": axis 0, or axis `leading` after that many unsharded
+    leading axes (e.g. `leading=1` for (steps, batch) index arrays)."""
+    return NamedSharding(mesh, P(*([None] * leading), DATA_AXIS))
 
 
 def replicated(mesh: Mesh) -> NamedSharding:
+    """A whole copy on every device of the mesh."""
     return NamedSharding(mesh, P())
 
 
-def check_batch_divisible(batch_size: int, num_devices: int) -> None:
+def check_batch_divisible(batch_size: int, num_devices: int) -> int:
+    """`batch_size` if the global batch splits evenly over `num_devices`, else ValueError."""
     v.positive_int("batch_size", batch_size)
+    v.positive_int("num_devices", num_devices)
     if batch_size % num_devices:
+        lower = batch_size - batch_size % num_devices
+        suggest = f"{lower} or {lower + num_devices}" if lower else f"{num_devices}"
         raise ValueError(
             f"batch_size={batch_size} does not divide over {num_devices} devices: the global "
-            f"batch must be a multiple of {num_devices} (e.g. "
-            f"{max(num_devices, batch_size - batch_size % num_devices)}).")
+            f"batch must be a multiple of {num_devices} (e.g. {suggest}).")
+    return batch_size
+
+
+def _non_negative_int(name: str, value) -> int:
+    ok = isinstance(value, numbers.Integral) and not isinstance(value, bool) and value >= 0
+    v.check(name, value, ok, "an integer >= 0")
+    return int(value)
 
 
 def epoch_indices(num_examples: int, batch_size: int, *, seed: int, epoch: int) -> np.ndarray:
-    """(steps, batch_size) int32 example indices of one training epoch, shuffled by
-    (seed, epoch); the last partial batch is dropped."""
+    """(steps, batch_size) int32 example indices of one training epoch, steps =
+    num_examples // batch_size: a permutation drawn from (seed, epoch), the last partial batch
+    dropped. Deterministic for (seed, epoch); a new order every epoch."""
     v.positive_int("num_examples", num_examples)
     v.positive_int("batch_size", batch_size)
+    seed, epoch = _non_negative_int("seed", seed), _non_negative_int("epoch", epoch)
+    v.check("batch_size", batch_size, batch_size <= num_examples,
+            f"at most num_examples={num_examples} (a training epoch drops the last partial "
+            "batch, so it would have no step)")
     steps = num_examples // batch_size
     order = np.random.default_rng([seed, epoch]).permutation(num_examples)
     return order[: steps * batch_size].reshape(steps, batch_size).astype(np.int32)
 
 
 def eval_indices(num_examples: int, batch_size: int) -> tuple[np.ndarray, np.ndarray]:
-    """Every example once, in order: (steps, batch_size) indices and a float32 mask that is 0
-    on the padding of the last batch."""
+    """Every example exactly once, in order: (steps, batch_size) int32 indices, steps =
+    ceil(num_examples / batch_size), and a float32 mask that is 1 on real examples and 0 on the
+    padding of the last batch (padded with index num_examples - 1, so gathers stay in bounds)."""
     v.positive_int("num_examples", num_examples)
     v.positive_int("batch_size", batch_size)
     steps = -(-num_examples // batch_size)
-    idx = np.arange(steps * batch_size)
-    mask = (idx < num_examples).astype(np.float32)
-    return np.minimum(idx, num_examples - 1).reshape(steps, batch_size).astype(np.int32), \
-        mask.reshape(steps, batch_size)
+    flat = np.arange(steps * batch_size)
+    mask = (flat < num_examples).astype(np.float32).reshape(steps, batch_size)
+    idx = np.minimum(flat, num_examples - 1).astype(np.int32).reshape(steps, batch_size)
+    return idx, mask
+
+
+def put(array: np.ndarray, sharding: NamedSharding) -> jax.Array:
+    """A host array that every process holds alike, as one global array laid out by
+    `sharding` (multi-host safe: each process fills only its own devices)."""
+    array = np.asarray(array)
+    return jax.make_array_from_callback(array.shape, sharding, lambda index: array[index])
+
+
+def gather(images: jax.Array, labels: jax.Array, idx: jax.Array, mesh: Mesh | None = None):
+    """(images[idx], labels[idx]), for use inside jit. With `mesh`, the results are constrained
+    to shard the last axis of `idx` (the batch) over "data", so each device gathers its own
+    shard of the batch from its replica of the data."""
+    x, y = images[idx], labels[idx]
+    if mesh is not None:
+        lead = idx.ndim - 1
+        x = jax.lax.with_sharding_constraint(x, batch_sharding(mesh, leading=lead))
+        y = jax.lax.with_sharding_constraint(y, batch_sharding(mesh, leading=lead))
+    return x, y
+
+
+@jax.tree_util.register_dataclass
+@dataclasses.dataclass(frozen=True)
+class DeviceDataset:
+    """One split held whole on the device(s): uint8 images (N, H, W, C) and int32 labels (N,),
+    replicated over `mesh`. A pytree (the mesh is static), so it can be passed to a jitted step,
+    which calls `ds.gather(idx)` with `idx` laid out by `ds.index_sharding(...)`."""
+
+    images: jax.Array
+    labels: jax.Array
+    mesh: Mesh = dataclasses.field(metadata=dict(static=True))
+
+    @classmethod
+    def from_arrays(cls, images: np.ndarray, labels: np.ndarray, mesh: Mesh | None = None
+                    ) -> "DeviceDataset":
+        """Places host arrays (the same on every process) on every device of `mesh`."""
+        images, labels = np.asarray(images), np.asarray(labels)
+        v.check("images", images.shape, images.ndim == 4 and images.dtype == np.uint8,
+                "a uint8 array (N, H, W, C)")
+        v.check("labels", labels.shape, labels.shape == images.shape[:1],
+                f"an integer array ({images.shape[0]},) matching the images")
+        mesh = make_mesh() if mesh is None else mesh
+        rep = replicated(mesh)
+        return cls(put(images, rep), put(labels.astype(np.int32), rep), mesh)
+
+    @classmethod
+    def load(cls, name: str, split: str, *, mesh: Mesh | None = None,
+             data_dir: str | os.PathLike | None = None) -> "DeviceDataset":
+        """`data.load(name, split)` placed on the device(s)."""
+        from hparams_jax.data.sources import load
+
+        return cls.from_arrays(*load(name, split, data_dir=data_dir), mesh=mesh)
+
+    def __len__(self) -> int:
+        return int(self.labels.shape[0])
+
+    def index_sharding(self, *, leading: int = 0) -> NamedSharding:
+        return batch_sharding(self.mesh, leading=leading)
+
+    def put_indices(self, idx: np.ndarray) -> jax.Array:
+        """Host indices (..., batch) on the device(s), the batch (last) axis sharded."""
+        check_batch_divisible(int(np.shape(idx)[-1]), self.mesh.size)
+        return put(np.asarray(idx, np.int32), self.index_sharding(leading=np.ndim(idx) - 1))
+
+    def gather(self, idx: jax.Array) -> tuple[jax.Array, jax.Array]:
+        """(images, labels) of the examples `idx`, sharded over "data" on idx's last axis."""
+        return gather(self.images, self.labels, idx, self.mesh)
+

@@ -1,140 +1,194 @@
-"""Datasets as in-memory arrays: `load(name, split) -> (images uint8 NHWC, labels int32)`.
+"""Whole splits of the small datasets as NumPy arrays: `load(name, split)`.
 
-The paper's small datasets (MNIST, CIFAR-10/100; Smith 2018, Sec. 4-5) and the offline
-Fashion-MNIST. Source: tensorflow-datasets' `tfds.data_source` (array_record files, no
-TensorFlow needed) from prepared data; `fashion_mnist` first reads Debian's
-`dataset-fashion-mnist` IDX files. Nothing is downloaded: a missing dataset raises
-`DatasetUnavailableError` saying where it looked and the command that gets it.
+Sources, in order:
+1. `fashion_mnist` only: Debian's `dataset-fashion-mnist` IDX files, in
+   `$HPARAMS_JAX_FASHION_MNIST_DIR` or `/usr/share/datasets/fashion-mnist/` (the offline data
+   of this project's tests, demo and CPU-scale reproductions).
+2. tensorflow-datasets files prepared in array_record format, read with `tfds.data_source`
+   (random access, no TensorFlow needed) in batched `__getitems__` reads.
+
+Loaded splits are cached per process and returned read-only (`images.flags.writeable` is
+False): take a copy (`np.array(images)`) before writing into one.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import functools
-import gzip
 import os
 from pathlib import Path
 
 import numpy as np
 
-from hparams_jax import _validate as v
+from hparams_jax.data import catalog
+from hparams_jax.data.idx import read_idx
 
-SPLITS = ("train", "test")
-FASHION_MNIST_DIR = "/usr/share/datasets/fashion-mnist"
 FASHION_MNIST_ENV = "HPARAMS_JAX_FASHION_MNIST_DIR"
-_IDX_FILES = {"train": ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"),
-              "test": ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz")}
+DEBIAN_FASHION_MNIST_DIR = "/usr/share/datasets/fashion-mnist"
+_IDX_STEMS = {"train": "train", "test": "t10k"}
+_READ_CHUNK = 4096  # examples per batched read of a tfds data source
 
 
 class DatasetUnavailableError(RuntimeError):
-    """The dataset's files are not on this machine."""
+    """A dataset's files are not on this machine; the message says where we looked and how to
+    get them."""
 
 
-@dataclasses.dataclass(frozen=True)
-class DatasetInfo:
-    """Shape and statistics of a dataset; `mean`/`std` per channel on the 0-255 scale.
+def load(name: str, split: str, *, data_dir: str | os.PathLike | None = None
+         ) -> tuple[np.ndarray, np.ndarray]:
+    """(images uint8 (N, H, W, C), labels int32 (N,)) of a whole split, read-only.
 
-    `augmentation` is the author's (Smith 2018 runs, see shared/reference): random horizontal
-    flip for CIFAR (his 32-pixel crop of 32x32 images is a no-op), none for MNIST-type data.
+    `name`: "mnist", "fashion_mnist", "cifar10" or "cifar100"; `split`: "train" or "test";
+    `data_dir`: the tfds data folder (default: `$TFDS_DATA_DIR` or `~/tensorflow_datasets`).
+    Raises `DatasetUnavailableError` when the files are missing.
     """
-
-    name: str
-    num_classes: int
-    image_shape: tuple[int, int, int]
-    mean: tuple[float, ...]
-    std: tuple[float, ...]
-    train_size: int
-    test_size: int
-    augmentation: str
-
-
-_INFO = {
-    "mnist": DatasetInfo("mnist", 10, (28, 28, 1), (33.32,), (78.57,), 60_000, 10_000, "none"),
-    "fashion_mnist": DatasetInfo("fashion_mnist", 10, (28, 28, 1), (72.94,), (90.02,), 60_000,
-                                 10_000, "none"),
-    "cifar10": DatasetInfo("cifar10", 10, (32, 32, 3), (125.31, 122.95, 113.87),
-                           (62.99, 62.09, 66.70), 50_000, 10_000, "flip"),
-    "cifar100": DatasetInfo("cifar100", 100, (32, 32, 3), (129.30, 124.07, 112.43),
-                            (68.17, 65.39, 70.42), 50_000, 10_000, "flip"),
-}
-IMAGENET = "imagenet2012"
+    ds_info = catalog.info(name)
+    catalog.check_split(split)
+    if not ds_info.in_memory:
+        raise ValueError(f"name={name!r} is streamed, not loaded whole: use "
+                         f"hparams_jax.data.imagenet.dataset(split, batch_size, ...) for it; "
+                         f"load() takes one of {in_memory_names()}.")
+    idx_dir = fashion_mnist_dir() if name == "fashion_mnist" else None
+    return _load_cached(name, split, None if data_dir is None else str(data_dir), idx_dir)
 
 
-def available() -> list[str]:
-    """Dataset names `load` (and, for imagenet2012, `imagenet.batches`) accepts."""
-    return sorted([*_INFO, IMAGENET])
+def in_memory_names() -> list[str]:
+    return [n for n in catalog.available() if catalog.info(n).in_memory]
 
 
-def info(name: str) -> DatasetInfo:
-    v.one_of("name", name, tuple(_INFO))
-    return _INFO[name]
+def fashion_mnist_dir() -> str:
+    """Where the Fashion-MNIST IDX files are looked for."""
+    return os.environ.get(FASHION_MNIST_ENV) or DEBIAN_FASHION_MNIST_DIR
 
 
-def _read_idx(path: Path) -> np.ndarray:
-    """An IDX file (LeCun's MNIST format; gzip): magic 0x00 0x00 dtype ndim, big-endian dims."""
-    with gzip.open(path, "rb") as f:
-        raw = f.read()
-    if raw[:2] != b"\0\0" or raw[2] != 0x08:
-        raise ValueError(f"{path} is not an unsigned-byte IDX file")
-    ndim = raw[3]
-    dims = [int.from_bytes(raw[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim)]
-    return np.frombuffer(raw, np.uint8, offset=4 + 4 * ndim).reshape(dims)
-
-
-def _load_idx(split: str) -> tuple[np.ndarray, np.ndarray] | None:
-    folder = Path(os.environ.get(FASHION_MNIST_ENV, FASHION_MNIST_DIR))
-    paths = [folder / f for f in _IDX_FILES[split]]
-    if not all(p.exists() for p in paths):
-        return None
-    images, labels = (_read_idx(p) for p in paths)
-    return images[..., None], labels.astype(np.int32)
-
-
-def _load_tfds(name: str, split: str, data_dir: str | None):
-    import tensorflow_datasets as tfds
-
-    try:
-        source = tfds.data_source(name, split=split, data_dir=data_dir, download=False)
-    except Exception as err:  # tfds raises assorted errors for missing files
-        return err
-    # tfds decodes (PNG) one record at a time whichever way it is asked; this is load-once.
-    examples = [source[i] for i in range(len(source))]
-    images = np.stack([np.asarray(e["image"], np.uint8) for e in examples])
-    labels = np.asarray([e["label"] for e in examples], np.int32)
-    return images, labels
+def tfds_data_dir(data_dir: str | os.PathLike | None = None) -> str:
+    """The tfds data folder that `data_dir=None` stands for."""
+    if data_dir is not None:
+        return str(data_dir)
+    return os.environ.get("TFDS_DATA_DIR") or os.path.expanduser("~/tensorflow_datasets")
 
 
 @functools.lru_cache(maxsize=8)
-def _load(name: str, split: str, data_dir: str | None) -> tuple[np.ndarray, np.ndarray]:
-    looked = []
-    if name == "fashion_mnist":
-        found = _load_idx(split)
-        if found is not None:
-            return found
-        looked.append(f"Debian's IDX files in {os.environ.get(FASHION_MNIST_ENV, FASHION_MNIST_DIR)}")
-    found = _load_tfds(name, split, data_dir)
-    if not isinstance(found, Exception):
-        return found
+def _load_cached(name: str, split: str, data_dir: str | None, idx_dir: str | None):
+    if idx_dir is not None:
+        arrays = _load_idx(idx_dir, split)
+        if arrays is not None:
+            return _read_only(*arrays)
+    source = open_tfds(name, split, data_dir=data_dir, idx_dir=idx_dir)
+    return _read_only(*read_all(source))
+
+
+def _idx_paths(idx_dir: str, split: str) -> tuple[Path, Path]:
+    stem = _IDX_STEMS[split]
+    return (Path(idx_dir) / f"{stem}-images-idx3-ubyte.gz",
+            Path(idx_dir) / f"{stem}-labels-idx1-ubyte.gz")
+
+
+def _load_idx(idx_dir: str, split: str):
+    """Fashion-MNIST from IDX files (gzipped or not), or None when they are not there."""
+    found = []
+    for path in _idx_paths(idx_dir, split):
+        if not path.exists():
+            path = path.with_suffix("")  # the uncompressed file
+        if not path.exists():
+            return None
+        found.append(path)
+    images, labels = (read_idx(p) for p in found)
+    if images.ndim != 3 or labels.shape != images.shape[:1]:
+        raise ValueError(f"{found[0]} and {found[1]} do not match: images {images.shape}, "
+                         f"labels {labels.shape}.")
+    return images[..., None], labels.astype(np.int32)
+
+
+def _read_only(images: np.ndarray, labels: np.ndarray):
+    images, labels = np.ascontiguousarray(images), np.ascontiguousarray(labels)
+    images.flags.writeable = False
+    labels.flags.writeable = False
+    return images, labels
+
+
+def open_tfds(name: str, split: str, *, data_dir=None, idx_dir: str | None = None, decoders=None):
+    """`tfds.data_source(...)` of an array_record dataset already prepared (never downloads);
+    `DatasetUnavailableError` with instructions when it is not there."""
     import tensorflow_datasets as tfds
 
-    looked.append(f"tfds data_dir {data_dir or tfds.core.constants.DATA_DIR} "
-                  f"({type(found).__name__})")
-    get = [f"python -c \"import tensorflow_datasets as tfds; "
-           f"tfds.data_source('{name}', download=True)\" (on a machine with internet access, "
-           "then copy the data_dir)"]
-    if name == "fashion_mnist":
-        get.insert(0, "sudo apt-get install dataset-fashion-mnist")
-    raise DatasetUnavailableError(
-        f"dataset {name!r} (split {split!r}) is not available: looked in "
-        f"{'; '.join(looked)}. Get it with: {' or '.join(get)}.")
+    tfds_split = "validation" if (name == "imagenet2012" and split == "test") else split
+    try:
+        return tfds.data_source(catalog.info(name).tfds_name, split=tfds_split,
+                                data_dir=data_dir, download=False, decoders=decoders)
+    except (NotImplementedError, AssertionError, FileNotFoundError, OSError) as err:
+        raise DatasetUnavailableError(unavailable_message(name, data_dir, idx_dir)) from err
 
 
-def load(name: str, split: str, *, data_dir: str | None = None
-         ) -> tuple[np.ndarray, np.ndarray]:
-    """The whole split as `(images, labels)`: uint8 (N, H, W, C) and int32 (N,), read-only."""
-    v.one_of("name", name, tuple(_INFO))
-    v.one_of("split", split, SPLITS)
-    images, labels = _load(name, split, data_dir)
-    for a in (images, labels):
-        a.flags.writeable = False
+def _prepared_format(name: str, data_dir) -> str | None:
+    """The file format `name` is prepared in under `data_dir`, or None if it is not there."""
+    try:
+        import tensorflow_datasets as tfds
+
+        builder = tfds.builder(name, data_dir=data_dir)
+        if builder.is_prepared():
+            return str(builder.info.file_format.value)
+    except Exception:  # noqa: BLE001 - only used to word the error message
+        pass
+    return None
+
+
+def unavailable_message(name: str, data_dir=None, idx_dir: str | None = None) -> str:
+    """Which dataset is missing, where we looked and the commands that get it."""
+    where = tfds_data_dir(data_dir)
+    fmt = _prepared_format(name, data_dir)
+    lines = [f"dataset {name!r} is not available on this machine."]
+    if idx_dir is not None:
+        images, labels = _idx_paths(idx_dir, "train")
+        lines += [f"- Debian IDX files: not found in {idx_dir} (looked for {images.name}, "
+                  f"{labels.name}, t10k-...; set ${FASHION_MNIST_ENV} to their folder).",
+                  "  Install them (as root): sudo apt-get install dataset-fashion-mnist"]
+    if fmt is not None:
+        lines.append(f"- tfds data_dir {where}: {name} is prepared there as {fmt}, but random "
+                     "access needs array_record. Prepare it again in that format:")
+    else:
+        lines.append(f"- tfds data_dir {where}: no prepared {name} found there.")
+    dd = f", data_dir={where!r}"
+    if name == "imagenet2012":
+        lines += [
+            "  ImageNet must be downloaded by hand: register at https://image-net.org, put "
+            f"ILSVRC2012_img_train.tar and ILSVRC2012_img_val.tar in {where}/downloads/manual/, "
+            "then (preparing needs TensorFlow: pip install tensorflow):",
+            f"  tfds build imagenet2012 --data_dir={where} --file_format=array_record"]
+    else:
+        lines += [
+            "  On a machine with network access (preparing needs TensorFlow, reading does not):",
+            "  pip install tensorflow",
+            f"  python -c \"import tensorflow_datasets as tfds; tfds.data_source({name!r}{dd}, "
+            "download=True)\"",
+            f"  (or: tfds build {name} --data_dir={where} --file_format=array_record), then "
+            f"copy {where}/{name} to this machine."]
+    return "\n".join(lines)
+
+
+def read_all(source) -> tuple[np.ndarray, np.ndarray]:
+    """(images, labels int32) of every example of a tfds data source, read in batches."""
+    n = len(source)
+    if n == 0:
+        raise ValueError(f"{source!r} holds no examples.")
+    first = _read_batch(source, [0])[0]
+    images = np.empty((n, *np.shape(first["image"])), np.uint8)
+    labels = np.empty((n,), np.int32)
+    for start in range(0, n, _READ_CHUNK):
+        keys = list(range(start, min(start + _READ_CHUNK, n)))
+        examples = _read_batch(source, keys)
+        images[start:start + len(keys)] = np.stack([e["image"] for e in examples])
+        labels[start:start + len(keys)] = [int(e["label"]) for e in examples]
     return images, labels
+
+
+def _read_batch(source, keys: list[int]) -> list:
+    """`source.__getitems__(keys)` (3-4x faster than one `source[k]` per key on array_record)."""
+    getitems = getattr(source, "__getitems__", None)
+    if getitems is not None:
+        try:
+            return getitems(keys)
+        except TypeError:
+            # tfds.testing.mock_data (4.9.10) installs an unbound `__getitems__` on its mock
+            # array_record reader; its `__getitem__` works.
+            pass
+    return [source[k] for k in keys]

@@ -12,6 +12,7 @@ import json
 from typing import Any, Mapping
 
 from hparams_jax import _validate as v
+from hparams_jax.data.augment import POLICIES
 
 LR_POLICIES = ("one_cycle", "triangular", "constant", "piecewise", "range_test")
 RANGE_MODES = ("linear", "exp")
@@ -86,6 +87,8 @@ class TrainConfig:
         v.one_of("lr_policy", self.lr_policy, LR_POLICIES)
         v.one_of("anneal", self.anneal, ANNEALS)
         v.one_of("range_mode", self.range_mode, RANGE_MODES)
+        if self.augmentation is not None:
+            v.one_of("augmentation", self.augmentation, POLICIES)
         for member in self.members:
             unknown = set(member) - set(SWEEPABLE)
             if unknown:

@@ -14,7 +14,7 @@ from jax.sharding import NamedSharding, PartitionSpec as P
 from hparams_jax import data
 from hparams_jax.train.config import TrainConfig
 from hparams_jax.train.optimizer import member_hparams
-from hparams_jax.train.steps import Engine, TrainState, to_global
+from hparams_jax.train.steps import Engine, TrainState
 
 
 def _subset(images, labels, n: int | None, seed: int = 0):
@@ -47,12 +47,12 @@ class Session:
         replicated = self.engine.replicated
         hp = member_hparams(config)
         self.seeds = hp["seed"]
-        self.hp = jax.tree.map(lambda a: to_global(a, replicated), hp)
+        self.hp = jax.tree.map(lambda a: data.put(a, replicated), hp)
         self.images, self.labels, self.test_images, self.test_labels = (
-            to_global(a, replicated) for a in (train_x, train_y, test_x, test_y))
+            data.put(a, replicated) for a in (train_x, train_y, test_x, test_y))
         eval_sharding = NamedSharding(self.mesh, P(None, "data"))
         self.eval_idx, self.eval_mask = (
-            to_global(a, eval_sharding) for a in data.eval_indices(len(test_y), config.batch_size))
+            data.put(a, eval_sharding) for a in data.eval_indices(len(test_y), config.batch_size))
         self._epoch, self._epoch_idx = None, None
 
     @property

@@ -161,7 +161,7 @@ class Engine:
     def train_chunk(self, state: TrainState, hp, images, labels, idx: np.ndarray):
         """n steps of K members on global batches of B, from host indices `idx` (n, K, B);
         returns the new state and per-step metrics with a leading axis n."""
-        idx = to_global(idx, self.chunk_sharding)
+        idx = data.put(idx, self.chunk_sharding)
         if self.scan_steps:
             return self._scan(state, hp, images, labels, idx)
         metrics = []
@@ -189,11 +189,6 @@ class Engine:
             return {"loss": loss / n, "accuracy": correct / n}
 
         return _lift(member, self.num_members)(state)
-
-
-def to_global(array: np.ndarray, sharding) -> jax.Array:
-    """A host array that every process holds alike, as one global array (multi-host safe)."""
-    return jax.make_array_from_callback(array.shape, sharding, lambda index: array[index])
 
 
 def _placeholder(x):
