@@ -37,9 +37,12 @@ def run(workdir: str | Path, *, epochs: float = 3.0, range_steps: int = 300,
         progress: bool = True) -> list[dict]:
     """Runs the demo into `workdir`; returns the comparison rows."""
     workdir = Path(workdir)
+    steps_per_epoch = (train_examples or 60_000) // 128
+    every = max(1, steps_per_epoch // 5)  # five test evaluations an epoch: curves to read
     base = TrainConfig(model="lenet", dataset="fashion_mnist", batch_size=128, epochs=epochs,
                        momentum=0.9, weight_decay=5e-4, train_examples=train_examples,
-                       eval_examples=eval_examples, progress=progress)
+                       eval_examples=eval_examples, log_every=every, eval_every=every,
+                       progress=progress)
 
     print(f"1. LR range test: LeNet on Fashion-MNIST, LR 0.001 -> 0.3 over {range_steps} steps")
     test = lr_range_test(base.replace(eval_examples=min(eval_examples or 1000, 1000)),

@@ -10,7 +10,9 @@ exactly the keys an uninterrupted run would.
 On accelerators a chunk of steps is one `lax.scan`. On XLA:CPU a convolution's weight gradient
 inside a loop body misses the fast convolution path and runs 10-100x slower (jax-ml/jax#12868),
 so there the chunk is a host loop over the jitted step, whose asynchronous dispatch keeps the
-host's share of the step time small.
+host's share of the step time small (with several CPU devices, which only exist simulated via
+`--xla_force_host_platform_device_count`, each step is awaited: overlapping steps starve the
+in-process all-reduce of threads).
 """
 
 from __future__ import annotations
@@ -167,6 +169,8 @@ class Engine:
         metrics = []
         for i in range(idx.shape[0]):
             state, m = self._step(state, hp, images, labels, idx, np.int32(i))
+            if self.mesh.size > 1:  # simulated CPU devices deadlock in all-reduce when steps
+                jax.block_until_ready(m)  # overlap on a small thread pool: one at a time
             metrics.append(m)
         return state, jax.tree.map(lambda *x: jnp.stack(x), *metrics)
 
