@@ -236,7 +236,7 @@ def build_parser() -> argparse.ArgumentParser:
     rt.add_argument("--mode", choices=["linear", "exp"], default="linear",
                     help="linear ramp (the paper) or exponential (equal ratios)")
     rt.add_argument("--eval-every", type=int, default=None,
-                    help="steps between held-out evaluations (default: 10 in the test)")
+                    help="steps between held-out evaluations (default: 20 in the test)")
     rt.add_argument("--eval-examples", type=int, default=1000,
                     help="size of the fixed held-out subset of the test split")
     rt.add_argument("--batch-size", type=int, default=128, help="global batch")

@@ -17,7 +17,7 @@ import numpy as np
 from hparams_jax import plots
 from hparams_jax.diagnose import diagnose
 from hparams_jax.range_test import lr_range_test
-from hparams_jax.train import TrainConfig, fit
+from hparams_jax.train import DivergenceError, History, TrainConfig, fit
 from hparams_jax.train.optimizer import learning_rate, member_hparams, momentum
 
 
@@ -42,7 +42,7 @@ def run(workdir: str | Path, *, epochs: float = 3.0, range_steps: int = 300,
     base = TrainConfig(model="lenet", dataset="fashion_mnist", batch_size=128, epochs=epochs,
                        momentum=0.9, weight_decay=5e-4, train_examples=train_examples,
                        eval_examples=eval_examples, log_every=every, eval_every=every,
-                       progress=progress)
+                       checkpoint_every=5 * every, progress=progress)
 
     print(f"1. LR range test: LeNet on Fashion-MNIST, LR 0.001 -> 0.3 over {range_steps} steps")
     test = lr_range_test(base.replace(eval_examples=min(eval_examples or 1000, 1000)),
@@ -65,19 +65,23 @@ def run(workdir: str | Path, *, epochs: float = 3.0, range_steps: int = 300,
         lr = (f"{config.min_lr:.4g} -> {config.max_lr:.4g}" if name == "1cycle"
               else f"{config.max_lr:.4g}")
         print(f"{i}. {name}: LR {lr}, {epochs:g} epochs")
-        history = fit(config)
+        try:
+            history = fit(config)
+        except DivergenceError as err:  # reported in the table; the other run still goes
+            print(err)
+            history = History.load(config.workdir)
         histories[name] = history
         found = diagnose(history)
         plots.plot_training(history, workdir / f"{name}_curves.png", diagnosis=found,
                             title=f"LeNet / Fashion-MNIST, {name}")
         summary = history.summary
         member = summary["members"][0]
-        rows.append({"policy": name, "learning rate": lr,
+        rows.append({"policy": name, "learning rate": lr, "status": summary["status"],
                      "momentum": str(config.momentum).replace(", ", "-"),
                      "epochs": f"{summary['epochs']:g}",
-                     "test accuracy": f"{member['test_accuracy']:.4f}",
-                     "test loss": f"{member['test_loss']:.4f}",
-                     "train loss": f"{member['train_loss']:.4f}",
+                     "test accuracy": _fmt(member["test_accuracy"]),
+                     "test loss": _fmt(member["test_loss"]),
+                     "train loss": _fmt(member["train_loss"]),
                      "s/epoch": f"{summary['seconds_per_epoch']:.1f}",
                      "diagnosis": found.verdict})
         if name == "1cycle":
@@ -88,6 +92,10 @@ def run(workdir: str | Path, *, epochs: float = 3.0, range_steps: int = 300,
     _print_table(rows)
     print(f"figures: {', '.join(sorted(p.name for p in workdir.glob('*.png')))} in {workdir}")
     return rows
+
+
+def _fmt(x) -> str:
+    return "-" if x is None else f"{x:.4f}"
 
 
 def _print_table(rows: list[dict]) -> None:

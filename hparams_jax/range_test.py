@@ -74,13 +74,23 @@ class Suggestion:
 
 def smooth(loss: np.ndarray, beta: float = 0.98) -> np.ndarray:
     """Bias-corrected exponential moving average (as in fastai's and pytorch-lr-finder's
-    finders); non-finite values propagate."""
+    finders); non-finite values propagate. Causal, so it decides when to stop; it lags the
+    loss by about 1 / (1 - beta) steps, so the curve is read with `centred` instead."""
     out = np.empty(len(loss))
     avg = 0.0
     for i, x in enumerate(loss):
         avg = beta * avg + (1 - beta) * x
         out[i] = avg / (1 - beta ** (i + 1))
     return out
+
+
+def centred(loss: np.ndarray) -> np.ndarray:
+    """Centred moving average over 5% of the steps (at least 5): zero-phase smoothing. An EMA
+    read after the fact puts the loss minimum ~1/(1 - beta) steps late, which on a fast linear
+    ramp means a much larger LR than the one where the loss was lowest."""
+    window = max(5, len(loss) // 20) | 1
+    padded = np.pad(loss, window // 2, mode="edge")
+    return np.convolve(padded, np.ones(window) / window, mode="valid")
 
 
 @dataclasses.dataclass
@@ -146,12 +156,9 @@ def _finite_prefix(x: np.ndarray) -> int:
 
 
 def _scatter(loss: np.ndarray) -> np.ndarray:
-    """Relative deviation of each step's loss from a centred moving average (unlike the
-    lagging EMA, a centred mean does not mistake a fast fall for noise)."""
-    window = max(5, len(loss) // 20) | 1
-    padded = np.pad(loss, window // 2, mode="edge")
-    centred = np.convolve(padded, np.ones(window) / window, mode="valid")
-    return np.abs(loss - centred) / np.abs(centred)
+    """Relative deviation of each step's loss from its centred moving average."""
+    mean = centred(loss)
+    return np.abs(loss - mean) / np.abs(mean)
 
 
 def _ragged_from(r: RangeTestResult, end: int) -> int | None:
@@ -281,7 +288,7 @@ def _run(config: TrainConfig, *, start, stop, num_steps, mode, eval_every, stop_
                                      progress=False))
     k = session.num_members
     state = session.init_state()
-    eval_every = eval_every or max(1, num_steps // 10)
+    eval_every = eval_every or max(1, num_steps // 20)
     losses, accs, lrs, finite = [], [], [], []
     evals: list[tuple[int, np.ndarray, np.ndarray, np.ndarray]] = []
     stopped = np.full(k, -1)  # step at which each member stopped, -1 while running
@@ -315,7 +322,7 @@ def _run(config: TrainConfig, *, start, stop, num_steps, mode, eval_every, stop_
         cols = np.array(ev, dtype=float).reshape(-1, 4).T
         results.append(RangeTestResult(
             learning_rate=lr[:end, j].astype(float), train_loss=loss[:end, j].astype(float),
-            smoothed_loss=smooth(loss[:end, j]), train_accuracy=acc[:end, j].astype(float),
+            smoothed_loss=centred(loss[:end, j]), train_accuracy=acc[:end, j].astype(float),
             eval_step=cols[0], eval_learning_rate=cols[1], eval_loss=cols[2],
             eval_accuracy=cols[3], mode=mode, start=float(start), stop=float(stop),
             num_steps=num_steps, stop_factor=stop_factor, stop_reason=reasons[j],
@@ -328,7 +335,7 @@ def lr_range_test(config: TrainConfig, *, start: float, stop: float, num_steps: 
                   stop_factor: float = 4.0) -> RangeTestResult:
     """One LR range test of `config`'s model, data, batch size, momentum and weight decay
     (its LR policy, length and sweep are replaced by the ramp). The held-out subset is
-    `config.eval_examples` test examples; evaluated every `eval_every` steps (default: ten
+    `config.eval_examples` test examples; evaluated every `eval_every` steps (default: twenty
     times in the test)."""
     _check_ramp(start, stop, num_steps, mode, stop_factor, eval_every)
     if config.members:

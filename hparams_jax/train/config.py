@@ -30,11 +30,13 @@ class TrainConfig:
     `"triangular"` cycles between the bounds (CLR); `"constant"` uses `max_lr`; `"piecewise"` is
     the step-decay baseline: `max_lr` multiplied by `piecewise_gamma` at each fraction of the run
     in `piecewise_boundaries`; `"range_test"` ramps from `min_lr` to `max_lr` over the run
-    (`range_mode` "linear" or "exp"; the LR range test of Sec. 4.1). `momentum` is a float (constant) or `(max, min)` (cyclical, the
-    mirror image of the LR cycle). `param_multipliers` applies the network's per-parameter
-    learning-rate and weight-decay multipliers of the author's prototxts (Caffe `lr_mult`,
-    `decay_mult`; e.g. no decay on the final bias). Step counts (`step_size`, `log_every`, `eval_every`,
-    `checkpoint_every`) are optimizer steps; `steps`, when set, overrides `epochs`; `None` intervals mean "once per epoch".
+    (`range_mode` "linear" or "exp"; the LR range test of Sec. 4.1). `momentum` is a float
+    (constant) or `(max, min)` (cyclical, the mirror image of the LR cycle).
+    `param_multipliers` applies the network's per-parameter learning-rate and weight-decay
+    multipliers of the author's prototxts (Caffe `lr_mult`, `decay_mult`; e.g. no decay on the
+    final bias). Step counts (`step_size`, `log_every`, `eval_every`, `checkpoint_every`) are
+    optimizer steps; `steps`, when set, overrides `epochs`; `None` evaluation and checkpoint
+    intervals mean once an epoch (rounded up to whole `log_every` intervals).
     """
 
     model: str = "lenet"

@@ -1,7 +1,8 @@
 """`fit(config)`: the training loop around the compiled steps.
 
-It moves the dataset to the device(s) once, feeds chunks of `log_every` steps (one `lax.scan`
-each) with per-epoch shuffled example indices, logs to `metrics.jsonl`, evaluates on the test
+It moves the dataset to the device(s) once, feeds chunks of steps up to the next log,
+evaluation or checkpoint (one `lax.scan` each on accelerators) with per-epoch shuffled example
+indices, logs to `metrics.jsonl`, evaluates on the test
 split, checkpoints with orbax and resumes from the newest readable checkpoint in the same
 workdir. A non-finite loss freezes the member it hit (the update is not applied); a run whose
 every member diverged stops with `DivergenceError`, leaving the last good checkpoint and the
@@ -66,8 +67,10 @@ def fit(config: TrainConfig) -> History:
     is_main = jax.process_index() == 0
     session = Session(config)
     steps_per_epoch, total_steps = session.steps_per_epoch, session.total_steps
-    eval_every = config.eval_every or steps_per_epoch
-    checkpoint_every = config.checkpoint_every or steps_per_epoch
+    # "once an epoch" rounds up to whole logging intervals, so no chunk is cut short
+    epoch_in_logs = -(-steps_per_epoch // config.log_every) * config.log_every
+    eval_every = config.eval_every or epoch_in_logs
+    checkpoint_every = config.checkpoint_every or epoch_in_logs
 
     workdir.mkdir(parents=True, exist_ok=True)
     _check_config_matches(workdir, config)
@@ -92,10 +95,10 @@ def fit(config: TrainConfig) -> History:
     # Throughput excludes the chunks that compiled (the first of each length).
     train_seconds, trained_steps, timed_seconds, timed_steps = 0.0, 0, 0.0, 0
     compiled_lengths: set[int] = set()
-    status = "completed"
+    status, diverged = "interrupted", np.zeros(session.num_members, bool)
     try:
         while step < total_steps:
-            n = session.chunk_length(step, config.log_every)
+            n = session.chunk_length(step, config.log_every, eval_every, checkpoint_every)
             t0 = time.perf_counter()
             state, m = session.chunk(state, step, n)
             m = jax.device_get(m)
@@ -126,30 +129,30 @@ def fit(config: TrainConfig) -> History:
                 bad = np.argmax(~m["finite"], axis=0)
                 first = prev + 1 + int(bad.min())
                 lr = float(m["learning_rate"][bad.min(), 0])
+                kept = (f"the last good checkpoint is step {checkpointer.latest_step} in "
+                        f"{checkpointer.directory}" if checkpointer.latest_step is not None
+                        else "no checkpoint had been written yet")
                 raise DivergenceError(
                     f"training diverged: non-finite loss at step {first} (learning rate "
-                    f"{lr:.4g}). The metrics so far are in {log.path}; the last good "
-                    f"checkpoint is step {checkpointer.latest_step} in "
-                    f"{checkpointer.directory}. Lower max_lr or weight_decay.")
+                    f"{lr:.4g}). The metrics so far are in {log.path}; {kept}. Lower max_lr "
+                    "or weight_decay.")
             if step // checkpoint_every > prev // checkpoint_every or step == total_steps:
                 log.sync()
                 checkpointer.save(step, state)
+        status = "completed"
     finally:
         bar.close()
         log.close()
         wall = time.perf_counter() - start_time
         per_step = (timed_seconds / timed_steps if timed_steps
                     else train_seconds / max(trained_steps, 1))
-        summary = _summary(config, log.rows, status, diverged_members(state), step, total_steps,
-                           steps_per_epoch, wall, train_seconds, per_step * steps_per_epoch)
+        summary = _summary(config, log.rows, status, np.flatnonzero(diverged), step,
+                           total_steps, steps_per_epoch, wall, train_seconds,
+                           per_step * steps_per_epoch)
         if is_main:
             write_json_atomic(workdir / "summary.json", summary)
         checkpointer.close()
     return History(log.rows, summary)
-
-
-def diverged_members(state) -> list[int]:
-    return [int(k) for k in np.flatnonzero(np.asarray(jax.device_get(state.diverged)))]
 
 
 def _summary(config, rows, status, diverged, step, total_steps, steps_per_epoch, wall,
@@ -161,7 +164,7 @@ def _summary(config, rows, status, diverged, step, total_steps, steps_per_epoch,
         last_eval = next((r for r in reversed(rows) if r["kind"] == "eval"
                           and r["member"] == k), {})
         members.append({"member": k, "setting": config.members_or_self()[k].__dict__,
-                        "diverged": k in diverged,
+                        "diverged": bool(k in diverged),
                         "train_loss": last_train.get("train_loss"),
                         "train_accuracy": last_train.get("train_accuracy"),
                         "test_loss": last_eval.get("test_loss"),

@@ -53,7 +53,7 @@ class Session:
         eval_sharding = NamedSharding(self.mesh, P(None, "data"))
         self.eval_idx, self.eval_mask = (
             data.put(a, eval_sharding) for a in data.eval_indices(len(test_y), config.batch_size))
-        self._epoch, self._epoch_idx = None, None
+        self._epochs: dict[int, np.ndarray] = {}
 
     @property
     def num_members(self) -> int:
@@ -62,22 +62,24 @@ class Session:
     def init_state(self) -> TrainState:
         return self.engine.init(self.hp)
 
-    def chunk_length(self, step: int, every: int) -> int:
-        """Steps from `step` to the next multiple of `every` within the epoch (and the run)."""
-        pos = step % self.steps_per_epoch
-        return min(every - pos % every, self.steps_per_epoch - pos, self.total_steps - step)
+    def chunk_length(self, step: int, *intervals: int) -> int:
+        """Steps from `step` to the next multiple of any of `intervals` (or the run's end)."""
+        return min(*(every - step % every for every in intervals), self.total_steps - step)
 
-    def _indices(self, step: int, n: int) -> np.ndarray:
-        """(n, K, B) example indices of steps [step, step + n), all in one epoch; each member
-        shuffles every epoch with its own seed."""
-        epoch = step // self.steps_per_epoch
-        if epoch != self._epoch:
-            self._epoch = epoch
-            self._epoch_idx = np.stack(
+    def _epoch_indices(self, epoch: int) -> np.ndarray:
+        """(steps_per_epoch, K, B): each member shuffles every epoch with its own seed."""
+        if epoch not in self._epochs:
+            self._epochs = {e: a for e, a in self._epochs.items() if e == epoch - 1}
+            self._epochs[epoch] = np.stack(
                 [data.epoch_indices(self.num_train, self.config.batch_size, seed=int(s),
                                     epoch=epoch) for s in self.seeds], axis=1)
-        pos = step % self.steps_per_epoch
-        return self._epoch_idx[pos:pos + n]
+        return self._epochs[epoch]
+
+    def _indices(self, step: int, n: int) -> np.ndarray:
+        """(n, K, B) example indices of steps [step, step + n), across epoch ends."""
+        spe = self.steps_per_epoch
+        rows = [self._epoch_indices(t // spe)[t % spe] for t in range(step, step + n)]
+        return np.stack(rows)
 
     def chunk(self, state: TrainState, step: int, n: int):
         """Runs steps [step, step + n): (state, per-step metrics)."""

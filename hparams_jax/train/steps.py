@@ -163,11 +163,15 @@ class Engine:
     def train_chunk(self, state: TrainState, hp, images, labels, idx: np.ndarray):
         """n steps of K members on global batches of B, from host indices `idx` (n, K, B);
         returns the new state and per-step metrics with a leading axis n."""
-        idx = data.put(idx, self.chunk_sharding)
+        n = len(idx)
         if self.scan_steps:
-            return self._scan(state, hp, images, labels, idx)
+            return self._scan(state, hp, images, labels, data.put(idx, self.chunk_sharding))
+        # padded to a power of two so that a few chunk shapes serve every chunk length
+        padded = np.zeros((1 << (n - 1).bit_length(), *idx.shape[1:]), idx.dtype)
+        padded[:n] = idx
+        idx = data.put(padded, self.chunk_sharding)
         metrics = []
-        for i in range(idx.shape[0]):
+        for i in range(n):
             state, m = self._step(state, hp, images, labels, idx, np.int32(i))
             if self.mesh.size > 1:  # simulated CPU devices deadlock in all-reduce when steps
                 jax.block_until_ready(m)  # overlap on a small thread pool: one at a time
