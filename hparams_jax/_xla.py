@@ -11,8 +11,9 @@ from __future__ import annotations
 import os
 
 CPU_FLAGS = (
-    # Keep convolutions out of the experimental YNNPACK fusions, whose kernels are slower than
-    # XLA's own for these networks' convolutions and their gradients.
+    # No experimental YNNPACK fusions: XLA's own kernels run these networks' convolutions and
+    # their gradients faster (2 cores, batch 128: ResNet-56 step 1529 -> 1039 ms, LeNet 48 ->
+    # 26 ms).
     "--xla_cpu_experimental_ynn_fusion_type=",
 )
 
