@@ -154,6 +154,25 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
+def _add_run_arguments(parser: argparse.ArgumentParser) -> None:
+    """What `train` and `range-test` share: the network, the data and the optimizer."""
+    parser.add_argument("--model", default="lenet", help="network (see models.available())")
+    parser.add_argument("--dataset", default="fashion_mnist",
+                        help="mnist, fashion_mnist, cifar10, cifar100")
+    parser.add_argument("--batch-size", type=int, default=128,
+                        help="global batch, split over all devices")
+    parser.add_argument("--momentum", type=_momentum, default=0.9,
+                        help="constant (0.9) or cyclical max:min (0.95:0.85; in a range test "
+                             "it falls while the LR rises)")
+    parser.add_argument("--no-nesterov", action="store_true", help="heavy-ball momentum")
+    parser.add_argument("--weight-decay", type=float, default=5e-4, help="L2 weight decay")
+    parser.add_argument("--augmentation", default=None,
+                        help="none, flip, crop_flip (default: the dataset's, as in the paper)")
+    parser.add_argument("--train-examples", type=int, default=None,
+                        help="use a fixed random subset of the training split")
+    parser.add_argument("--seed", type=int, default=0, help="random seed (init, order, noise)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="hparams-jax",
@@ -182,14 +201,10 @@ def build_parser() -> argparse.ArgumentParser:
                     "the final figures to WORKDIR/summary.json, checkpoints to "
                     "WORKDIR/checkpoints; running the same command again resumes.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    train.add_argument("--model", default="lenet", help="network (see models.available())")
-    train.add_argument("--dataset", default="fashion_mnist",
-                       help="mnist, fashion_mnist, cifar10, cifar100, ...")
+    _add_run_arguments(train)
     train.add_argument("--epochs", type=float, default=3.0, help="length of the run in epochs")
     train.add_argument("--steps", type=int, default=None,
                        help="length of the run in optimizer steps (overrides --epochs)")
-    train.add_argument("--batch-size", type=int, default=128,
-                       help="global batch, split over all devices")
     train.add_argument("--lr-policy", default="one_cycle",
                        choices=["one_cycle", "triangular", "constant", "piecewise"],
                        help="1cycle, CLR triangle, constant (max-lr), or step decay from max-lr")
@@ -199,15 +214,6 @@ def build_parser() -> argparse.ArgumentParser:
                        help="upper LR bound, from an LR range test")
     train.add_argument("--step-size", type=float, default=None,
                        help="steps in half a cycle (default: 45%% of the run for 1cycle)")
-    train.add_argument("--momentum", type=_momentum, default=0.9,
-                       help="constant (0.9) or cyclical max:min (0.95:0.85)")
-    train.add_argument("--no-nesterov", action="store_true", help="heavy-ball momentum")
-    train.add_argument("--weight-decay", type=float, default=5e-4, help="L2 weight decay")
-    train.add_argument("--augmentation", default=None,
-                       help="none, flip, crop_flip (default: the dataset's, as in the paper)")
-    train.add_argument("--train-examples", type=int, default=None,
-                       help="train on a fixed random subset of this many examples")
-    train.add_argument("--seed", type=int, default=0, help="random seed (init, order, noise)")
     train.add_argument("--runs", type=int, default=1,
                        help="train this many seeds at once in one program (jax.vmap)")
     train.add_argument("--log-every", type=int, default=50, help="steps between metric rows")
@@ -228,8 +234,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "Sec. 4.1). Writes WORKDIR/range_test.json and WORKDIR/range_test.png and "
                     "prints the suggested min_lr/max_lr.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    rt.add_argument("--model", default="lenet", help="network (see models.available())")
-    rt.add_argument("--dataset", default="fashion_mnist", help="dataset name")
+    _add_run_arguments(rt)
     rt.add_argument("--start", type=float, default=0.001, help="first learning rate")
     rt.add_argument("--stop", type=float, default=1.0, help="last learning rate")
     rt.add_argument("--steps", type=int, default=300, help="steps of the ramp")
@@ -239,18 +244,9 @@ def build_parser() -> argparse.ArgumentParser:
                     help="steps between held-out evaluations (default: 20 in the test)")
     rt.add_argument("--eval-examples", type=int, default=1000,
                     help="size of the fixed held-out subset of the test split")
-    rt.add_argument("--batch-size", type=int, default=128, help="global batch")
-    rt.add_argument("--momentum", type=_momentum, default=0.9,
-                    help="constant (0.9) or max:min, falling while the LR rises")
-    rt.add_argument("--no-nesterov", action="store_true", help="heavy-ball momentum")
-    rt.add_argument("--weight-decay", type=float, default=5e-4, help="L2 weight decay")
     rt.add_argument("--family", type=_family, default=None,
                     help="repeat for several values: weight_decay=1e-3,1e-4,1e-5 or "
                          "momentum=0.99,0.95,0.9 or batch_size=64,128,256")
-    rt.add_argument("--augmentation", default=None, help="none, flip, crop_flip")
-    rt.add_argument("--train-examples", type=int, default=None,
-                    help="use a fixed random subset of the training split")
-    rt.add_argument("--seed", type=int, default=0, help="random seed")
     rt.add_argument("--workdir", default="runs/range_test", help="output folder")
     rt.set_defaults(func=_range_test)
 

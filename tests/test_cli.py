@@ -37,3 +37,21 @@ def test_diagnose_needs_a_training_workdir(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "hparams_jax", "diagnose", str(tmp_path)],
                           capture_output=True, text=True)
     assert proc.returncode == 2 and "no metrics.jsonl" in proc.stderr
+
+
+def test_range_test_and_diagnose_commands(tmp_path, capsys):
+    common = ["--model", "lenet", "--batch-size", "32", "--train-examples", "512"]
+    assert cli.main(["range-test", *common, "--start", "0.001", "--stop", "0.2", "--steps", "20",
+                     "--eval-examples", "128", "--workdir", str(tmp_path / "rt")]) == 0
+    saved = json.loads((tmp_path / "rt" / "range_test.json").read_text())
+    assert {"min_lr", "max_lr", "method"} <= set(saved["suggestion"])
+    assert len(saved["learning_rate"]) == len(saved["train_loss"]) > 0
+    assert (tmp_path / "rt" / "range_test.png").stat().st_size > 10_000
+    assert "max_lr =" in capsys.readouterr().out
+
+    assert cli.main(["train", *common, "--steps", "16", "--min-lr", "0.003", "--max-lr", "0.03",
+                     "--log-every", "4", "--eval-every", "4",
+                     "--no-progress", "--workdir", str(tmp_path / "run")]) == 0
+    assert cli.main(["diagnose", str(tmp_path / "run")]) == 0
+    assert "verdict:" in capsys.readouterr().out
+    assert (tmp_path / "run" / "diagnosis.png").exists()
