@@ -35,7 +35,7 @@ def jax_engine(model: str, num_examples: int = 2048):
 
     from hparams_jax.train import TrainConfig
     from hparams_jax.train.optimizer import member_hparams
-    from hparams_jax.data import make_mesh, put
+    from hparams_jax.data import DeviceDataset, make_mesh, put
     from hparams_jax.train.steps import Engine
 
     config = TrainConfig(model=model, dataset="cifar10", batch_size=BATCH, steps=10_000,
@@ -45,11 +45,10 @@ def jax_engine(model: str, num_examples: int = 2048):
     engine = Engine(config, num_classes=10, mean=[127.0] * c, std=[64.0] * c,
                     augmentation="none", total_steps=10_000, mesh=mesh)
     rng = np.random.default_rng(0)
-    images = put(rng.integers(0, 256, (num_examples, h, w, c), dtype=np.uint8),
-                       engine.replicated)
-    labels = put(rng.integers(0, 10, num_examples).astype(np.int32), engine.replicated)
+    ds = DeviceDataset.from_arrays(rng.integers(0, 256, (num_examples, h, w, c), dtype=np.uint8),
+                                   rng.integers(0, 10, num_examples).astype(np.int32), mesh)
     hp = jax.tree.map(lambda a: put(a, engine.replicated), member_hparams(config))
-    return engine, engine.init(hp), hp, images, labels
+    return engine, engine.init(hp), hp, ds
 
 
 def time_jax(model: str, steps: int) -> dict[str, float]:
@@ -58,24 +57,24 @@ def time_jax(model: str, steps: int) -> dict[str, float]:
 
     from hparams_jax.data import put
 
-    engine, state, hp, images, labels = jax_engine(model)
+    engine, state, hp, ds = jax_engine(model)
     steps = 1 << (steps - 1).bit_length()  # the engine's chunk shapes are powers of two
     rng = np.random.default_rng(1)
-    host_idx = rng.integers(0, images.shape[0], (steps, 1, BATCH)).astype(np.int32)
+    host_idx = rng.integers(0, len(ds), (steps, 1, BATCH)).astype(np.int32)
     device_idx = put(host_idx, engine.chunk_sharding)
     # warm-up: compile for this chunk length, then settle the allocator and thread pool
     for _ in range(2):
-        state, m = engine.train_chunk(state, hp, images, labels, host_idx)
+        state, m = engine.train_chunk(state, hp, ds, host_idx)
         jax.block_until_ready(m)
 
     start = time.perf_counter()
     for i in range(steps):  # the compiled step back to back: the device-bound reference
-        state, m = engine._step(state, hp, images, labels, device_idx, np.int32(i))
+        state, m = engine._step(state, hp, ds, device_idx, np.int32(i))
     jax.block_until_ready(m)
     bare = (time.perf_counter() - start) / steps
 
     start = time.perf_counter()
-    state, m = engine.train_chunk(state, hp, images, labels, host_idx)
+    state, m = engine.train_chunk(state, hp, ds, host_idx)
     jax.device_get(m)  # the loop reads every chunk's metrics back
     looped = (time.perf_counter() - start) / steps
     return {"step": bare, "loop": looped}

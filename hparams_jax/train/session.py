@@ -48,8 +48,8 @@ class Session:
         hp = member_hparams(config)
         self.seeds = hp["seed"]
         self.hp = jax.tree.map(lambda a: data.put(a, replicated), hp)
-        self.images, self.labels, self.test_images, self.test_labels = (
-            data.put(a, replicated) for a in (train_x, train_y, test_x, test_y))
+        self.train = data.DeviceDataset.from_arrays(train_x, train_y, self.mesh)
+        self.test = data.DeviceDataset.from_arrays(test_x, test_y, self.mesh)
         eval_sharding = NamedSharding(self.mesh, P(None, "data"))
         self.eval_idx, self.eval_mask = (
             data.put(a, eval_sharding) for a in data.eval_indices(len(test_y), config.batch_size))
@@ -83,10 +83,9 @@ class Session:
 
     def chunk(self, state: TrainState, step: int, n: int):
         """Runs steps [step, step + n): (state, per-step metrics)."""
-        return self.engine.train_chunk(state, self.hp, self.images, self.labels,
-                                       self._indices(step, n))
+        return self.engine.train_chunk(state, self.hp, self.train, self._indices(step, n))
 
     def evaluate(self, state: TrainState) -> dict[str, np.ndarray]:
         """Test loss and accuracy of each member, (K,) arrays."""
-        return jax.device_get(self.engine.evaluate(state, self.test_images, self.test_labels,
-                                                   self.eval_idx, self.eval_mask))
+        return jax.device_get(self.engine.evaluate(state, self.test, self.eval_idx,
+                                                   self.eval_mask))

@@ -80,7 +80,6 @@ class Engine:
 
         self.replicated = NamedSharding(mesh, P())
         self.chunk_sharding = NamedSharding(mesh, P(None, None, "data"))
-        self.step_sharding = NamedSharding(mesh, P(None, "data"))
         self.init = jax.jit(self._init, out_shardings=self.replicated)
         self.scan_steps = jax.default_backend() != "cpu"
         self._scan = jax.jit(self._train_scan, donate_argnums=0)
@@ -120,11 +119,11 @@ class Engine:
         return _lift(member, self.num_members)(hp)
 
     # --- training -----------------------------------------------------------------------
-    def _member_step(self, state: TrainState, hp, images, labels, idx):
+    def _member_step(self, state: TrainState, hp, ds: data.DeviceDataset, idx):
         key = jax.random.fold_in(jax.random.key(hp["seed"]), state.step)
         aug_key, dropout_key = jax.random.split(key)
-        x = self._prepare(images[idx], aug_key)
-        y = labels[idx]
+        x, y = ds.gather(idx)
+        x = self._prepare(x, aug_key)
 
         def loss_fn(params):
             model = self._model(self.train_graph, state._replace(params=params), dropout_key)
@@ -146,40 +145,39 @@ class Engine:
                    **transforms.hyperparams(opt_state)}
         return state, metrics
 
-    def _train_scan(self, state: TrainState, hp, images, labels, idx):
-        step = _lift(self._member_step, self.num_members, shared=(2, 3))
+    def _train_scan(self, state: TrainState, hp, ds: data.DeviceDataset, idx):
+        step = _lift(self._member_step, self.num_members, shared=(2,))
 
         def body(state, idx):
-            idx = jax.lax.with_sharding_constraint(idx, self.step_sharding)
-            return step(state, hp, images, labels, idx)
+            return step(state, hp, ds, idx)
 
         return jax.lax.scan(body, state, idx)
 
-    def _train_step(self, state: TrainState, hp, images, labels, idx, i):
+    def _train_step(self, state: TrainState, hp, ds: data.DeviceDataset, idx, i):
         """Step `i` of the chunk `idx` (n, K, B), for the host loop."""
-        step = _lift(self._member_step, self.num_members, shared=(2, 3))
-        return step(state, hp, images, labels, jax.lax.dynamic_index_in_dim(idx, i, 0, False))
+        step = _lift(self._member_step, self.num_members, shared=(2,))
+        return step(state, hp, ds, jax.lax.dynamic_index_in_dim(idx, i, 0, False))
 
-    def train_chunk(self, state: TrainState, hp, images, labels, idx: np.ndarray):
+    def train_chunk(self, state: TrainState, hp, ds: data.DeviceDataset, idx: np.ndarray):
         """n steps of K members on global batches of B, from host indices `idx` (n, K, B);
         returns the new state and per-step metrics with a leading axis n."""
         n = len(idx)
         if self.scan_steps:
-            return self._scan(state, hp, images, labels, data.put(idx, self.chunk_sharding))
+            return self._scan(state, hp, ds, data.put(idx, self.chunk_sharding))
         # padded to a power of two so that a few chunk shapes serve every chunk length
         padded = np.zeros((1 << (n - 1).bit_length(), *idx.shape[1:]), idx.dtype)
         padded[:n] = idx
         idx = data.put(padded, self.chunk_sharding)
         metrics = []
         for i in range(n):
-            state, m = self._step(state, hp, images, labels, idx, np.int32(i))
+            state, m = self._step(state, hp, ds, idx, np.int32(i))
             if self.mesh.size > 1:  # simulated CPU devices deadlock in all-reduce when steps
                 jax.block_until_ready(m)  # overlap on a small thread pool: one at a time
             metrics.append(m)
         return state, jax.tree.map(lambda *x: jnp.stack(x), *metrics)
 
     # --- evaluation ---------------------------------------------------------------------
-    def _evaluate(self, state: TrainState, images, labels, idx, mask):
+    def _evaluate(self, state: TrainState, ds: data.DeviceDataset, idx, mask):
         """Mean loss and accuracy over the examples `idx` (steps, B) where `mask` is set."""
 
         def member(state):
@@ -187,9 +185,10 @@ class Engine:
 
             def body(totals, batch):
                 idx, m = batch
-                logits = model(data.normalize(images[idx], self.mean, self.std))
-                ce = optax.softmax_cross_entropy_with_integer_labels(logits, labels[idx])
-                correct = jnp.argmax(logits, -1) == labels[idx]
+                x, y = ds.gather(idx)
+                logits = model(data.normalize(x, self.mean, self.std))
+                ce = optax.softmax_cross_entropy_with_integer_labels(logits, y)
+                correct = jnp.argmax(logits, -1) == y
                 return (totals[0] + jnp.sum(ce * m), totals[1] + jnp.sum(correct * m)), None
 
             (loss, correct), _ = jax.lax.scan(body, (0.0, 0.0), (idx, mask))
