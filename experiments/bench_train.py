@@ -83,7 +83,6 @@ def time_jax(model: str, steps: int) -> dict[str, float]:
 # --- PyTorch -----------------------------------------------------------------------------
 
 def torch_model(name: str):
-    import torch
     from torch import nn
 
     if name == "lenet":
