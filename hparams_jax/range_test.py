@@ -72,16 +72,24 @@ class Suggestion:
         return "\n".join(lines)
 
 
+class _Ema:
+    """Bias-corrected exponential moving average of K series, fed one step at a time."""
+
+    def __init__(self, k: int, beta: float = 0.98):
+        self.beta, self.count, self.avg = beta, 0, np.zeros(k)
+
+    def step(self, row: np.ndarray) -> np.ndarray:
+        self.count += 1
+        self.avg = self.beta * self.avg + (1 - self.beta) * np.asarray(row, np.float64)
+        return self.avg / (1 - self.beta ** self.count)
+
+
 def smooth(loss: np.ndarray, beta: float = 0.98) -> np.ndarray:
     """Bias-corrected exponential moving average (as in fastai's and pytorch-lr-finder's
     finders); non-finite values propagate. Causal, so it decides when to stop; it lags the
     loss by about 1 / (1 - beta) steps, so the curve is read with `centred` instead."""
-    out = np.empty(len(loss))
-    avg = 0.0
-    for i, x in enumerate(loss):
-        avg = beta * avg + (1 - beta) * x
-        out[i] = avg / (1 - beta ** (i + 1))
-    return out
+    ema = _Ema(1, beta)
+    return np.array([ema.step(np.array([x]))[0] for x in loss])
 
 
 def centred(loss: np.ndarray) -> np.ndarray:
@@ -269,6 +277,22 @@ def _suggest(r: RangeTestResult, fraction: float, policy: str) -> Suggestion:
 
 # --- running it ----------------------------------------------------------------------------
 
+class _StoppingRule:
+    """The EMA of each member's loss kept up chunk by chunk with its running minimum, so the
+    rule reads each new loss once instead of re-smoothing the whole curve."""
+
+    def __init__(self, k: int):
+        self.ema, self.best, self.last = _Ema(k), np.full(k, np.inf), np.full(k, np.nan)
+
+    def update(self, loss: np.ndarray, stop_factor: float) -> np.ndarray:
+        """Feeds (n, K) losses; True where the smoothed loss now exceeds stop_factor x its
+        minimum."""
+        for row in loss:
+            self.last = self.ema.step(row)
+            self.best = np.fmin(self.best, self.last)
+        return self.last > stop_factor * self.best
+
+
 def _check_ramp(start, stop, num_steps, mode, stop_factor, eval_every):
     v.one_of("mode", mode, RANGE_MODES)
     (v.strictly_positive if mode == "exp" else v.non_negative)("start", start)
@@ -293,6 +317,7 @@ def _run(config: TrainConfig, *, start, stop, num_steps, mode, eval_every, stop_
     evals: list[tuple[int, np.ndarray, np.ndarray, np.ndarray]] = []
     stopped = np.full(k, -1)  # step at which each member stopped, -1 while running
     reasons = ["completed"] * k
+    rule = _StoppingRule(k)
     step = 0
     while step < num_steps and (stopped < 0).any():
         n = session.chunk_length(step, eval_every)
@@ -304,12 +329,12 @@ def _run(config: TrainConfig, *, start, stop, num_steps, mode, eval_every, stop_
         step += n
         e = session.evaluate(state)
         evals.append((step, m["learning_rate"][-1], e["loss"], e["accuracy"]))
-        loss = np.concatenate(losses)
+        ever_bad = ~np.all(np.concatenate(finite), axis=0)
+        too_high = rule.update(m["loss"], stop_factor)
         for j in np.flatnonzero(stopped < 0):
-            s = smooth(loss[:, j])
-            if not np.all(np.concatenate(finite)[:, j]):
+            if ever_bad[j]:
                 stopped[j], reasons[j] = step, "non-finite loss or gradient"
-            elif s[-1] > stop_factor * np.min(s):
+            elif too_high[j]:
                 stopped[j], reasons[j] = step, f"smoothed loss above {stop_factor:g}x its minimum"
     loss, acc, lr, finite = (np.concatenate(x) for x in (losses, accs, lrs, finite))
     results = []

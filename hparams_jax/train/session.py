@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import numpy as np
 import jax
-from jax.sharding import NamedSharding, PartitionSpec as P
 
 from hparams_jax import data
 from hparams_jax.train.config import TrainConfig
@@ -50,7 +49,7 @@ class Session:
         self.hp = jax.tree.map(lambda a: data.put(a, replicated), hp)
         self.train = data.DeviceDataset.from_arrays(train_x, train_y, self.mesh)
         self.test = data.DeviceDataset.from_arrays(test_x, test_y, self.mesh)
-        eval_sharding = NamedSharding(self.mesh, P(None, "data"))
+        eval_sharding = data.batch_sharding(self.mesh, leading=1)
         self.eval_idx, self.eval_mask = (
             data.put(a, eval_sharding) for a in data.eval_indices(len(test_y), config.batch_size))
         self._epochs: dict[int, np.ndarray] = {}

@@ -24,7 +24,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 from flax import nnx
-from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+from jax.sharding import Mesh
 
 from hparams_jax import data, models, transforms
 from hparams_jax.train.config import TrainConfig
@@ -78,8 +78,8 @@ class Engine:
         model.eval()
         self.eval_graph = nnx.graphdef(model)
 
-        self.replicated = NamedSharding(mesh, P())
-        self.chunk_sharding = NamedSharding(mesh, P(None, None, "data"))
+        self.replicated = data.replicated(mesh)
+        self.chunk_sharding = data.batch_sharding(mesh, leading=2)
         self.init = jax.jit(self._init, out_shardings=self.replicated)
         self.scan_steps = jax.default_backend() != "cpu"
         self._scan = jax.jit(self._train_scan, donate_argnums=0)
