@@ -134,6 +134,32 @@ def test_vmapped_sweep_equals_separate_runs(tmp_path):
     assert not np.allclose(swept.train(0)["train_loss"], swept.train(1)["train_loss"])
 
 
+def test_vectorized_members_equal_unrolled_members():
+    """vmap (the accelerators' way of running K members) and the unrolled members (XLA:CPU's)
+    compute the same chunk."""
+    from hparams_jax.train.session import Session
+
+    config = tiny(members=({"seed": 0, "max_lr": 0.05}, {"seed": 1, "weight_decay": 0.0}))
+    results = {}
+    for vectorize in (True, False):
+        session = Session(config)
+        session.engine.vectorize = vectorize  # read when the step is first traced
+        state, metrics = session.chunk(session.init_state(), 0, 6)
+        results[vectorize] = jax.device_get((state.params, metrics["loss"],
+                                             session.evaluate(state)))
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=2e-5, atol=1e-6),
+                 results[True], results[False])
+
+
+def test_model_options_reach_the_network(tmp_path):
+    """The 3-layer CIFAR net, sized by model_options, trains on 28x28x1 Fashion-MNIST."""
+    history = fit(tiny(model="cifar3", model_options={"in_channels": 1, "input_size": 28},
+                       steps=8, max_lr=0.01, workdir=str(tmp_path)))
+    assert np.isfinite(history.summary["members"][0]["test_loss"])
+    assert json.loads((tmp_path / "config.json").read_text())["model_options"] == {
+        "in_channels": 1, "input_size": 28}
+
+
 # --- kill and resume -----------------------------------------------------------------------
 
 KILLED_CHILD = textwrap.dedent("""

@@ -25,6 +25,9 @@ Optimiser metadata (class attributes, see `layers.ZooModel`):
   ``model.weight_decay_multipliers()`` returns these as a parameter-shaped tree.
 * ``LR_MULTIPLIERS``: ``lr_mult: 2`` on the conv1, conv2 and fc biases.
 
+``input_size`` and ``in_channels`` (32 and 3 by default) size the net for other images, e.g.
+28x28x1 MNIST-type data (the pools then give 28 -> 14 -> 7 -> 4).
+
 Deviation: the flatten before ``fc`` is NHWC (H, W, C) order rather than Caffe's (C, H, W):
 the same function with permuted ``fc`` rows.
 """
@@ -53,9 +56,10 @@ class Cifar3(layers.ZooModel):
     WEIGHT_DECAY_MULTIPLIERS = {"fc/kernel": 250.0, "fc/bias": 0.0}
     LR_MULTIPLIERS = {"conv1/bias": 2.0, "conv2/bias": 2.0, "fc/bias": 2.0}
 
-    def __init__(self, *, num_classes: int = 10, input_size: int = 32, dtype=None,
-                 rngs: nnx.Rngs):
+    def __init__(self, *, num_classes: int = 10, input_size: int = 32, in_channels: int = 3,
+                 dtype=None, rngs: nnx.Rngs):
         num_classes = layers.validate_num_classes(num_classes)
+        self.INPUT_CHANNELS = _validate.positive_int("in_channels", in_channels)
         self.input_size = _validate.positive_int("input_size", input_size)
         _validate.check("input_size", input_size, input_size >= 3, "at least 3")
         side = input_size
@@ -66,7 +70,7 @@ class Cifar3(layers.ZooModel):
             return layers.conv(cin, cout, 5, pad=2, use_bias=True,
                                kernel_init=layers.gaussian(std), dtype=dtype, rngs=rngs)
 
-        self.conv1 = conv(3, 32, 1e-4)
+        self.conv1 = conv(in_channels, 32, 1e-4)
         self.conv2 = conv(32, 32, 0.01)
         self.conv3 = conv(32, 64, 0.01)
         self.fc = nnx.Linear(side * side * 64, num_classes,

@@ -34,12 +34,14 @@ class TrainConfig:
     (constant) or `(max, min)` (cyclical, the mirror image of the LR cycle).
     `param_multipliers` applies the network's per-parameter learning-rate and weight-decay
     multipliers of the author's prototxts (Caffe `lr_mult`, `decay_mult`; e.g. no decay on the
-    final bias). Step counts (`step_size`, `log_every`, `eval_every`, `checkpoint_every`) are
+    final bias). `model_options` are passed to `models.create` (e.g. ``{"in_channels": 1,
+    "input_size": 28}`` runs the 3-layer CIFAR net on MNIST-shaped images). Step counts (`step_size`, `log_every`, `eval_every`, `checkpoint_every`) are
     optimizer steps; `steps`, when set, overrides `epochs`; `None` evaluation and checkpoint
     intervals mean once an epoch (rounded up to whole `log_every` intervals).
     """
 
     model: str = "lenet"
+    model_options: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     dataset: str = "fashion_mnist"
     batch_size: int = 128
     epochs: float | None = 3.0
@@ -75,6 +77,7 @@ class TrainConfig:
             object.__setattr__(self, "momentum", tuple(self.momentum))
         object.__setattr__(self, "piecewise_boundaries", tuple(self.piecewise_boundaries))
         object.__setattr__(self, "members", tuple(dict(m) for m in self.members))
+        object.__setattr__(self, "model_options", dict(self.model_options))
         self.validate()
 
     def validate(self) -> None:
