@@ -138,6 +138,42 @@ def _diagnose(args) -> int:
     return 0
 
 
+def _experiment(args) -> int:
+    """The paper's grid: list the experiments, run one, or write experiments/RESULTS.md."""
+    from hparams_jax import experiment
+
+    if args.action == "list":
+        for e in experiment.load_all(args.configs).values():
+            print(f"{e.name}: {e.title} ({e.section})")
+            for s in e.settings:
+                paper = f" [paper {s.paper.accuracy:.4f}]" if s.paper else ""
+                print(f"    {s.name}: {s.note}{paper}")
+        return 0
+    if args.action == "report":
+        path = experiment.write_report(experiment.load_all(args.configs), root=args.root,
+                                       output=args.output)
+        print(f"wrote {path}")
+        return 0
+    if args.distributed:
+        import jax
+
+        jax.distributed.initialize()
+    if not args.name:
+        raise ValueError("experiment run needs NAME (see hparams-jax experiment list)")
+    e = experiment.find(args.name, args.configs)
+    for name in args.setting or e.setting_names:
+        e.setting(name)  # an unknown setting fails before anything trains
+    for name in args.setting or e.setting_names:
+        print(f"{e.name}/{name}: {args.runs} run(s), scale {args.scale:g}")
+        history = experiment.run_setting(e, name, runs=args.runs, scale=args.scale,
+                                         root=args.root, progress=not args.no_progress)
+        accuracy = [m["test_accuracy"] for m in history.summary["members"]
+                    if m["test_accuracy"] is not None]
+        print(f"    test accuracy {', '.join(f'{a:.4f}' for a in accuracy)}; in "
+              f"{experiment.run_dir(args.root, e.name, name, args.scale)}")
+    return 0
+
+
 def _check_model(name: str) -> None:
     from hparams_jax import models
 
@@ -256,6 +292,32 @@ def build_parser() -> argparse.ArgumentParser:
                     "of Smith 2018, Sec. 3) and save the annotated plot WORKDIR/diagnosis.png.")
     diag.add_argument("workdir", help="the workdir of a training run")
     diag.set_defaults(func=_diagnose)
+
+    exp = sub.add_parser(
+        "experiment", help="the paper's experiment grid: list, run, report",
+        description="list: the experiments of the grid (experiments/configs/*.py) and their "
+                    "settings. run NAME: train its settings (or --setting S ...), --runs seeds "
+                    "of each in one program, into ROOT/NAME/SETTING (SETTING@scaleS when "
+                    "--scale < 1). report: aggregate every finished run into "
+                    "experiments/RESULTS.md beside the paper's numbers.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    exp.add_argument("action", choices=["list", "run", "report"])
+    exp.add_argument("name", nargs="?", help="experiment to run (see list)")
+    exp.add_argument("--setting", action="append", default=None,
+                     help="run only this setting (repeatable; default: all)")
+    exp.add_argument("--runs", type=int, default=4, help="seeds per setting, trained together")
+    exp.add_argument("--scale", type=float, default=1.0,
+                     help="multiply every setting's length by this (0, 1] for a quick check; "
+                          "recorded, and reported as a scaled run")
+    exp.add_argument("--root", default="runs", help="where runs are written and read")
+    exp.add_argument("--output", default="experiments/RESULTS.md", help="report file")
+    exp.add_argument("--configs", default=None,
+                     help="folder of experiment configs (default: the repository's "
+                          "experiments/configs)")
+    exp.add_argument("--no-progress", action="store_true", help="no progress bars")
+    exp.add_argument("--distributed", action="store_true",
+                     help="call jax.distributed.initialize() first (multi-host TPU/GPU)")
+    exp.set_defaults(func=_experiment)
     return parser
 
 

@@ -307,3 +307,66 @@ def plot_comparison(histories: Mapping[str, History], path: str | Path, *,
     ax.set_title(title or f"{metric.replace('_', ' ')} by run")
     fig.tight_layout()
     return _save(fig, path)
+
+
+def _mean_curve(curves) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Members' (epoch, value) curves on their common evaluation epochs: epoch, mean, std."""
+    n = min(len(e) for e, _ in curves)
+    epoch = curves[0][0][:n]
+    values = np.stack([v[:n] for _, v in curves])
+    return epoch, values.mean(0), values.std(0)
+
+
+def plot_epochs_to_target(curves: Mapping[str, list], path: str | Path, *,
+                          groups: Mapping[str, list[str]], target: float | None,
+                          epochs_to_target: Mapping[str, np.ndarray],
+                          budgets: Mapping[str, float], title: str) -> Path:
+    """The super-convergence figure (Smith & Topin 2017; Smith 2018, Table 1): one panel per
+    comparison with each setting's test accuracy against the epoch (mean over its runs, ±1
+    std shaded) and the baseline's final accuracy dashed; a last panel with the epochs each
+    setting needed to reach it beside the epochs it ran.
+
+    `curves` maps a setting to its runs' (epochs, accuracies) pairs."""
+    if not curves:
+        raise ValueError("curves={} is not allowed: curves must map at least one setting to "
+                         "its runs' curves.")
+    names = list(curves)
+    colour = dict(zip(names, _colours(len(names))))
+    fig, axes = plt.subplots(1, len(groups) + 1, figsize=(4.6 * (len(groups) + 1), 4.2))
+    for ax, (group, members) in zip(axes, groups.items()):
+        for name in members:
+            if not curves.get(name):
+                continue
+            epoch, mean, std = _mean_curve(curves[name])
+            ax.plot(epoch, mean, "o-", ms=3, color=colour[name],
+                    label=f"{name} ({mean[-1]:.4f})" if len(mean) else name)
+            ax.fill_between(epoch, mean - std, mean + std, color=colour[name], alpha=0.2)
+        if target is not None:
+            ax.axhline(target, color="k", ls="--", lw=1, label=f"baseline final {target:.4f}")
+            ax.set_ylim(max(0.0, target - 0.15), min(1.0, target + 0.05))
+        ax.set_title(group)
+        ax.set_xlabel("epoch")
+        ax.set_ylabel("test accuracy")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8, loc="lower right")
+    ax = axes[-1]
+    y = np.arange(len(names))
+    ax.barh(y, [budgets[n] for n in names], color="0.85", label="epochs run")
+    reached = [np.nanmean(epochs_to_target[n]) if n in epochs_to_target
+               and np.isfinite(epochs_to_target[n]).any() else np.nan for n in names]
+    spread = [np.nanstd(epochs_to_target[n]) if np.isfinite(reached[i]) else 0.0
+              for i, n in enumerate(names)]
+    ax.barh(y, np.nan_to_num(reached), xerr=spread, color=[colour[n] for n in names],
+            height=0.5, label="epochs to baseline's final accuracy")
+    for i, r in enumerate(reached):
+        if not np.isfinite(r):
+            ax.text(0.02 * max(budgets.values()), i, "not reached", va="center", fontsize=8)
+    ax.set_yticks(y, names)
+    ax.invert_yaxis()
+    ax.set_xlabel("epochs")
+    ax.set_title("epochs to the baseline's final accuracy")
+    ax.legend(fontsize=8, loc="lower right")
+    ax.grid(alpha=0.3, axis="x")
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return _save(fig, path)

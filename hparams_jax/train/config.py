@@ -17,6 +17,7 @@ from hparams_jax.data.augment import POLICIES
 LR_POLICIES = ("one_cycle", "triangular", "constant", "piecewise", "range_test")
 RANGE_MODES = ("linear", "exp")
 ANNEALS = ("linear", "cos")
+NORMALIZATIONS = ("standardize", "mean")
 # Settings a sweep member may override; each becomes a (K,) array in one compiled program.
 SWEEPABLE = ("seed", "min_lr", "max_lr", "momentum", "weight_decay")
 
@@ -35,7 +36,10 @@ class TrainConfig:
     `param_multipliers` applies the network's per-parameter learning-rate and weight-decay
     multipliers of the author's prototxts (Caffe `lr_mult`, `decay_mult`; e.g. no decay on the
     final bias). `model_options` are passed to `models.create` (e.g. ``{"in_channels": 1,
-    "input_size": 28}`` runs the 3-layer CIFAR net on MNIST-shaped images). Step counts (`step_size`, `log_every`, `eval_every`, `checkpoint_every`) are
+    "input_size": 28}`` runs the 3-layer CIFAR net on MNIST-shaped images).
+    `normalization="standardize"` feeds ``(pixel - mean) / std``; ``"mean"`` feeds
+    ``pixel - mean`` on the 0-255 scale, as the author's Caffe data layers did (his shallow
+    CIFAR net's initialisation, std 1e-4 on conv1, assumes that scale). Step counts (`step_size`, `log_every`, `eval_every`, `checkpoint_every`) are
     optimizer steps; `steps`, when set, overrides `epochs`; `None` evaluation and checkpoint
     intervals mean once an epoch (rounded up to whole `log_every` intervals).
     """
@@ -61,6 +65,7 @@ class TrainConfig:
     decoupled_weight_decay: bool = False
     param_multipliers: bool = True
     augmentation: str | None = None
+    normalization: str = "standardize"
     train_examples: int | None = None
     eval_examples: int | None = None
     seed: int = 0
@@ -92,6 +97,7 @@ class TrainConfig:
         v.one_of("lr_policy", self.lr_policy, LR_POLICIES)
         v.one_of("anneal", self.anneal, ANNEALS)
         v.one_of("range_mode", self.range_mode, RANGE_MODES)
+        v.one_of("normalization", self.normalization, NORMALIZATIONS)
         if self.augmentation is not None:
             v.one_of("augmentation", self.augmentation, POLICIES)
         for member in self.members:

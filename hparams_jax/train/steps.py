@@ -74,6 +74,8 @@ class Engine:
         self.mesh = mesh
         self.num_members = config.num_members
         self.augmentation = augmentation
+        if config.normalization == "mean":
+            std = np.ones_like(np.asarray(std, np.float32))
         self.mean, self.std = jnp.asarray(mean, jnp.float32), jnp.asarray(std, jnp.float32)
         self.num_classes = num_classes
 

@@ -1,0 +1,16 @@
+"""The paper's experiment grid as code (Smith 2018, Sec. 4-5 and Table 1).
+
+An `Experiment` is one network x dataset of the paper with its settings (the 1cycle run, the
+baseline, and the learning-rate policy, momentum, weight-decay and batch-size variations of its
+figures), each beside the author's own number where his logs give one. The configs live in
+`experiments/configs/*.py` (one `EXPERIMENT` per file); `run` trains a setting's runs as one
+vmapped program into `runs/NAME/SETTING`, `report` turns every finished run into
+`experiments/RESULTS.md`.
+"""
+
+from hparams_jax.experiment.spec import Experiment, PaperResult, Setting, find, load_all
+from hparams_jax.experiment.runner import run_setting, run_dir
+from hparams_jax.experiment.report import write_report
+
+__all__ = ["Experiment", "PaperResult", "Setting", "find", "load_all", "run_setting", "run_dir",
+           "write_report"]

@@ -1,0 +1,153 @@
+"""What an experiment of the paper is: a base `TrainConfig`, named settings that change it, the
+author's numbers beside them, and which values had to be inferred.
+
+Config files are small Python modules in `experiments/configs/` that define `EXPERIMENT`
+(Flax-examples / big_vision style: config as code).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.util
+import os
+from pathlib import Path
+from typing import Any, Mapping
+
+from hparams_jax import _validate as v
+from hparams_jax.train.config import TrainConfig
+
+CONFIGS_ENV = "HPARAMS_JAX_EXPERIMENTS"
+
+
+@dataclasses.dataclass(frozen=True)
+class PaperResult:
+    """The author's number for a setting: final test accuracy (a fraction) after `epochs`,
+    with the log or table it comes from."""
+
+    accuracy: float
+    epochs: float
+    source: str
+    top5: float | None = None
+
+    def __post_init__(self):
+        v.check("accuracy", self.accuracy, 0.0 <= self.accuracy <= 1.0, "a fraction in [0, 1]")
+        v.positive_number("epochs", self.epochs)
+
+
+@dataclasses.dataclass(frozen=True)
+class Setting:
+    """One row of an experiment: `changes` to the experiment's base config, what the author
+    reported for it (`paper`, None where his logs give no number) and a `note` saying what it
+    shows and which of its values are inferred."""
+
+    name: str
+    changes: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    paper: PaperResult | None = None
+    note: str = ""
+
+
+@dataclasses.dataclass(frozen=True)
+class Experiment:
+    """One network x dataset of the paper.
+
+    `baseline` names the setting whose final test accuracy is the target of the
+    super-convergence figure of merit (epochs each setting needs to reach it);
+    `comparisons` groups setting names into the paper's comparisons (learning-rate policy,
+    momentum, weight decay, batch size); `eval_every_epochs` sets how often every setting is
+    evaluated on the test set (the paper reads the test curve, Sec. 3).
+    """
+
+    name: str
+    title: str
+    section: str
+    config: TrainConfig
+    settings: tuple[Setting, ...]
+    baseline: str
+    comparisons: Mapping[str, tuple[str, ...]] = dataclasses.field(default_factory=dict)
+    eval_every_epochs: float = 1.0
+    notes: tuple[str, ...] = ()
+
+    def __post_init__(self):
+        names = [s.name for s in self.settings]
+        v.check("settings", names, bool(names) and len(names) == len(set(names)),
+                "a non-empty tuple of settings with unique names")
+        v.one_of("baseline", self.baseline, names)
+        for group, members in self.comparisons.items():
+            for name in members:
+                v.one_of(f"comparisons[{group!r}]", name, names)
+        v.positive_number("eval_every_epochs", self.eval_every_epochs)
+
+    def setting(self, name: str) -> Setting:
+        return {s.name: s for s in self.settings}[v.one_of("setting", name, self.setting_names)]
+
+    @property
+    def setting_names(self) -> list[str]:
+        return [s.name for s in self.settings]
+
+    def config_for(self, name: str, *, runs: int = 1, scale: float = 1.0,
+                   workdir: str | None = None, progress: bool = True) -> TrainConfig:
+        """The `TrainConfig` of setting `name`: `runs` seeds (0, 1, ...) trained together, the
+        length (epochs or steps, and an explicit step size) multiplied by `scale`."""
+        v.positive_int("runs", runs)
+        v.check("scale", scale, isinstance(scale, (int, float)) and 0 < scale <= 1,
+                "a number in (0, 1]")
+        config = self.config.replace(**self.setting(name).changes)
+        changes: dict[str, Any] = {"workdir": workdir, "progress": progress}
+        if config.steps is not None:
+            changes["steps"] = max(1, round(config.steps * scale))
+        else:
+            changes["epochs"] = round(config.epochs * scale, 6)
+        if config.step_size is not None:
+            changes["step_size"] = max(1.0, config.step_size * scale)
+        if runs > 1:
+            changes["members"] = tuple({"seed": config.seed + k} for k in range(runs))
+        steps_per_epoch = _steps_per_epoch(config)
+        changes["eval_every"] = max(1, round(self.eval_every_epochs * steps_per_epoch))
+        changes["log_every"] = min(config.log_every, changes["eval_every"])
+        return config.replace(**changes)
+
+
+def _steps_per_epoch(config: TrainConfig) -> int:
+    from hparams_jax import data
+
+    size = data.info(config.dataset).train_size
+    if config.train_examples is not None:
+        size = min(size, config.train_examples)
+    return max(1, size // config.batch_size)
+
+
+def configs_dir() -> Path:
+    """`$HPARAMS_JAX_EXPERIMENTS`, else the repository's `experiments/configs`, else
+    `./experiments/configs`."""
+    if os.environ.get(CONFIGS_ENV):
+        return Path(os.environ[CONFIGS_ENV])
+    beside_package = Path(__file__).resolve().parents[2] / "experiments" / "configs"
+    return beside_package if beside_package.is_dir() else Path("experiments") / "configs"
+
+
+def load_all(directory: str | Path | None = None) -> dict[str, Experiment]:
+    """Every `EXPERIMENT` in the config files of `directory` (see `configs_dir`), by name."""
+    directory = Path(directory) if directory is not None else configs_dir()
+    if not directory.is_dir():
+        raise ValueError(f"experiment configs directory {str(directory)!r} does not exist: run "
+                         f"from the repository root or set {CONFIGS_ENV}.")
+    experiments = {}
+    for path in sorted(directory.glob("*.py")):
+        spec = importlib.util.spec_from_file_location(f"hparams_jax_experiment_{path.stem}",
+                                                      path)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        experiment = getattr(module, "EXPERIMENT", None)
+        if not isinstance(experiment, Experiment):
+            raise ValueError(f"{path} defines no EXPERIMENT (an hparams_jax.experiment."
+                             "Experiment).")
+        if experiment.name in experiments:
+            raise ValueError(f"{path}: experiment name {experiment.name!r} is used twice.")
+        experiments[experiment.name] = experiment
+    return experiments
+
+
+def find(name: str, directory: str | Path | None = None) -> Experiment:
+    """The experiment called `name`."""
+    experiments = load_all(directory)
+    return experiments[v.one_of("experiment", name, experiments)]
