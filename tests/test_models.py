@@ -8,6 +8,9 @@ ImageNet nets are checked with `jax.eval_shape`.
 
 import functools
 import math
+import os
+import subprocess
+import sys
 
 import jax
 import jax.numpy as jnp
@@ -203,9 +206,12 @@ def test_inception_resnet_v2_count_and_shapes(irv2):
     assert stats == 60_544
     assert n_params(irv2) - stats // 2 + stats == 55_873_736
     assert abs(n_params(irv2) / 55.8e6 - 1) < 0.01
-    for size in (299, 75):
+    for size in (299, 75, 229):
         out = output_shape(irv2, (2, size, size, 3))
         assert out.shape == (2, 1000) and out.dtype == jnp.float32
+    # a valid conv and a ceil-mode pool of an even map disagree at the reductions' concat
+    with pytest.raises(ValueError, match="299"):
+        output_shape(irv2, (1, 224, 224, 3))
 
 
 def test_published_counts():
@@ -361,6 +367,101 @@ def test_batch_norm_train_eval():
     assert not np.allclose(y_train, y1)  # batch statistics differ from the initial ones
     model.eval()
     assert not np.allclose(forward(model, x), y1)  # ... and the running averages moved
+
+
+def batch_norm_pair(c, seed=0):
+    """`layers.BatchNorm` and ``nnx.BatchNorm`` with the same (non-trivial) variables."""
+    ours = layers.BatchNormSpec(momentum=0.9).make(c, dtype=None, rngs=nnx.Rngs(0))
+    ref = nnx.BatchNorm(c, momentum=0.9, epsilon=1e-5, rngs=nnx.Rngs(0))
+    for bn in (ours, ref):
+        bn.scale[...] = 1.0 + 0.5 * normal(seed + 1, (c,))
+        bn.bias[...] = normal(seed + 2, (c,))
+        bn.mean[...], bn.var[...] = normal(seed + 3, (c,)), 1.0 + normal(seed + 4, (c,)) ** 2
+    return ours, ref
+
+
+def batch_norm_vjp(graph, params, stats, x, dy):
+    """Train-mode output, updated running statistics and gradients (scale and bias, input)."""
+    def apply(params, x):
+        model = nnx.merge(graph, params, stats, copy=True)
+        return model(x), nnx.state(model, nnx.BatchStat)
+
+    (y, new_stats), vjp = jax.vjp(apply, params, x)
+    return y, new_stats, vjp((dy, jax.tree.map(jnp.zeros_like, new_stats)))
+
+
+def split_bn(bn):
+    graph, params, stats = nnx.split(bn, nnx.Param, nnx.BatchStat)
+    return functools.partial(batch_norm_vjp, graph), params, stats
+
+
+def assert_trees_close(a, b, rtol):
+    for u, v in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True):
+        np.testing.assert_allclose(u, v, rtol=rtol, atol=rtol * float(np.abs(v).max()))
+
+
+@pytest.mark.parametrize("shape", [(8, 8, 8, 16), (4, 8, 8, 52), (2, 2, 2, 256),
+                                   (3, 5, 5, 12)])  # the last one has no lane-dense view
+def test_batch_norm_matches_nnx(shape):
+    ours, ref = batch_norm_pair(shape[-1])
+    x = 3.0 + 2.0 * normal(5, shape)
+    dy = normal(6, shape)
+    (f_ours, *state_ours), (f_ref, *state_ref) = split_bn(ours), split_bn(ref)
+    assert_trees_close(jax.jit(f_ours)(*state_ours, x, dy), jax.jit(f_ref)(*state_ref, x, dy),
+                       rtol=1e-4)
+    lanes = math.lcm(shape[-1], 128)
+    reshapes = [e.params["new_sizes"] for e in jax.make_jaxpr(f_ours)(*state_ours, x, dy).eqns
+                if e.primitive.name == "reshape"]
+    lane_dense = math.prod(shape[1:]) % lanes == 0
+    assert any(sizes[-1] == lanes for sizes in reshapes) == lane_dense
+    ours.eval(), ref.eval()
+    np.testing.assert_allclose(ours(x), ref(x), rtol=1e-6, atol=1e-6)
+
+
+def test_batch_norm_matches_nnx_under_vmap():
+    members = [batch_norm_pair(16, seed) for seed in (0, 10)]
+    x = jnp.stack([3.0 + normal(s, (4, 8, 8, 16)) for s in (5, 15)])
+    dy = jnp.stack([normal(s, (4, 8, 8, 16)) for s in (6, 16)])
+
+    def vmapped(which):
+        splits = [split_bn(pair[which]) for pair in members]
+        stack = lambda i: jax.tree.map(lambda *a: jnp.stack(a), *(s[i] for s in splits))
+        return jax.jit(jax.vmap(splits[0][0]))(stack(1), stack(2), x, dy)
+
+    assert_trees_close(vmapped(0), vmapped(1), rtol=1e-4)
+
+
+SHARDED_BATCH_NORM = """
+import jax, jax.numpy as jnp, numpy as np
+from flax import nnx
+from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+from hparams_jax.models import layers
+bn = layers.BatchNormSpec().make(16, dtype=None, rngs=nnx.Rngs(0))
+graph, params, stats = nnx.split(bn, nnx.Param, nnx.BatchStat)
+
+def loss(params, stats, x):
+    model = nnx.merge(graph, params, stats, copy=True)
+    return jnp.sum(jnp.sin(model(x))), nnx.state(model, nnx.BatchStat)
+
+x = jnp.asarray(np.random.default_rng(0).standard_normal((8, 8, 8, 16), np.float32)) + 1.0
+step = jax.jit(jax.value_and_grad(loss, argnums=(0, 2), has_aux=True))
+single = step(params, stats, x)
+# the engine's mesh (automatic axes) and jax.make_mesh's (explicit axes)
+for mesh in (Mesh(np.asarray(jax.devices()), ("data",)), jax.make_mesh((4,), ("data",))):
+    sharded = step(params, stats, jax.device_put(x, NamedSharding(mesh, P("data"))))
+    assert sharded[1][1].sharding.spec[0] == "data", sharded[1][1].sharding
+    for a, b in zip(jax.tree.leaves(sharded), jax.tree.leaves(single), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4 * float(np.abs(b).max()))
+print("ok")
+"""
+
+
+def test_batch_norm_sharded_over_four_devices():
+    flags = os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=4"
+    env = {**os.environ, "XLA_FLAGS": flags, "JAX_PLATFORMS": "cpu"}
+    proc = subprocess.run([sys.executable, "-c", SHARDED_BATCH_NORM], env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0 and proc.stdout.strip() == "ok", proc.stderr[-3000:]
 
 
 def test_dropout_train_eval():

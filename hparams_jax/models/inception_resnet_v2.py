@@ -15,7 +15,10 @@ scale 0.2, + 1 block C with scale 1 and no ReLU -> conv1x1 1536 -> global averag
 dropout 0.2 -> fc. Every conv but the blocks' 1x1 "up" projections is conv (no bias) -> BN ->
 ReLU; the up projections are linear with a bias, and a ReLU follows every residual sum but
 the last. Input 299x299x3 (8x8 final maps); the smallest supported input is 75x75
-(1x1 final maps).
+(1x1 final maps). Each reduction concatenates a valid 3x3/2 conv with a ceil-mode 3x3/2
+max-pool, which agree only on odd maps, so the input side must keep both reductions' inputs
+odd: sides 75-76 and 101-108, 133-140, ... (every 32) up to 293-300, so 299 but not 224
+(`supported_input_size`).
 
 Parameters: 55,843,464 ``nnx.Param`` scalars for 1000 classes (conv kernels, up-projection
 and fc biases, BN scale and bias) plus 60,544 BN running statistics. Keras'
@@ -117,6 +120,23 @@ _REDUCTION_B = ([_unit(256, 1), _unit(384, 3, 2, 0)], [_unit(256, 1), _unit(288,
                 [_unit(256, 1), _unit(288, 3), _unit(320, 3, 2, 0)])
 
 
+def supported_input_size(size: int) -> bool:
+    """Whether a ``size`` x ``size`` input reaches both reductions with odd feature maps."""
+
+    def conv(s):  # valid 3x3, stride 2
+        return (s - 3) // 2 + 1
+
+    def pool(s):  # Caffe ceil-mode 3x3/2
+        return -(-(s - 3) // 2) + 1
+
+    if size < InceptionResNetV2.MIN_INPUT_SIZE:
+        return False
+    s = pool(pool(conv(size) - 2) - 2)
+    if s % 2 == 0:
+        return False
+    return ((s - 3) // 2 + 1) % 2 == 1
+
+
 class InceptionResNetV2(layers.ZooModel):
     """Inception-ResNet-v2 (see the module docstring).
 
@@ -169,6 +189,10 @@ class InceptionResNetV2(layers.ZooModel):
 
     def __call__(self, x: jax.Array) -> jax.Array:
         self.check_input(x)
+        for side in x.shape[1:3]:
+            _validate.check("input size", x.shape, supported_input_size(side),
+                            "a side that keeps both reductions' maps odd: 299 (the "
+                            "author's crop), 75-76, or 101-108, 133-140, ... every 32")
         x = layers.max_pool(self.stem_a(x), 3, 2)
         x = layers.max_pool(self.stem_b(x), 3, 2)
         b0, b1, b2, b3 = self.mixed_5b
