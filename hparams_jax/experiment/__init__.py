@@ -9,8 +9,9 @@ vmapped program into `runs/NAME/SETTING`, `report` turns every finished run into
 """
 
 from hparams_jax.experiment.spec import Experiment, PaperResult, Setting, find, load_all
+from hparams_jax.experiment.protocols import core_comparisons
 from hparams_jax.experiment.runner import run_setting, run_dir
 from hparams_jax.experiment.report import write_report
 
-__all__ = ["Experiment", "PaperResult", "Setting", "find", "load_all", "run_setting", "run_dir",
+__all__ = ["Experiment", "core_comparisons", "PaperResult", "Setting", "find", "load_all", "run_setting", "run_dir",
            "write_report"]
