@@ -10,6 +10,7 @@ shape held on the device, as the engine holds small datasets.
     python experiments/bench_train.py                    # both networks
     python experiments/bench_train.py --models lenet --rounds 5
     python experiments/bench_train.py --flags            # each default XLA:CPU flag's effect
+    python experiments/bench_train.py --batch-norm --models resnet56  # the zoo's batch norm
 
 PyTorch is a benchmark-only extra (`pip install torch==2.13.0`); it is skipped when missing.
 """
@@ -191,6 +192,45 @@ def flag_sweep(models: list[str], steps: dict[str, int]) -> None:
                         *(str(steps[m]) for m in models), "--jax-only"], env=env, check=True)
 
 
+def batch_norm_ab(models: list[str], rounds: int = 7) -> None:
+    """The JAX step with ``flax.nnx.BatchNorm`` against the zoo's lane-dense
+    `layers.BatchNorm`: both engines built in one process, timed in alternating rounds."""
+    from flax import nnx
+
+    from hparams_jax.models import layers
+    from timing import interleaved
+
+    zoo = layers.BatchNorm
+    for name in models:
+        steps = {}
+        for label, cls in (("nnx.BatchNorm", nnx.BatchNorm), ("layers.BatchNorm", zoo)):
+            layers.BatchNorm = cls  # the class `BatchNormSpec.make` builds
+            try:
+                steps[label] = engine_step(name)
+            finally:
+                layers.BatchNorm = zoo
+        ms = {k: v * 1e3 for k, v in interleaved(steps, rounds=rounds, per_round=2).items()}
+        print(f"{name}: JAX step with nnx.BatchNorm {ms['nnx.BatchNorm']:.1f} ms, with "
+              f"layers.BatchNorm {ms['layers.BatchNorm']:.1f} ms "
+              f"({ms['nnx.BatchNorm'] / ms['layers.BatchNorm']:.2f}x)")
+
+
+def engine_step(model: str):
+    """A function that runs one compiled train step of a fresh engine and returns its metrics."""
+    from hparams_jax.data import put
+
+    engine, state, hp, ds = jax_engine(model)
+    idx = put(np.random.default_rng(1).integers(0, len(ds), (1, 1, BATCH)).astype(np.int32),
+              engine.chunk_sharding)
+    held = [state]
+
+    def step():
+        held[0], metrics = engine._step(held[0], hp, ds, idx, np.int32(0))
+        return metrics
+
+    return step
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", nargs="+", default=list(SHAPES), choices=list(SHAPES))
@@ -199,12 +239,18 @@ def main():
                              "(default: lenet 32, resnet56 4)")
     parser.add_argument("--flags", action="store_true",
                         help="measure the effect of each default XLA:CPU flag")
+    parser.add_argument("--batch-norm", action="store_true",
+                        help="time the JAX step with flax.nnx.BatchNorm and with the zoo's "
+                             "lane-dense layers.BatchNorm")
     parser.add_argument("--jax-only", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     defaults = {"lenet": 32, "resnet56": 4}
     steps = dict(zip(args.models, args.steps)) if args.steps else defaults
     if args.flags:
         flag_sweep(args.models, steps)
+        return
+    if args.batch_norm:
+        batch_norm_ab(args.models)
         return
     if args.jax_only:
         import jax

@@ -15,7 +15,8 @@ Caffe semantics, because the paper's networks are the author's Caffe prototxts
   divides by the number of window elements that lie inside the zero-padded input (Caffe counts
   the explicit ``pad`` but not the ceil-mode overhang).
 * **Batch norm.** A Caffe ``BatchNorm`` + ``Scale(bias_term: true)`` pair is one
-  ``nnx.BatchNorm`` (scale initialised to 1, bias to 0). Caffe's ``moving_average_fraction``
+  ``nnx.BatchNorm`` (scale initialised to 1, bias to 0), as `BatchNorm`, which computes the
+  same values faster on XLA:CPU. Caffe's ``moving_average_fraction``
   is Flax's ``momentum``; Caffe normalises its running sums by ``sum_t maf^t`` (a
   bias-corrected average) whereas Flax keeps a plain exponential moving average started at
   mean 0 / variance 1, so with momentum 0.999 the running statistics need a few thousand
@@ -40,6 +41,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
+from jax.sharding import PartitionSpec as P
 
 from hparams_jax import _validate
 
@@ -116,8 +118,62 @@ class BatchNormSpec:
         _validate.positive_number("bn_epsilon", self.epsilon)
 
     def make(self, num_features: int, *, dtype: Dtype, rngs: nnx.Rngs) -> nnx.BatchNorm:
-        return nnx.BatchNorm(num_features, momentum=self.momentum, epsilon=self.epsilon,
-                             dtype=dtype, rngs=rngs)
+        return BatchNorm(num_features, momentum=self.momentum, epsilon=self.epsilon,
+                         dtype=dtype, rngs=rngs)
+
+
+class BatchNorm(nnx.BatchNorm):
+    """``nnx.BatchNorm`` (same variables and values) whose training-mode pass computes on a
+    lane-dense view of a channels-last input, ``(-1, lcm(C, 128))`` rows, with the per-channel
+    vectors tiled to that width.
+
+    XLA:CPU sums an NHWC tensor over N, H, W with a few channels in the minor dimension ~7x
+    slower than it sums the ``(-1, 128)`` view of the same data (also ~2x slower than an
+    ``(N, -1, 128)`` view), and the gradients of the per-channel shift and scale are such sums
+    too: on ResNet-56's 32x32x16 stage (batch 128), batch norm + ReLU forward and backward
+    take 20 ms as ``nnx.BatchNorm`` and 9-13 ms here. Statistics as in ``nnx.BatchNorm``: one
+    pass, var = E[x^2] - E[x]^2 (clipped at 0).
+    """
+
+    def __call__(self, x, use_running_average: bool | None = None, *, mask=None):
+        if use_running_average is None:
+            use_running_average = self.use_running_average
+        lanes = math.lcm(x.shape[-1], 128)
+        if (use_running_average or mask is not None or self.axis_name is not None
+                or self.axis not in (-1, x.ndim - 1) or self.scale is None or self.bias is None
+                or x.ndim < 2 or math.prod(x.shape[1:]) % lanes
+                or any(jax.typeof(x).sharding.spec[1:])):
+            return super().__call__(x, use_running_average, mask=mask)
+        x, scale, bias = self.promote_dtype((x, self.scale[...], self.bias[...]),
+                                            dtype=self.dtype)
+        sharding = jax.typeof(x).sharding
+        rows = jax.lax.reshape(x, (x.size // lanes, lanes),
+                               out_sharding=sharding.update(spec=P(sharding.spec[0], None)))
+        mean, var = _lane_dense_stats(rows, x.shape[-1])
+        self._update_running_stats(mean, var)
+        mul = jax.lax.rsqrt(var + self.epsilon) * scale
+        tile = lambda v: jnp.tile(v, lanes // x.shape[-1]).astype(x.dtype)
+        y = (rows - tile(mean)) * tile(mul) + tile(bias)
+        return jax.lax.reshape(y, x.shape, out_sharding=sharding)
+
+    def _update_running_stats(self, mean: jax.Array, var: jax.Array) -> None:
+        """``nnx.BatchNorm``'s exponential moving averages of the batch statistics."""
+        stop_gradient = (jax.lax.stop_gradient if self.mean._can_update or self.var._can_update
+                         else lambda v: v)
+        self.mean[...] = stop_gradient(self.momentum * self.mean[...]
+                                       + (1 - self.momentum) * mean)
+        self.var[...] = stop_gradient(self.momentum * self.var[...]
+                                      + (1 - self.momentum) * var)
+
+
+def _lane_dense_stats(rows: jax.Array, channels: int) -> tuple[jax.Array, jax.Array]:
+    """Per-channel mean and biased variance, in at least float32, of ``rows``: a channels-last
+    tensor viewed as ``(-1, lanes)``, lane ``i`` holding channel ``i % channels``."""
+    rows = rows.astype(jnp.promote_types(rows.dtype, jnp.float32))
+    count = rows.shape[0] * (rows.shape[1] // channels)
+    mean = rows.sum(0).reshape(-1, channels).sum(0) / count
+    mean_sq = (rows * rows).sum(0).reshape(-1, channels).sum(0) / count
+    return mean, jnp.maximum(0.0, mean_sq - mean * mean)
 
 
 _NHWC = ("NHWC", "HWIO", "NHWC")
