@@ -365,7 +365,7 @@ def plot_epochs_to_target(curves: Mapping[str, list], path: str | Path, *,
     ax.invert_yaxis()
     ax.set_xlabel("epochs")
     ax.set_title("epochs to the baseline's final accuracy")
-    ax.legend(fontsize=8, loc="lower right")
+    ax.legend(fontsize=8, loc="best")
     ax.grid(alpha=0.3, axis="x")
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()

@@ -143,34 +143,40 @@ def _experiment_section(experiment: Experiment, runs: list[Run], root: Path, fig
             reach_by_scale[scale] = {n: epochs_to_reach(r, target) for n, r in group.items()}
 
     lines += ["| setting | paper: test acc. (epochs) | our run | runs | epochs | "
-              "test accuracy | test loss | epochs to baseline acc. | wall time |",
-              "|---|---|---|---|---|---|---|---|---|"]
+              "test accuracy | test loss | epochs to baseline acc. | baseline's epochs to "
+              "this acc. | wall time |",
+              "|---|---|---|---|---|---|---|---|---|---|"]
     for setting in experiment.settings:
         mine = [r for r in runs if r.setting == setting.name]
         if not mine:
             lines.append(f"| `{setting.name}` | {_paper_text(setting)} | not run here | | | | "
-                         "| | |")
+                         "| | | |")
             continue
         for r in mine:
             n = len(r.summary["members"])
             runs_text = f"{n}" + (f" ({r.diverged} diverged)" if r.diverged else "")
             reach = reach_by_scale.get(r.scale, {}).get(setting.name)
+            base = by_scale[r.scale].get(experiment.baseline)
+            back = (_reach_text(epochs_to_reach(base, float(r.final("test_accuracy").mean())))
+                    if base is not None and len(r.members) else "—")
             lines.append(
                 f"| `{setting.name}` | {_paper_text(setting)} | {_scale_text(r.scale)} | "
-                f"{runs_text} | {r.summary['epochs']:g} | "
+                f"{runs_text} | {r.summary['epochs']:.3g} | "
                 f"{_mean_std(r.final('test_accuracy'))} | {_mean_std(r.final('test_loss'))} | "
-                f"{_reach_text(reach) if reach is not None else '—'} | "
+                f"{_reach_text(reach) if reach is not None else '—'} | {back} | "
                 f"{r.summary['wall_time_s'] / 60:.1f} min |")
     lines.append("")
-    lines += [f"- `{s.name}`: {s.note}" + (f" Paper: {s.paper.source}." if s.paper else "")
+    lines += [f"- `{s.name}`: {s.note}" + (f" (paper: {s.paper.source})" if s.paper else "")
               for s in experiment.settings]
     lines.append("")
     for scale, group in by_scale.items():
         target = targets.get(scale)
         if target is not None:
             lines.append(f"Baseline (`{experiment.baseline}`, {_scale_text(scale)}) final test "
-                         f"accuracy: {target:.4f}, mean of its runs; each setting's entry under "
-                         "\"epochs to baseline acc.\" is the first evaluated epoch at or above it.")
+                         f"accuracy: {target:.4f}, mean of its runs. \"Epochs to baseline acc.\" "
+                         "is each run's first evaluated epoch at or above it; \"baseline's "
+                         "epochs to this acc.\" is the baseline runs' first epoch at or above "
+                         "the setting's mean final accuracy.")
         path = _figure(experiment, scale, group, target, reach_by_scale.get(scale, {}), figures)
         lines += ["", f"![{experiment.name} {_scale_text(scale)}]"
                       f"({_relative(path, link_base)})", ""]
@@ -217,7 +223,9 @@ def write_report(experiments: dict[str, Experiment], *, root: str | Path = "runs
         "numbers, only with the other settings at the same scale.",
         "- Paper numbers are the final test accuracy of the author's own logged run "
         "(`shared/reference/smith2018_runs.md`); \"—\" where his logs give none.", ""]
-    for name, experiment in experiments.items():
+    ordered = sorted(experiments, key=lambda n: (not all_runs[n], n))
+    for name in ordered:
+        experiment = experiments[name]
         lines += _experiment_section(experiment, all_runs[name], root, figures, output.parent)
         lines.append("")
     output.parent.mkdir(parents=True, exist_ok=True)
