@@ -334,16 +334,19 @@ def plot_epochs_to_target(curves: Mapping[str, list], path: str | Path, *,
     colour = dict(zip(names, _colours(len(names))))
     fig, axes = plt.subplots(1, len(groups) + 1, figsize=(4.6 * (len(groups) + 1), 4.2))
     for ax, (group, members) in zip(axes, groups.items()):
+        finals = []
         for name in members:
             if not curves.get(name):
                 continue
             epoch, mean, std = _mean_curve(curves[name])
+            finals += list(mean[-1:])
             ax.plot(epoch, mean, "o-", ms=3, color=colour[name],
                     label=f"{name} ({mean[-1]:.4f})" if len(mean) else name)
             ax.fill_between(epoch, mean - std, mean + std, color=colour[name], alpha=0.2)
         if target is not None:
             ax.axhline(target, color="k", ls="--", lw=1, label=f"baseline final {target:.4f}")
-            ax.set_ylim(max(0.0, target - 0.15), min(1.0, target + 0.05))
+            low = min([target - 0.15] + [f - 0.05 for f in finals])  # every run's end shows
+            ax.set_ylim(max(0.0, low), min(1.0, target + 0.05))
         ax.set_title(group)
         ax.set_xlabel("epoch")
         ax.set_ylabel("test accuracy")
