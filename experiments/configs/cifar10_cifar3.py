@@ -14,14 +14,11 @@ over 8 devices.
 """
 
 from hparams_jax.experiment import Experiment, Setting
+from hparams_jax.experiment.protocols import CAFFE_CIFAR10_FULL
 from hparams_jax.train import TrainConfig
 
 ONE_CYCLE = dict(lr_policy="one_cycle", min_lr=0.002, max_lr=0.02, momentum=(0.95, 0.8),
                  weight_decay=6e-4, batch_size=512, epochs=50, step_size=2246)
-CAFFE_FULL = dict(lr_policy="piecewise", min_lr=0.0, max_lr=0.001, momentum=0.9,
-                  nesterov=False, weight_decay=0.004, batch_size=128, epochs=140,
-                  piecewise_boundaries=(120 / 140, 130 / 140), piecewise_gamma=0.1,
-                  step_size=None)
 
 EXPERIMENT = Experiment(
     name="cifar10_cifar3",
@@ -33,7 +30,7 @@ EXPERIMENT = Experiment(
         Setting("one_cycle", {},
                 note="1cycle 0.002-0.02, CM 0.95-0.8, WD 6e-4, TBS 512, 50 epochs, step size "
                      "2246 (all inferred from the author's CIFAR-100 run of this net)"),
-        Setting("piecewise", CAFFE_FULL,
+        Setting("piecewise", CAFFE_CIFAR10_FULL,
                 note="baseline: Caffe's cifar10_full recipe, LR 0.001, /10 at 120 and 130 of "
                      "140 epochs, momentum 0.9 (no Nesterov), WD 0.004, TBS 128"),
         Setting("tbs128", {"batch_size": 128, "step_size": 8984},

@@ -16,21 +16,16 @@ momentum 0.9, WD 1e-4, 145 epochs planned; its logs end at iteration 1,090,000 (
 """
 
 from hparams_jax.experiment import Experiment, PaperResult, Setting
+from hparams_jax.experiment.protocols import caffe_step_boundaries
 from hparams_jax.train import TrainConfig
 
 TRAIN_IMAGES, BATCH = 1_281_167, 112
 
-
-def step_decay(epochs: float, every: int = 20_000) -> tuple[float, ...]:
-    """Caffe's "step" policy as fractions of the run: a drop every `every` iterations."""
-    total = epochs * TRAIN_IMAGES / BATCH
-    return tuple(k * every / total for k in range(1, int(total // every) + 1)
-                 if k * every < total)
-
-
 STANDARD = dict(lr_policy="piecewise", min_lr=0.0, max_lr=0.1, momentum=0.9,
                 weight_decay=1e-4, steps=None, epochs=145, step_size=None,
-                piecewise_boundaries=step_decay(145), piecewise_gamma=0.94)
+                piecewise_boundaries=caffe_step_boundaries(
+                    145, train_images=TRAIN_IMAGES, batch_size=BATCH, every=20_000),
+                piecewise_gamma=0.94)
 LOG = "log inception-resnetCM9585CLR.051WD{}BS28_20Epochs_{}"
 
 EXPERIMENT = Experiment(

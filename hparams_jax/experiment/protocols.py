@@ -52,3 +52,20 @@ def core_comparisons(*, one_cycle: str, baseline_lr: float, baseline_epochs: flo
             "weight decay": (_wd_name(high), "one_cycle", _wd_name(low)),
         },
     )
+
+
+def caffe_step_boundaries(epochs: float, *, train_images: int, batch_size: int,
+                          every: int) -> tuple[float, ...]:
+    """Caffe's "step" LR policy (a drop every `every` iterations) as the fractions of a run of
+    `epochs` that `TrainConfig.piecewise_boundaries` takes (the author's ImageNet baselines)."""
+    total = epochs * train_images / batch_size
+    return tuple(k * every / total for k in range(1, int(total // every) + 1)
+                 if k * every < total)
+
+
+# Caffe's cifar10_full solver, the baseline of the author's 3-layer net: LR 0.001, /10 at 120
+# and 130 of 140 epochs, momentum 0.9 (no Nesterov), WD 0.004; batch 128 (Caffe's is 100).
+CAFFE_CIFAR10_FULL = dict(lr_policy="piecewise", min_lr=0.0, max_lr=0.001, momentum=0.9,
+                          nesterov=False, weight_decay=0.004, batch_size=128, epochs=140,
+                          piecewise_boundaries=(120 / 140, 130 / 140), piecewise_gamma=0.1,
+                          step_size=None)
