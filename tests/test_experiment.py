@@ -15,6 +15,7 @@ from hparams_jax import data, experiment, models
 from hparams_jax.cli import main
 from hparams_jax.experiment import Experiment, PaperResult, Setting
 from hparams_jax.experiment.report import Run, epochs_to_reach
+from hparams_jax.experiment.spec import steps_per_epoch
 from hparams_jax.train import History, TrainConfig
 from hparams_jax.train.optimizer import learning_rate, make_optimizer, member_hparams
 
@@ -57,9 +58,7 @@ def test_every_setting_builds_model_data_spec_and_optimizer(exp, setting):
         config.model, info.num_classes, tuple(sorted(config.model_options.items())), size,
         info.image_shape[2])
     assert logits.shape == (2, info.num_classes)
-    per_epoch = max(1, min(info.train_size, config.train_examples or info.train_size)
-                    // config.batch_size)
-    total = config.steps or max(1, round(config.epochs * per_epoch))
+    total = config.steps or max(1, round(config.epochs * steps_per_epoch(config)))
     member = jax.tree.map(lambda a: a[0], member_hparams(config))
     ones = lambda tree: jax.tree.map(lambda a: jnp.ones(a.shape, a.dtype), tree)  # noqa: E731
     opt = make_optimizer(config, member, total, weight_decay_multipliers=ones(wd_mult),

@@ -140,13 +140,18 @@ def test_vectorized_members_equal_unrolled_members():
     from hparams_jax.train.session import Session
 
     config = tiny(members=({"seed": 0, "max_lr": 0.05}, {"seed": 1, "weight_decay": 0.0}))
-    results = {}
+    results, convs = {}, {}
     for vectorize in (True, False):
         session = Session(config)
         session.engine.vectorize = vectorize  # read when the step is first traced
-        state, metrics = session.chunk(session.init_state(), 0, 6)
+        state = session.init_state()
+        step = jax.make_jaxpr(session.engine._train_step)(
+            state, session.hp, session.train, session._indices(0, 1), 0)
+        convs[vectorize] = str(step).count("conv_general_dilated")
+        state, metrics = session.chunk(state, 0, 6)
         results[vectorize] = jax.device_get((state.params, metrics["loss"],
                                              session.evaluate(state)))
+    assert convs[False] == 2 * convs[True] > 0  # two members' convolutions, or one batched
     jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=2e-5, atol=1e-6),
                  results[True], results[False])
 

@@ -3,8 +3,8 @@
 An `Experiment` is one network x dataset of the paper with its settings (the 1cycle run, the
 baseline, and the learning-rate policy, momentum, weight-decay and batch-size variations of its
 figures), each beside the author's own number where his logs give one. The configs live in
-`experiments/configs/*.py` (one `EXPERIMENT` per file); `run` trains a setting's runs as one
-vmapped program into `runs/NAME/SETTING`, `report` turns every finished run into
+`experiments/configs/*.py` (one `EXPERIMENT` per file); `run_setting` trains a setting's runs
+as one program into `runs/NAME/SETTING`, `report` turns every finished run into
 `experiments/RESULTS.md`.
 """
 
@@ -13,5 +13,5 @@ from hparams_jax.experiment.protocols import core_comparisons
 from hparams_jax.experiment.runner import run_setting, run_dir
 from hparams_jax.experiment.report import write_report
 
-__all__ = ["Experiment", "core_comparisons", "PaperResult", "Setting", "find", "load_all", "run_setting", "run_dir",
-           "write_report"]
+__all__ = ["Experiment", "PaperResult", "Setting", "core_comparisons", "find", "load_all",
+           "run_dir", "run_setting", "write_report"]

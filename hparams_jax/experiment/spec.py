@@ -101,13 +101,14 @@ class Experiment:
             changes["step_size"] = max(1.0, config.step_size * scale)
         if runs > 1:
             changes["members"] = tuple({"seed": config.seed + k} for k in range(runs))
-        steps_per_epoch = _steps_per_epoch(config)
-        changes["eval_every"] = max(1, round(self.eval_every_epochs * steps_per_epoch))
+        changes["eval_every"] = max(1, round(self.eval_every_epochs
+                                             * steps_per_epoch(config)))
         changes["log_every"] = min(config.log_every, changes["eval_every"])
         return config.replace(**changes)
 
 
-def _steps_per_epoch(config: TrainConfig) -> int:
+def steps_per_epoch(config: TrainConfig) -> int:
+    """Optimizer steps in one epoch of `config`'s training split (drop-last batches)."""
     from hparams_jax import data
 
     size = data.info(config.dataset).train_size

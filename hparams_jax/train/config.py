@@ -39,9 +39,10 @@ class TrainConfig:
     "input_size": 28}`` runs the 3-layer CIFAR net on MNIST-shaped images).
     `normalization="standardize"` feeds ``(pixel - mean) / std``; ``"mean"`` feeds
     ``pixel - mean`` on the 0-255 scale, as the author's Caffe data layers did (his shallow
-    CIFAR net's initialisation, std 1e-4 on conv1, assumes that scale). Step counts (`step_size`, `log_every`, `eval_every`, `checkpoint_every`) are
-    optimizer steps; `steps`, when set, overrides `epochs`; `None` evaluation and checkpoint
-    intervals mean once an epoch (rounded up to whole `log_every` intervals).
+    CIFAR net's initialisation, std 1e-4 on conv1, assumes that scale). Step counts
+    (`step_size`, `log_every`, `eval_every`, `checkpoint_every`) are optimizer steps; `steps`,
+    when set, overrides `epochs`; `None` evaluation and checkpoint intervals mean once an epoch
+    (rounded up to whole `log_every` intervals).
     """
 
     model: str = "lenet"
