@@ -48,7 +48,8 @@ def _train(args) -> int:
         lr_policy=args.lr_policy, min_lr=args.min_lr, max_lr=args.max_lr,
         step_size=args.step_size, momentum=args.momentum, nesterov=not args.no_nesterov,
         weight_decay=args.weight_decay, augmentation=args.augmentation,
-        train_examples=args.train_examples, seed=args.seed,
+        train_examples=args.train_examples, seed=args.seed, image_size=args.image_size,
+        data_workers=args.data_workers,
         members=tuple({"seed": s} for s in range(args.seed, args.seed + args.runs))
         if args.runs > 1 else (),
         log_every=args.log_every, eval_every=args.eval_every,
@@ -89,7 +90,8 @@ def _range_test(args) -> int:
                          momentum=args.momentum, nesterov=not args.no_nesterov,
                          weight_decay=args.weight_decay, augmentation=args.augmentation,
                          train_examples=args.train_examples, eval_examples=args.eval_examples,
-                         seed=args.seed, progress=False)
+                         seed=args.seed, image_size=args.image_size,
+                         data_workers=args.data_workers, progress=False)
     ramp = dict(start=args.start, stop=args.stop, num_steps=args.steps, mode=args.mode,
                 eval_every=args.eval_every)
     workdir = Path(args.workdir)
@@ -193,7 +195,8 @@ def _add_run_arguments(parser: argparse.ArgumentParser) -> None:
     """What `train` and `range-test` share: the network, the data and the optimizer."""
     parser.add_argument("--model", default="lenet", help="network (see models.available())")
     parser.add_argument("--dataset", default="fashion_mnist",
-                        help="mnist, fashion_mnist, cifar10, cifar100")
+                        help="mnist, fashion_mnist, cifar10, cifar100 (held on the device) "
+                             "or imagenet2012 (streamed from prepared tfds files)")
     parser.add_argument("--batch-size", type=int, default=128,
                         help="global batch, split over all devices")
     parser.add_argument("--momentum", type=_momentum, default=0.9,
@@ -206,6 +209,11 @@ def _add_run_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--train-examples", type=int, default=None,
                         help="use a fixed random subset of the training split")
     parser.add_argument("--seed", type=int, default=0, help="random seed (init, order, noise)")
+    parser.add_argument("--image-size", type=int, default=None,
+                        help="imagenet2012 only: side of the crops (default 224; 299 for "
+                             "inception_resnet_v2)")
+    parser.add_argument("--data-workers", type=int, default=0,
+                        help="imagenet2012 only: grain worker processes decoding images")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -27,7 +27,7 @@ import numpy as np
 
 from hparams_jax import _validate as v
 from hparams_jax.train.config import RANGE_MODES, TrainConfig
-from hparams_jax.train.session import Session
+from hparams_jax.train.session import open_session
 
 # min_lr as a fraction of max_lr: the author's 1cycle job scripts use max/10 (Sec. 4.1 and
 # shared/reference); for CLR the paper sets the minimum "a factor of 3 or 4" below the maximum.
@@ -307,7 +307,7 @@ def _check_ramp(start, stop, num_steps, mode, stop_factor, eval_every):
 
 def _run(config: TrainConfig, *, start, stop, num_steps, mode, eval_every, stop_factor,
          labels: Sequence[str]) -> list[RangeTestResult]:
-    session = Session(config.replace(lr_policy="range_test", min_lr=start, max_lr=stop,
+    session = open_session(config.replace(lr_policy="range_test", min_lr=start, max_lr=stop,
                                      steps=num_steps, range_mode=mode, workdir=None,
                                      progress=False))
     k = session.num_members

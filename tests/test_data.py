@@ -376,6 +376,25 @@ def test_imagenet_pipeline_train_and_eval():
     assert sorted(seen) == list(range(10))
 
 
+def test_imagenet_stream_starts_at_any_batch_and_keeps_a_subset():
+    """`start_batch=s` yields the stream's batches s, s+1, ... (how a resumed run continues);
+    `num_examples` keeps the source's first examples, in training and in evaluation."""
+    source = fake_imagenet(10)
+    kw = dict(seed=3, image_size=12, num_threads=2, num_examples=7)
+    whole = list(imagenet.from_source(source, "train", 2, num_epochs=3, **kw))
+    tail = list(imagenet.from_source(source, "train", 2, num_epochs=3, start_batch=4, **kw))
+    assert len(whole) == 10 and len(tail) == 6  # 21 examples in batches of 2
+    for a, b in zip(whole[4:], tail):
+        np.testing.assert_array_equal(a["image"], b["image"])
+        np.testing.assert_array_equal(a["label"], b["label"])
+    labels = np.concatenate([b["label"] for b in whole])
+    assert labels.max() < 7 and sorted(labels[:6]) == sorted(set(labels[:6]))
+    val = list(imagenet.from_source(source, "validation", 4, image_size=12, num_threads=2,
+                                    num_examples=7))
+    assert [float(b["mask"].sum()) for b in val] == [4.0, 3.0]
+    assert [int(l) for b in val for l, m in zip(b["label"], b["mask"]) if m] == list(range(7))
+
+
 def test_imagenet_dataset_through_tfds_mock():
     with tfds.testing.mock_data(num_examples=6):
         batch = next(iter(imagenet.dataset("train", 2, image_size=24, num_threads=2)))

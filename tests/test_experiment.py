@@ -104,12 +104,6 @@ def test_bad_experiments_are_refused():
         GRID["fashion_mnist_lenet"].setting("nope")
 
 
-def test_streamed_imagenet_rows_say_they_need_a_streaming_loop(tmp_path):
-    e = next(e for e in GRID.values() if e.config.dataset == "imagenet2012")
-    with pytest.raises(ValueError, match="streamed"):
-        experiment.run_setting(e, e.baseline, runs=1, root=tmp_path)
-
-
 def _history(curves):
     rows = [{"kind": "eval", "step": i, "epoch": ep, "member": k, "test_accuracy": acc,
              "test_loss": 1 - acc}

@@ -33,6 +33,7 @@ EXPERIMENT = Experiment(
     title="Inception-ResNet-v2, ImageNet",
     section="Sec. 5.3",
     config=TrainConfig(model="inception_resnet_v2", dataset="imagenet2012", batch_size=BATCH,
+                       image_size=299,
                        epochs=None, steps=220_000, lr_policy="one_cycle", min_lr=0.05,
                        max_lr=1.0, step_size=108_000, momentum=(0.95, 0.85),
                        weight_decay=3e-6),
@@ -63,9 +64,8 @@ EXPERIMENT = Experiment(
         "learning-rate policy": ("one_cycle", "piecewise"),
         "weight decay": ("wd1e-6", "one_cycle", "wd1e-5"),
     },
-    notes=("ImageNet is streamed from disk: `experiment run` does not train these rows (fit() "
-           "trains in-memory datasets); see experiments/README.md. The streaming loop must "
-           "read 299x299 images (`hparams_jax.data.imagenet.dataset(..., image_size=299)`).",
+    notes=("ImageNet is streamed from the prepared tfds files (experiments/README.md), "
+           "299x299 crops, the prototxt's input.",
            "The baseline's logs and the WD 1e-5 log end early; their numbers are the last ones "
            "logged, at the epochs shown."),
 )

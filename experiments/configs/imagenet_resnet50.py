@@ -55,8 +55,8 @@ EXPERIMENT = Experiment(
         "learning-rate policy": ("one_cycle", "piecewise"),
         "weight decay": ("wd1e-6", "one_cycle"),
     },
-    notes=("ImageNet is streamed from disk: `experiment run` does not train these rows (fit() "
-           "trains in-memory datasets); see experiments/README.md.",
+    notes=("ImageNet is streamed from the prepared tfds files (experiments/README.md), "
+           "224x224 crops.",
            "The two 1cycle rows differ in step size (75,000 and 95,000) as well as weight "
            "decay, as the author's solvers did.",
            "The baseline's log ends at 133.6 of its 145 planned epochs; its number is the last "

@@ -104,14 +104,15 @@ class TrainTransform:
 
 
 class EvalTransform:
-    """Central crop of example `i` of the source, or a masked blank past its end."""
+    """Central crop of example `i` of the source, or a masked blank from example `size` on."""
 
-    def __init__(self, source, image_size: int):
+    def __init__(self, source, image_size: int, size: int | None = None):
         self.source, self.image_size = source, image_size
+        self.size = len(source) if size is None else size
 
     def __call__(self, i: int):
         size = self.image_size
-        if i >= len(self.source):
+        if i >= self.size:
             return {"image": np.zeros((size, size, 3), np.uint8), "label": np.int32(0),
                     "mask": np.float32(0.0)}
         example = self.source[int(i)]
@@ -126,9 +127,13 @@ def _stack(examples):
 
 def from_source(source, split: str, batch_size: int, *, seed: int = 0, image_size: int = 224,
                 num_epochs: int | None = None, num_threads: int = 16, worker_count: int = 0,
+                num_examples: int | None = None, start_batch: int = 0,
                 process_index: int = 0, process_count: int = 1):
     """The pipeline of `dataset` over any random-access `source` of {"image", "label"} examples
-    (a tfds data source, a list). `batch_size` is global; this process yields its share."""
+    (a tfds data source, a list). `batch_size` is global; this process yields its share.
+    `num_examples` keeps the source's first examples only. Training batches are a pure function
+    of (seed, batch number): `start_batch=s` yields exactly the batches s, s + 1, ... of the
+    stream that starts at 0 (how a resumed run continues)."""
     grain = _grain()
     v.one_of("split", split, SPLITS)
     v.positive_int("batch_size", batch_size)
@@ -139,20 +144,27 @@ def from_source(source, split: str, batch_size: int, *, seed: int = 0, image_siz
             f"in [0, process_count={process_count})")
     v.check("batch_size", batch_size, batch_size % process_count == 0,
             f"a multiple of the number of processes ({process_count})")
+    v.check("start_batch", start_batch, isinstance(start_batch, int) and start_batch >= 0,
+            "an integer >= 0")
     if num_epochs is not None:
         v.positive_int("num_epochs", num_epochs)
+    size = len(source)
+    if num_examples is not None:
+        v.positive_int("num_examples", num_examples)
+        size = min(size, num_examples)
     local = batch_size // process_count
     read = grain.ReadOptions(num_threads=num_threads, prefetch_buffer_size=2 * local)
     if split == "train":
-        ds = grain.MapDataset.source(source)[process_index::process_count]
+        ds = grain.MapDataset.source(source)[:size][process_index::process_count]
         ds = ds.shuffle(seed=seed).repeat(num_epochs)
         ds = ds.random_map(TrainTransform(image_size), seed=seed)
-        it = ds.to_iter_dataset(read).batch(local, drop_remainder=True, batch_fn=_stack)
+        ds = ds.batch(local, drop_remainder=True, batch_fn=_stack)[start_batch:]
+        it = ds.to_iter_dataset(read)
     else:
         # Pad to whole global batches so every process yields the same number of batches.
-        padded = -(-len(source) // batch_size) * batch_size
+        padded = -(-size // batch_size) * batch_size
         ds = grain.MapDataset.range(padded)[process_index::process_count]
-        ds = ds.map(EvalTransform(source, image_size))
+        ds = ds.map(EvalTransform(source, image_size, size))
         it = ds.to_iter_dataset(read).batch(local, drop_remainder=True, batch_fn=_stack)
     if worker_count:
         it = it.mp_prefetch(grain.MultiprocessingOptions(num_workers=worker_count))

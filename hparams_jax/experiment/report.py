@@ -17,7 +17,7 @@ from typing import Iterable
 
 import numpy as np
 
-from hparams_jax import plots
+from hparams_jax import data, plots
 from hparams_jax.experiment.runner import EVALUATION
 from hparams_jax.experiment.spec import Experiment
 from hparams_jax.train import History
@@ -122,7 +122,8 @@ def _figure(experiment: Experiment, scale: float, runs: dict[str, Run], target: 
     return plots.plot_epochs_to_target(
         curves, figures / f"{experiment.name}{tag}.png", groups=groups, target=target,
         epochs_to_target=reach, budgets=budgets,
-        title=f"{experiment.title} ({_scale_text(scale)}; {EVALUATION})")
+        title=f"{experiment.title} ({_scale_text(scale)}; "
+              f"{EVALUATION[data.info(experiment.config.dataset).in_memory]})")
 
 
 def _experiment_section(experiment: Experiment, runs: list[Run], root: Path, figures: Path,
@@ -213,7 +214,8 @@ def write_report(experiments: dict[str, Experiment], *, root: str | Path = "runs
         f"in `{root}/`. {ran} of {len(experiments)} experiments have finished runs here "
         f"(devices: {', '.join(machines) or 'none'}); every other row says \"not run here\".",
         "",
-        f"- Evaluation: {EVALUATION}; the author's logged accuracies are on a 6,400-image "
+        f"- Evaluation: {EVALUATION[True]} (ImageNet: {EVALUATION[False]}); the author's "
+        "logged accuracies are on a 6,400-image "
         "(ResNet, WRN) or 7,400-image (DenseNet) subset of the CIFAR test split with random "
         "flips, ImageNet's on its validation split.",
         "- Test accuracy and loss are the mean ± sample std over the runs (seeds 0..K-1, "

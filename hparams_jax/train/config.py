@@ -42,7 +42,10 @@ class TrainConfig:
     CIFAR net's initialisation, std 1e-4 on conv1, assumes that scale). Step counts
     (`step_size`, `log_every`, `eval_every`, `checkpoint_every`) are optimizer steps; `steps`,
     when set, overrides `epochs`; `None` evaluation and checkpoint intervals mean once an epoch
-    (rounded up to whole `log_every` intervals).
+    (rounded up to whole `log_every` intervals). `train_examples` / `eval_examples` keep a
+    subset of the splits. Streamed datasets (ImageNet) only: `image_size` is the side of the
+    host's crops (None: the dataset's, 224; Inception-ResNet-v2 takes 299) and `data_workers`
+    the number of grain worker processes decoding them (0: threads of the training process).
     """
 
     model: str = "lenet"
@@ -67,6 +70,8 @@ class TrainConfig:
     param_multipliers: bool = True
     augmentation: str | None = None
     normalization: str = "standardize"
+    image_size: int | None = None
+    data_workers: int = 0
     train_examples: int | None = None
     eval_examples: int | None = None
     seed: int = 0
@@ -116,10 +121,13 @@ class TrainConfig:
         v.check("piecewise_gamma", self.piecewise_gamma, 0 < self.piecewise_gamma <= 1,
                 "in (0, 1]")
         for name in ("log_every", "eval_every", "checkpoint_every", "train_examples",
-                     "eval_examples"):
+                     "eval_examples", "image_size"):
             if getattr(self, name) is not None:
                 v.positive_int(name, getattr(self, name))
         v.positive_int("keep_checkpoints", self.keep_checkpoints)
+        v.check("data_workers", self.data_workers,
+                isinstance(self.data_workers, int) and self.data_workers >= 0,
+                "an integer >= 0")
         cyclical = {isinstance(m.momentum, tuple) for m in self.members_or_self()}
         v.check("momentum", [m.momentum for m in self.members_or_self()], len(cyclical) == 1,
                 "all constant or all (max, min) pairs across members")

@@ -1,10 +1,10 @@
 """`fit(config)`: the training loop around the compiled steps.
 
-It moves the dataset to the device(s) once, feeds chunks of steps up to the next log,
-evaluation or checkpoint (one `lax.scan` each on accelerators) with per-epoch shuffled example
-indices, logs to `metrics.jsonl`, evaluates on the test
-split, checkpoints with orbax and resumes from the newest readable checkpoint in the same
-workdir. A non-finite loss freezes the member it hit (the update is not applied); a run whose
+It moves a small dataset to the device(s) once (or streams ImageNet from the host), feeds
+chunks of steps up to the next log, evaluation or checkpoint (one `lax.scan` each on
+accelerators) with per-epoch shuffled example indices, logs to `metrics.jsonl`, evaluates on
+the test split, checkpoints with orbax and resumes from the newest readable checkpoint in the
+same workdir. A non-finite loss freezes the member it hit (the update is not applied); a run whose
 every member diverged stops with `DivergenceError`, leaving the last good checkpoint and the
 metrics written so far on disk.
 """
@@ -25,10 +25,10 @@ from tqdm.auto import tqdm
 from hparams_jax.train.checkpoint import Checkpointer
 from hparams_jax.train.config import TrainConfig
 from hparams_jax.train.metrics import History, MetricsLog, write_json_atomic
-from hparams_jax.train.session import Session
+from hparams_jax.train.session import open_session
 
 # Config fields that may change between a run and its resumption.
-_RESUMABLE_CHANGES = ("workdir", "progress", "keep_checkpoints")
+_RESUMABLE_CHANGES = ("workdir", "progress", "keep_checkpoints", "data_workers")
 
 
 class DivergenceError(RuntimeError):
@@ -65,7 +65,7 @@ def fit(config: TrainConfig) -> History:
     start_time = time.perf_counter()
     workdir = Path(config.workdir)
     is_main = jax.process_index() == 0
-    session = Session(config)
+    session = open_session(config)
     steps_per_epoch, total_steps = session.steps_per_epoch, session.total_steps
     # "once an epoch" rounds up to whole logging intervals, so no chunk is cut short
     epoch_in_logs = -(-steps_per_epoch // config.log_every) * config.log_every

@@ -1,5 +1,6 @@
 """The compiled parts of training: member initialisation, a chunk of train steps under
-`lax.scan`, and evaluation, each a pure function jitted once.
+`lax.scan`, and evaluation, each a pure function jitted once; for streamed datasets, a step and
+an evaluation on one global batch fed from the host.
 
 The train state of K sweep members carries a leading axis K; one member's step is written
 once and lifted to K members with `jax.vmap` on accelerators. On XLA:CPU, vmap turns each
@@ -97,6 +98,8 @@ class Engine:
         self._scan = jax.jit(self._train_scan, donate_argnums=0)
         self._step = jax.jit(self._train_step, donate_argnums=0)
         self.evaluate = jax.jit(self._evaluate)
+        self._batch_step = jax.jit(self._train_batch, donate_argnums=0)
+        self._eval_batch = jax.jit(self._evaluate_batch)
 
     # --- model plumbing ----------------------------------------------------------------
     def _create(self, seed):
@@ -133,9 +136,12 @@ class Engine:
 
     # --- training -----------------------------------------------------------------------
     def _member_step(self, state: TrainState, hp, ds: data.DeviceDataset, idx):
+        return self._member_update(state, hp, *ds.gather(idx))
+
+    def _member_update(self, state: TrainState, hp, x, y):
+        """One member's optimizer step on the uint8 images `x` and labels `y`."""
         key = jax.random.fold_in(jax.random.key(hp["seed"]), state.step)
         aug_key, dropout_key = jax.random.split(key)
-        x, y = ds.gather(idx)
         x = self._prepare(x, aug_key)
 
         def loss_fn(params):
@@ -189,7 +195,29 @@ class Engine:
             metrics.append(m)
         return state, jax.tree.map(lambda *x: jnp.stack(x), *metrics)
 
+    def _train_batch(self, state: TrainState, hp, images, labels):
+        """One step of K members on a global batch they share (a streamed dataset)."""
+        return self.lift(self._member_update, shared=(2, 3))(state, hp, images, labels)
+
+    def train_batches(self, state: TrainState, hp, batches):
+        """A step per device batch {"image", "label"} of `batches` (global arrays sharded
+        on the batch axis); returns the new state and per-step metrics with a leading axis."""
+        metrics = []
+        for batch in batches:
+            state, m = self._batch_step(state, hp, batch["image"], batch["label"])
+            if self.mesh.size > 1:  # as in train_chunk
+                jax.block_until_ready(m)
+            metrics.append(m)
+        return state, jax.tree.map(lambda *x: jnp.stack(x), *metrics)
+
     # --- evaluation ---------------------------------------------------------------------
+    def _eval_sums(self, model, images, labels, mask):
+        """Summed cross-entropy and correct predictions over the examples where `mask` is 1."""
+        logits = model(data.normalize(images, self.mean, self.std))
+        ce = optax.softmax_cross_entropy_with_integer_labels(logits, labels)
+        correct = jnp.argmax(logits, -1) == labels
+        return jnp.stack([jnp.sum(ce * mask), jnp.sum(correct * mask)])
+
     def _evaluate(self, state: TrainState, ds: data.DeviceDataset, idx, mask):
         """Mean loss and accuracy over the examples `idx` (steps, B) where `mask` is set."""
 
@@ -198,17 +226,29 @@ class Engine:
 
             def body(totals, batch):
                 idx, m = batch
-                x, y = ds.gather(idx)
-                logits = model(data.normalize(x, self.mean, self.std))
-                ce = optax.softmax_cross_entropy_with_integer_labels(logits, y)
-                correct = jnp.argmax(logits, -1) == y
-                return (totals[0] + jnp.sum(ce * m), totals[1] + jnp.sum(correct * m)), None
+                return totals + self._eval_sums(model, *ds.gather(idx), m), None
 
-            (loss, correct), _ = jax.lax.scan(body, (0.0, 0.0), (idx, mask))
+            (loss, correct), _ = jax.lax.scan(body, jnp.zeros(2), (idx, mask))
             n = jnp.sum(mask)
             return {"loss": loss / n, "accuracy": correct / n}
 
         return self.lift(member)(state)
+
+    def _evaluate_batch(self, state: TrainState, images, labels, mask):
+        """(K, 2) summed loss and correct predictions of each member on one global batch."""
+        return self.lift(lambda s: self._eval_sums(self._model(self.eval_graph, s), images,
+                                                   labels, mask))(state)
+
+    def evaluate_batches(self, state: TrainState, batches) -> dict[str, np.ndarray]:
+        """Mean loss and accuracy of each member over device batches {"image", "label",
+        "mask"} (a streamed split; the mask is 0 on padding)."""
+        totals, count = 0.0, 0.0
+        for batch in batches:
+            totals = totals + self._eval_batch(state, batch["image"], batch["label"],
+                                               batch["mask"])
+            count = count + jnp.sum(batch["mask"])
+        totals, count = jax.device_get((totals, count))
+        return {"loss": totals[:, 0] / count, "accuracy": totals[:, 1] / count}
 
 
 def _placeholder(x):

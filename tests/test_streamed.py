@@ -1,0 +1,129 @@
+"""`fit` on a streamed dataset: ImageNet through tfds' mock data, read by the host pipeline
+(`data.imagenet`), at 32x32 with ResNet-20. Evaluation against NumPy over the central crops,
+an interrupted and resumed run against an uninterrupted one, bad settings, the experiment
+runner's ImageNet rows."""
+
+import json
+from pathlib import Path
+
+import jax
+import numpy as np
+import pytest
+import tensorflow_datasets as tfds
+
+from hparams_jax import data, experiment
+from hparams_jax.data import imagenet, sources
+from hparams_jax.train import TrainConfig, fit, metrics
+from hparams_jax.train.session import StreamedSession, open_session
+
+from test_train import params_of, tiny
+
+MOCK_EXAMPLES = 24
+STREAMED = dict(model="resnet20", dataset="imagenet2012", image_size=32, batch_size=8, steps=6,
+                lr_policy="one_cycle", min_lr=0.01, max_lr=0.05, momentum=(0.95, 0.85),
+                log_every=2, eval_every=3, checkpoint_every=3, eval_examples=12,
+                progress=False)
+
+
+def streamed(**changes) -> TrainConfig:
+    return TrainConfig(**{**STREAMED, **changes})
+
+
+@pytest.fixture
+def mock_imagenet():
+    with tfds.testing.mock_data(num_examples=MOCK_EXAMPLES):
+        yield
+
+
+def test_streamed_run_logs_trains_and_evaluates(mock_imagenet, tmp_path):
+    history = fit(streamed(workdir=str(tmp_path)))
+    train = [r for r in history.rows if r["kind"] == "train"]
+    evals = [r for r in history.rows if r["kind"] == "eval"]
+    assert [r["step"] for r in train] == [2, 3, 4, 6] and [r["step"] for r in evals] == [3, 6]
+    assert history.summary["steps_per_epoch"] == MOCK_EXAMPLES // 8
+    assert all(np.isfinite(r["train_loss"]) for r in train)
+    assert train[0]["learning_rate"] > 0.01 and train[-1]["learning_rate"] < 0.05
+    saved = json.loads((tmp_path / "config.json").read_text())
+    assert saved["dataset"] == "imagenet2012" and saved["image_size"] == 32
+
+
+def test_streamed_evaluation_is_the_mean_over_the_central_crops(mock_imagenet):
+    """The session's evaluation (global batches of 8, the last one padded and masked) equals
+    softmax cross-entropy and accuracy computed in NumPy over the same 12 central crops."""
+    session = open_session(streamed(eval_examples=12))
+    assert isinstance(session, StreamedSession)
+    state = session.init_state()
+    got = session.evaluate(state)
+
+    engine = session.engine
+    member = jax.tree.map(lambda x: x[0], state)
+    model = engine._model(engine.eval_graph, member)
+    source = sources.open_tfds("imagenet2012", "validation")
+    (batch,) = imagenet.from_source(source, "validation", 12, image_size=32, num_examples=12,
+                                    num_threads=2)
+    assert batch["mask"].all()
+    logits = np.asarray(model(data.normalize(batch["image"], engine.mean, engine.std)),
+                        np.float64)
+    logits -= logits.max(-1, keepdims=True)
+    log_p = logits - np.log(np.exp(logits).sum(-1, keepdims=True))
+    labels = batch["label"]
+    np.testing.assert_allclose(got["loss"], [-log_p[np.arange(12), labels].mean()],
+                               rtol=1e-5)
+    np.testing.assert_allclose(got["accuracy"], [(logits.argmax(-1) == labels).mean()])
+
+
+def test_interrupted_streamed_run_resumes_to_the_same_result(mock_imagenet, tmp_path,
+                                                             monkeypatch):
+    """A run that dies after step 4 (its last checkpoint at step 3) and is started again
+    restarts the stream at batch 3 and ends exactly as the uninterrupted run."""
+    full = fit(streamed(workdir=str(tmp_path / "full")))
+
+    write = metrics.MetricsLog.write
+
+    def write_then_die(self, rows):
+        write(self, rows)
+        if any(r["step"] > 3 for r in rows):
+            raise KeyboardInterrupt
+
+    config = streamed(workdir=str(tmp_path / "killed"))
+    monkeypatch.setattr(metrics.MetricsLog, "write", write_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        fit(config)
+    monkeypatch.setattr(metrics.MetricsLog, "write", write)
+    assert sorted(p.name for p in (tmp_path / "killed" / "checkpoints").iterdir()) == ["3"]
+
+    resumed = fit(config)
+    assert resumed.rows == full.rows
+    a, b = params_of(tmp_path / "full"), params_of(tmp_path / "killed")
+    assert a.keys() == b.keys()
+    for name in a:
+        np.testing.assert_array_equal(b[name], a[name], err_msg=name)
+
+
+@pytest.mark.parametrize("make, argument", [
+    (lambda: open_session(streamed(augmentation="flip")), "augmentation"),
+    (lambda: open_session(tiny(image_size=32)), "image_size"),
+    (lambda: streamed(data_workers=-1), "data_workers"),
+    (lambda: streamed(image_size=0), "image_size"),
+])
+def test_streamed_settings_are_checked(mock_imagenet, make, argument):
+    with pytest.raises(ValueError, match=argument):
+        make()
+
+
+def test_runner_trains_the_imagenet_rows(monkeypatch, tmp_path):
+    """`experiment run` hands an ImageNet row to `fit` with the row's crop size and records
+    the central-crop evaluation."""
+    from hparams_jax.experiment import runner
+
+    seen = []
+    monkeypatch.setattr(runner, "fit", lambda config: seen.append(config))
+    grid = experiment.load_all()
+    for name, side in (("imagenet_resnet50", None), ("imagenet_inception_resnet_v2", 299)):
+        e = grid[name]
+        experiment.run_setting(e, e.baseline, runs=2, root=tmp_path, progress=False)
+        config = seen[-1]
+        assert config.dataset == "imagenet2012" and config.image_size == side
+        assert config.num_members == 2
+        meta = json.loads((Path(config.workdir) / "experiment.json").read_text())
+        assert meta["evaluation"] == "the full validation split, central crops"
