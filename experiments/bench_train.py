@@ -52,8 +52,10 @@ def jax_engine(model: str, num_examples: int = 2048):
     return engine, engine.init(hp), hp, ds
 
 
-def time_jax(model: str, steps: int) -> dict[str, float]:
-    """Seconds per step: the compiled step alone, and inside the engine's chunk loop."""
+def jax_timers(model: str, steps: int):
+    """Two functions that each run `steps` steps and return seconds per step: the compiled
+    step back to back (the device-bound reference), and the engine's chunk loop with its
+    metrics read back (what `fit` does)."""
     import jax
 
     from hparams_jax.data import put
@@ -63,22 +65,26 @@ def time_jax(model: str, steps: int) -> dict[str, float]:
     rng = np.random.default_rng(1)
     host_idx = rng.integers(0, len(ds), (steps, 1, BATCH)).astype(np.int32)
     device_idx = put(host_idx, engine.chunk_sharding)
+    held = [state]
     # warm-up: compile for this chunk length, then settle the allocator and thread pool
     for _ in range(2):
-        state, m = engine.train_chunk(state, hp, ds, host_idx)
+        held[0], m = engine.train_chunk(held[0], hp, ds, host_idx)
         jax.block_until_ready(m)
 
-    start = time.perf_counter()
-    for i in range(steps):  # the compiled step back to back: the device-bound reference
-        state, m = engine._step(state, hp, ds, device_idx, np.int32(i))
-    jax.block_until_ready(m)
-    bare = (time.perf_counter() - start) / steps
+    def bare() -> float:
+        start = time.perf_counter()
+        for i in range(steps):
+            held[0], m = engine._step(held[0], hp, ds, device_idx, np.int32(i))
+        jax.block_until_ready(m)
+        return (time.perf_counter() - start) / steps
 
-    start = time.perf_counter()
-    state, m = engine.train_chunk(state, hp, ds, host_idx)
-    jax.device_get(m)  # the loop reads every chunk's metrics back
-    looped = (time.perf_counter() - start) / steps
-    return {"step": bare, "loop": looped}
+    def looped() -> float:
+        start = time.perf_counter()
+        held[0], m = engine.train_chunk(held[0], hp, ds, host_idx)
+        jax.device_get(m)
+        return (time.perf_counter() - start) / steps
+
+    return bare, looped
 
 
 # --- PyTorch -----------------------------------------------------------------------------
@@ -114,7 +120,8 @@ def torch_model(name: str):
     return nn.Sequential(*layers)
 
 
-def time_torch(name: str, steps: int, threads: int) -> float:
+def torch_timer(name: str, steps: int, threads: int):
+    """A function that runs `steps` PyTorch eager steps and returns seconds per step."""
     import torch
 
     torch.set_num_threads(threads)
@@ -142,15 +149,23 @@ def time_torch(name: str, steps: int, threads: int) -> float:
 
     for _ in range(2):
         step()
-    start = time.perf_counter()
-    for _ in range(steps):
-        step()
-    return (time.perf_counter() - start) / steps
+
+    def timed() -> float:
+        start = time.perf_counter()
+        for _ in range(steps):
+            step()
+        return (time.perf_counter() - start) / steps
+
+    return timed
 
 
 # --- report ------------------------------------------------------------------------------
 
-def run(models: list[str], steps: dict[str, int]) -> None:
+def run(models: list[str], steps: dict[str, int], rounds: int) -> None:
+    """Each network's JAX step, JAX loop and PyTorch step, timed in `rounds` alternating
+    rounds (medians), so that a noisy neighbour hits all three alike."""
+    import statistics
+
     import jax
 
     from timing import table
@@ -158,11 +173,18 @@ def run(models: list[str], steps: dict[str, int]) -> None:
     threads = os.cpu_count() or 1
     rows = []
     for name in models:
-        j = time_jax(name, steps[name])
+        bare, looped = jax_timers(name, steps[name])
+        timers = {"step": bare, "loop": looped}
         try:
-            t = time_torch(name, steps[name], threads)
+            timers["torch"] = torch_timer(name, steps[name], threads)
         except ImportError:
-            t = float("nan")
+            pass
+        samples = {k: [] for k in timers}
+        for _ in range(rounds):
+            for k, timer in timers.items():
+                samples[k].append(timer())
+        j = {k: statistics.median(v) for k, v in samples.items()}
+        t = j.get("torch", float("nan"))
         rows.append({
             "network": name, "batch": BATCH,
             "JAX step (ms)": f"{j['step'] * 1e3:.1f}",
@@ -173,7 +195,7 @@ def run(models: list[str], steps: dict[str, int]) -> None:
             "outside compiled step": f"{max(0.0, 1 - j['step'] / j['loop']):.1%}",
         })
     print(f"backend {jax.default_backend()}, {jax.device_count()} device(s), {threads} threads, "
-          f"XLA_FLAGS={os.environ.get('XLA_FLAGS', '')!r}")
+          f"{rounds} rounds, XLA_FLAGS={os.environ.get('XLA_FLAGS', '')!r}")
     print(table(rows, list(rows[0])))
 
 
@@ -237,6 +259,8 @@ def main():
     parser.add_argument("--steps", nargs="+", type=int, default=None,
                         help="timed steps per network, rounded up to a power of two "
                              "(default: lenet 32, resnet56 4)")
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="alternating timing rounds per network (medians are printed)")
     parser.add_argument("--flags", action="store_true",
                         help="measure the effect of each default XLA:CPU flag")
     parser.add_argument("--batch-norm", action="store_true",
@@ -256,11 +280,12 @@ def main():
         import jax
 
         for name in args.models:
-            j = time_jax(name, steps[name])
-            print(f"{name}: JAX step {j['step'] * 1e3:.1f} ms ({BATCH / j['step']:.0f} img/s), "
-                  f"loop {j['loop'] * 1e3:.1f} ms, backend {jax.default_backend()}")
+            bare, looped = jax_timers(name, steps[name])
+            step, loop = bare(), looped()
+            print(f"{name}: JAX step {step * 1e3:.1f} ms ({BATCH / step:.0f} img/s), "
+                  f"loop {loop * 1e3:.1f} ms, backend {jax.default_backend()}")
         return
-    run(args.models, steps)
+    run(args.models, steps, args.rounds)
 
 
 if __name__ == "__main__":
