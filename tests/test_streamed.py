@@ -16,7 +16,7 @@ from hparams_jax.data import imagenet, sources
 from hparams_jax.train import TrainConfig, fit, metrics
 from hparams_jax.train.session import StreamedSession, open_session
 
-from test_train import params_of, tiny
+from test_train import assert_same_checkpoints, tiny
 
 MOCK_EXAMPLES = 24
 STREAMED = dict(model="resnet20", dataset="imagenet2012", image_size=32, batch_size=8, steps=6,
@@ -94,10 +94,7 @@ def test_interrupted_streamed_run_resumes_to_the_same_result(mock_imagenet, tmp_
 
     resumed = fit(config)
     assert resumed.rows == full.rows
-    a, b = params_of(tmp_path / "full"), params_of(tmp_path / "killed")
-    assert a.keys() == b.keys()
-    for name in a:
-        np.testing.assert_array_equal(b[name], a[name], err_msg=name)
+    assert_same_checkpoints(tmp_path / "killed", tmp_path / "full")
 
 
 @pytest.mark.parametrize("make, argument", [

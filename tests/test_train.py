@@ -39,6 +39,14 @@ def params_of(workdir) -> dict:
     return {jax.tree_util.keystr(p): np.asarray(x) for p, x in leaves}
 
 
+def assert_same_checkpoints(workdir, reference) -> None:
+    """The newest checkpoints of two finished runs hold bitwise-equal parameters."""
+    got, expected = params_of(workdir), params_of(reference)
+    assert got.keys() == expected.keys()
+    for name in expected:
+        np.testing.assert_array_equal(got[name], expected[name], err_msg=name)
+
+
 # --- config -------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("changes, argument", [
@@ -197,10 +205,7 @@ def test_sigkill_then_resume_equals_uninterrupted_run(tmp_path):
 
     resumed = fit(killed)
     assert resumed.rows == full.rows
-    full_params, resumed_params = params_of(tmp_path / "full"), params_of(tmp_path / "killed")
-    assert full_params.keys() == resumed_params.keys()
-    for name in full_params:
-        np.testing.assert_array_equal(resumed_params[name], full_params[name], err_msg=name)
+    assert_same_checkpoints(tmp_path / "killed", tmp_path / "full")
 
 
 def test_corrupt_latest_checkpoint_falls_back_to_previous(tmp_path):
