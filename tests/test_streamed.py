@@ -4,6 +4,10 @@ an interrupted and resumed run against an uninterrupted one, bad settings, the e
 runner's ImageNet rows."""
 
 import json
+import os
+import subprocess
+import sys
+import textwrap
 from pathlib import Path
 
 import jax
@@ -95,6 +99,35 @@ def test_interrupted_streamed_run_resumes_to_the_same_result(mock_imagenet, tmp_
     resumed = fit(config)
     assert resumed.rows == full.rows
     assert_same_checkpoints(tmp_path / "killed", tmp_path / "full")
+
+
+STREAMED_CHILD = textwrap.dedent("""
+    import json, sys
+    import jax, tensorflow_datasets as tfds
+    from hparams_jax.train import TrainConfig, fit
+    with tfds.testing.mock_data(num_examples={examples}):
+        history = fit(TrainConfig.from_dict(json.loads(sys.argv[1])))
+    print(json.dumps([jax.device_count(), history.summary["members"][0]]))
+""")
+
+
+def test_four_devices_stream_like_one(tmp_path):
+    """Each of 4 (simulated) devices gets its quarter of every host batch: same losses."""
+    config = streamed(steps=4, eval_every=4, checkpoint_every=4)
+    results = {}
+    for devices in (1, 4):
+        env = {**os.environ, "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}"}
+        proc = subprocess.run(
+            [sys.executable, "-c", STREAMED_CHILD.format(examples=MOCK_EXAMPLES),
+             json.dumps(config.replace(workdir=str(tmp_path / str(devices))).to_dict())],
+            capture_output=True, text=True, env=env, timeout=600)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        count, results[devices] = json.loads(proc.stdout.strip().splitlines()[-1])
+        assert count == devices
+    assert results[4]["train_loss"] == pytest.approx(results[1]["train_loss"], rel=1e-4)
+    # four steps leave logits large (test loss ~23), which magnifies the float32 rounding of
+    # the batch-norm statistics summed in another order over 4 devices
+    assert results[4]["test_loss"] == pytest.approx(results[1]["test_loss"], rel=1e-3)
 
 
 @pytest.mark.parametrize("make, argument", [
