@@ -395,6 +395,19 @@ def test_imagenet_stream_starts_at_any_batch_and_keeps_a_subset():
     assert [int(l) for b in val for l, m in zip(b["label"], b["mask"]) if m] == list(range(7))
 
 
+def test_imagenet_worker_processes_yield_the_same_batches():
+    """`worker_count` moves decoding into grain worker processes (in a program that never
+    parsed absl flags, as here); the batches are the same."""
+    source = fake_imagenet(12)
+    kw = dict(seed=2, image_size=8, num_epochs=2, num_threads=2)
+    threads = list(imagenet.from_source(source, "train", 4, **kw))
+    workers = list(imagenet.from_source(source, "train", 4, worker_count=2, **kw))
+    assert len(workers) == len(threads) == 6
+    for a, b in zip(threads, workers):
+        np.testing.assert_array_equal(a["image"], b["image"])
+        np.testing.assert_array_equal(a["label"], b["label"])
+
+
 def test_imagenet_dataset_through_tfds_mock():
     with tfds.testing.mock_data(num_examples=6):
         batch = next(iter(imagenet.dataset("train", 2, image_size=24, num_threads=2)))

@@ -167,8 +167,19 @@ def from_source(source, split: str, batch_size: int, *, seed: int = 0, image_siz
         ds = ds.map(EvalTransform(source, image_size, size))
         it = ds.to_iter_dataset(read).batch(local, drop_remainder=True, batch_fn=_stack)
     if worker_count:
+        _absl_flags_parsed()
         it = it.mp_prefetch(grain.MultiprocessingOptions(num_workers=worker_count))
     return it
+
+
+def _absl_flags_parsed() -> None:
+    """grain's worker processes read an absl flag, which raises in a program that never parsed
+    its flags (one not started by ``absl.app``; google/grain#1355): such a program keeps every
+    flag's default."""
+    from absl import flags
+
+    if not flags.FLAGS.is_parsed():
+        flags.FLAGS.mark_as_parsed()
 
 
 def dataset(split: str, batch_size: int, *, seed: int = 0, image_size: int = 224,
