@@ -11,6 +11,7 @@ shape held on the device, as the engine holds small datasets.
     python experiments/bench_train.py --models lenet --rounds 5
     python experiments/bench_train.py --flags            # each default XLA:CPU flag's effect
     python experiments/bench_train.py --batch-norm --models resnet56  # the zoo's batch norm
+    python experiments/bench_train.py --conv-layers      # each convolution alone
 
 PyTorch is a benchmark-only extra (`pip install torch==2.13.0`); it is skipped when missing.
 """
@@ -237,6 +238,68 @@ def batch_norm_ab(models: list[str], rounds: int = 7) -> None:
               f"({ms['nnx.BatchNorm'] / ms['layers.BatchNorm']:.2f}x)")
 
 
+# (H, C_in, C_out, kernel, pad) of the networks' stride-1 convolutions, batch 128
+CONV_LAYERS = {"resnet56 stage 1": (32, 16, 16, 3, 1), "resnet56 stage 2": (16, 32, 32, 3, 1),
+               "resnet56 stage 3": (8, 64, 64, 3, 1), "lenet conv1": (28, 1, 20, 5, 0),
+               "lenet conv2": (12, 20, 50, 5, 0)}
+
+
+def conv_layers(rounds: int = 7) -> None:
+    """Each convolution's forward, input gradient and kernel gradient alone: XLA:CPU (NHWC,
+    jitted) against PyTorch eager (NCHW), medians of rounds alternating between a framework's
+    three passes. (Training never needs LeNet conv1's input gradient.)"""
+    import jax
+    import torch
+
+    import hparams_jax  # noqa: F401 - the package's XLA:CPU flags, set before JAX starts
+
+    from timing import interleaved, table
+
+    torch.set_num_threads(os.cpu_count() or 1)
+    rng = np.random.default_rng(0)
+    rows = []
+    for label, (h, cin, cout, k, pad) in CONV_LAYERS.items():
+        out = h + 2 * pad - k + 1
+        x = rng.standard_normal((BATCH, h, h, cin), np.float32)
+        w = rng.standard_normal((k, k, cin, cout), np.float32)
+        g = rng.standard_normal((BATCH, out, out, cout), np.float32)
+
+        def conv(x, w):
+            return jax.lax.conv_general_dilated(x, w, (1, 1), ((pad, pad), (pad, pad)),
+                                                dimension_numbers=("NHWC", "HWIO", "NHWC"))
+
+        jx, jw, jg = (jax.device_put(a) for a in (x, w, g))
+        pieces = {"forward": jax.jit(conv),
+                  "input grad": jax.jit(lambda x, w, g: jax.vjp(lambda x: conv(x, w), x)[1](g)),
+                  "kernel grad": jax.jit(lambda x, w, g: jax.vjp(lambda w: conv(x, w), w)[1](g))}
+        tx, tw, tg = (torch.tensor(x).permute(0, 3, 1, 2).contiguous(),
+                      torch.tensor(w).permute(3, 2, 0, 1).contiguous(),
+                      torch.tensor(g).permute(0, 3, 1, 2).contiguous())
+        backward = torch.ops.aten.convolution_backward
+        jax_fns = {
+            "JAX forward": lambda: pieces["forward"](jx, jw),
+            "JAX input grad": lambda: pieces["input grad"](jx, jw, jg),
+            "JAX kernel grad": lambda: pieces["kernel grad"](jx, jw, jg),
+        }
+        torch_fns = {
+            "PyTorch forward": lambda: torch.nn.functional.conv2d(tx, tw, padding=pad),
+            "PyTorch input grad": lambda: backward(tg, tx, tw, None, (1, 1), (pad, pad), (1, 1),
+                                                  False, (0, 0), 1, (True, False, False)),
+            "PyTorch kernel grad": lambda: backward(tg, tx, tw, None, (1, 1), (pad, pad),
+                                                   (1, 1), False, (0, 0), 1,
+                                                   (False, True, False)),
+        }
+        # one framework at a time: PyTorch's OpenMP threads spin for a while after each op
+        # and would slow XLA's threads down if their calls alternated
+        ms = {k: v * 1e3 for fns in (jax_fns, torch_fns)
+              for k, v in interleaved(fns, rounds=rounds, per_round=3).items()}
+        for piece in ("forward", "input grad", "kernel grad"):
+            j, t = ms[f"JAX {piece}"], ms[f"PyTorch {piece}"]
+            rows.append({"layer": label, "pass": piece, "JAX (ms)": f"{j:.2f}",
+                         "PyTorch (ms)": f"{t:.2f}", "JAX / PyTorch time": f"{j / t:.2f}x"})
+    print(table(rows, list(rows[0])))
+
+
 def engine_step(model: str):
     """A function that runs one compiled train step of a fresh engine and returns its metrics."""
     from hparams_jax.data import put
@@ -266,12 +329,18 @@ def main():
     parser.add_argument("--batch-norm", action="store_true",
                         help="time the JAX step with flax.nnx.BatchNorm and with the zoo's "
                              "lane-dense layers.BatchNorm")
+    parser.add_argument("--conv-layers", action="store_true",
+                        help="time each convolution's forward and gradients alone, JAX vs "
+                             "PyTorch")
     parser.add_argument("--jax-only", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     defaults = {"lenet": 32, "resnet56": 4}
     steps = dict(zip(args.models, args.steps)) if args.steps else defaults
     if args.flags:
         flag_sweep(args.models, steps)
+        return
+    if args.conv_layers:
+        conv_layers()
         return
     if args.batch_norm:
         batch_norm_ab(args.models)
