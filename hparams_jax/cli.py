@@ -33,12 +33,16 @@ def _momentum(text: str):
     raise argparse.ArgumentTypeError(f"--momentum {text!r}: at most one ':' (max:min)")
 
 
-def _train(args) -> int:
-    """Trains one network on one dataset under one policy (Smith 2018, Sec. 4)."""
+def _join_cluster(args) -> None:
     if args.distributed:
         import jax
 
         jax.distributed.initialize()
+
+
+def _train(args) -> int:
+    """Trains one network on one dataset under one policy (Smith 2018, Sec. 4)."""
+    _join_cluster(args)
     from hparams_jax.train import TrainConfig, fit
 
     _check_model(args.model)
@@ -156,10 +160,7 @@ def _experiment(args) -> int:
                                        output=args.output)
         print(f"wrote {path}")
         return 0
-    if args.distributed:
-        import jax
-
-        jax.distributed.initialize()
+    _join_cluster(args)
     if not args.name:
         raise ValueError("experiment run needs NAME (see hparams-jax experiment list)")
     e = experiment.find(args.name, args.configs)
@@ -168,7 +169,8 @@ def _experiment(args) -> int:
     for name in args.setting or e.setting_names:
         print(f"{e.name}/{name}: {args.runs} run(s), scale {args.scale:g}")
         history = experiment.run_setting(e, name, runs=args.runs, scale=args.scale,
-                                         root=args.root, progress=not args.no_progress)
+                                         root=args.root, progress=not args.no_progress,
+                                         data_workers=args.data_workers)
         accuracy = [m["test_accuracy"] for m in history.summary["members"]
                     if m["test_accuracy"] is not None]
         print(f"    test accuracy {', '.join(f'{a:.4f}' for a in accuracy)}; in "
@@ -214,6 +216,13 @@ def _add_run_arguments(parser: argparse.ArgumentParser) -> None:
                              "inception_resnet_v2)")
     parser.add_argument("--data-workers", type=int, default=0,
                         help="imagenet2012 only: grain worker processes decoding images")
+
+
+def _add_launch_arguments(parser: argparse.ArgumentParser) -> None:
+    """What the commands that train full runs share: progress bars and multi-host."""
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    parser.add_argument("--distributed", action="store_true",
+                        help="call jax.distributed.initialize() first (multi-host TPU/GPU)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -265,9 +274,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--checkpoint-every", type=int, default=None,
                        help="steps between checkpoints (default: every epoch)")
     train.add_argument("--workdir", default="runs/train", help="output folder")
-    train.add_argument("--no-progress", action="store_true", help="no progress bar")
-    train.add_argument("--distributed", action="store_true",
-                       help="call jax.distributed.initialize() first (multi-host TPU/GPU)")
+    _add_launch_arguments(train)
     train.set_defaults(func=_train)
 
     rt = sub.add_parser(
@@ -322,9 +329,9 @@ def build_parser() -> argparse.ArgumentParser:
     exp.add_argument("--configs", default=None,
                      help="folder of experiment configs (default: the repository's "
                           "experiments/configs)")
-    exp.add_argument("--no-progress", action="store_true", help="no progress bars")
-    exp.add_argument("--distributed", action="store_true",
-                     help="call jax.distributed.initialize() first (multi-host TPU/GPU)")
+    exp.add_argument("--data-workers", type=int, default=0,
+                     help="ImageNet rows: grain worker processes decoding images")
+    _add_launch_arguments(exp)
     exp.set_defaults(func=_experiment)
     return parser
 

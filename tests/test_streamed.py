@@ -142,8 +142,8 @@ def test_streamed_settings_are_checked(mock_imagenet, make, argument):
 
 
 def test_runner_trains_the_imagenet_rows(monkeypatch, tmp_path):
-    """`experiment run` hands an ImageNet row to `fit` with the row's crop size and records
-    the central-crop evaluation."""
+    """`experiment run` hands an ImageNet row to `fit` with the row's crop size and the
+    decoding workers asked for, and records the central-crop evaluation."""
     from hparams_jax.experiment import runner
 
     seen = []
@@ -151,9 +151,11 @@ def test_runner_trains_the_imagenet_rows(monkeypatch, tmp_path):
     grid = experiment.load_all()
     for name, side in (("imagenet_resnet50", None), ("imagenet_inception_resnet_v2", 299)):
         e = grid[name]
-        experiment.run_setting(e, e.baseline, runs=2, root=tmp_path, progress=False)
+        experiment.run_setting(e, e.baseline, runs=2, root=tmp_path, progress=False,
+                               data_workers=3)
         config = seen[-1]
         assert config.dataset == "imagenet2012" and config.image_size == side
+        assert config.data_workers == 3
         assert config.num_members == 2
         meta = json.loads((Path(config.workdir) / "experiment.json").read_text())
         assert meta["evaluation"] == "the full validation split, central crops"

@@ -23,11 +23,13 @@ def run_dir(root: str | Path, experiment: str, setting: str, scale: float = 1.0)
 
 
 def run_setting(experiment: Experiment, setting: str, *, runs: int = 4, scale: float = 1.0,
-                root: str | Path = "runs", progress: bool = True) -> History:
-    """Trains `runs` seeds of `setting` (vmapped together; resumes an interrupted run)."""
+                root: str | Path = "runs", progress: bool = True,
+                data_workers: int = 0) -> History:
+    """Trains `runs` seeds of `setting` (vmapped together; resumes an interrupted run);
+    `data_workers` grain processes decode a streamed dataset's images (ImageNet)."""
     workdir = run_dir(root, experiment.name, setting, scale)
     config = experiment.config_for(setting, runs=runs, scale=scale, workdir=str(workdir),
-                                   progress=progress)
+                                   progress=progress).replace(data_workers=data_workers)
     info = data.info(config.dataset)
     workdir.mkdir(parents=True, exist_ok=True)
     write_json_atomic(workdir / "experiment.json", {
