@@ -17,6 +17,7 @@ import tensorflow_datasets as tfds
 
 from hparams_jax import data, experiment
 from hparams_jax.data import imagenet, sources
+from hparams_jax.range_test import lr_range_test
 from hparams_jax.train import TrainConfig, fit, metrics
 from hparams_jax.train.session import StreamedSession, open_session
 
@@ -99,6 +100,16 @@ def test_interrupted_streamed_run_resumes_to_the_same_result(mock_imagenet, tmp_
     resumed = fit(config)
     assert resumed.rows == full.rows
     assert_same_checkpoints(tmp_path / "killed", tmp_path / "full")
+
+
+def test_lr_range_test_on_a_streamed_dataset(mock_imagenet):
+    """The LR range test (Sec. 4.1) ramps over the stream and evaluates on the validation
+    crops, as on the datasets held in memory."""
+    result = lr_range_test(streamed(eval_examples=8), start=0.001, stop=0.5, num_steps=8,
+                           eval_every=4)
+    assert result.stop_reason == "completed" and len(result.learning_rate) == 8
+    np.testing.assert_allclose(result.learning_rate, np.linspace(0.001, 0.5, 8), rtol=1e-5)
+    assert list(result.eval_step) == [4, 8] and np.isfinite(result.eval_loss).all()
 
 
 STREAMED_CHILD = textwrap.dedent("""
