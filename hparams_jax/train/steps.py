@@ -187,9 +187,15 @@ class Engine:
         padded = np.zeros((1 << (n - 1).bit_length(), *idx.shape[1:]), idx.dtype)
         padded[:n] = idx
         idx = data.put(padded, self.chunk_sharding)
+        return self._host_loop(state, (lambda s, i=i: self._step(s, hp, ds, idx, np.int32(i))
+                                       for i in range(n)))
+
+    def _host_loop(self, state: TrainState, steps):
+        """`state` through each `step(state) -> (state, metrics)` of `steps`, dispatched
+        asynchronously; returns the last state and the metrics stacked on a leading axis."""
         metrics = []
-        for i in range(n):
-            state, m = self._step(state, hp, ds, idx, np.int32(i))
+        for step in steps:
+            state, m = step(state)
             if self.mesh.size > 1:  # simulated CPU devices deadlock in all-reduce when steps
                 jax.block_until_ready(m)  # overlap on a small thread pool: one at a time
             metrics.append(m)
@@ -202,13 +208,8 @@ class Engine:
     def train_batches(self, state: TrainState, hp, batches):
         """A step per device batch {"image", "label"} of `batches` (global arrays sharded
         on the batch axis); returns the new state and per-step metrics with a leading axis."""
-        metrics = []
-        for batch in batches:
-            state, m = self._batch_step(state, hp, batch["image"], batch["label"])
-            if self.mesh.size > 1:  # as in train_chunk
-                jax.block_until_ready(m)
-            metrics.append(m)
-        return state, jax.tree.map(lambda *x: jnp.stack(x), *metrics)
+        return self._host_loop(state, (
+            lambda s, b=b: self._batch_step(s, hp, b["image"], b["label"]) for b in batches))
 
     # --- evaluation ---------------------------------------------------------------------
     def _eval_sums(self, model, images, labels, mask):
