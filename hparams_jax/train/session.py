@@ -21,6 +21,7 @@ import jax
 import numpy as np
 
 from hparams_jax import data
+from hparams_jax.data import imagenet, sources
 from hparams_jax.train.config import TrainConfig
 from hparams_jax.train.optimizer import member_hparams
 from hparams_jax.train.steps import Engine, TrainState
@@ -114,30 +115,27 @@ class StreamedSession(_Prepared):
     """A streamed dataset's run (ImageNet; see the module docstring)."""
 
     def __init__(self, config: TrainConfig):
-        from hparams_jax.data import imagenet, sources
-
         self.mesh = data.make_mesh()
         data.check_batch_divisible(config.batch_size, self.mesh.size)
         info = data.info(config.dataset)
         if config.augmentation not in (None, "none"):
             raise ValueError(f"augmentation={config.augmentation!r}: {config.dataset} is "
                              f"augmented on the host ({info.augmentation}); leave it None.")
-        self._imagenet = imagenet
         self.image_size = config.image_size or info.image_shape[0]
-        train = sources.open_tfds(info.tfds_name, "train")
-        test = sources.open_tfds(info.tfds_name, "validation")
-        self._train, self._test = train, test
-        self._build(config, min(len(train), config.train_examples or len(train)), "none")
+        self._train = sources.open_tfds(info.tfds_name, "train")
+        self._test = sources.open_tfds(info.tfds_name, "validation")
+        num_train = len(self._train)
+        self._build(config, min(num_train, config.train_examples or num_train), "none")
         self._stream, self._next_step = None, None
 
     def _batches(self, source, split: str, num_examples: int | None, start: int = 0):
         """Device batches of `split` (its first `num_examples`) from batch `start` on."""
-        local = self._imagenet.from_source(
+        local = imagenet.from_source(
             source, split, self.config.batch_size, seed=self.config.seed,
             image_size=self.image_size, worker_count=self.config.data_workers,
             num_examples=num_examples, start_batch=start, process_index=jax.process_index(),
             process_count=jax.process_count())
-        return (self._imagenet.to_device(b, self.mesh) for b in local)
+        return (imagenet.to_device(b, self.mesh) for b in local)
 
     def chunk(self, state: TrainState, step: int, n: int):
         """Runs steps [step, step + n) on the next n batches: (state, per-step metrics)."""
