@@ -7,8 +7,9 @@ source), cropping and resizing (Pillow, which releases the GIL) run on grain's r
 optionally in `worker_count` processes; no Python loop over images runs in the training step.
 
 - train: shuffled each epoch from `seed`, Inception-style random-resized crop (scale 8-100% of
-  the area, aspect ratio 3/4-4/3), resized to S x S, random horizontal flip; the last partial
-  batch is dropped; mask all ones.
+  the area, aspect ratio 3/4-4/3), resized to S x S, random horizontal flip; the epochs run on
+  without a break, so a batch may span two of them (only the stream's last partial batch is
+  dropped); batch i is the same whatever batch the stream starts from; mask all ones.
 - validation ("test" is accepted for it): the central crop of side min(H, W) * S / (S + 32)
   (224 of 256), resized to S x S; every image once, the last batch padded (mask 0 on padding).
 
