@@ -213,11 +213,12 @@ class Engine:
 
     # --- evaluation ---------------------------------------------------------------------
     def _eval_sums(self, model, images, labels, mask):
-        """Summed cross-entropy and correct predictions over the examples where `mask` is 1."""
+        """Summed cross-entropy, correct predictions and count of the examples where `mask`
+        is 1."""
         logits = model(data.normalize(images, self.mean, self.std))
         ce = optax.softmax_cross_entropy_with_integer_labels(logits, labels)
         correct = jnp.argmax(logits, -1) == labels
-        return jnp.stack([jnp.sum(ce * mask), jnp.sum(correct * mask)])
+        return jnp.stack([jnp.sum(ce * mask), jnp.sum(correct * mask), jnp.sum(mask)])
 
     def _evaluate(self, state: TrainState, ds: data.DeviceDataset, idx, mask):
         """Mean loss and accuracy over the examples `idx` (steps, B) where `mask` is set."""
@@ -229,27 +230,26 @@ class Engine:
                 idx, m = batch
                 return totals + self._eval_sums(model, *ds.gather(idx), m), None
 
-            (loss, correct), _ = jax.lax.scan(body, jnp.zeros(2), (idx, mask))
-            n = jnp.sum(mask)
+            (loss, correct, n), _ = jax.lax.scan(body, jnp.zeros(3), (idx, mask))
             return {"loss": loss / n, "accuracy": correct / n}
 
         return self.lift(member)(state)
 
     def _evaluate_batch(self, state: TrainState, images, labels, mask):
-        """(K, 2) summed loss and correct predictions of each member on one global batch."""
+        """(K, 3) summed loss, correct predictions and example count of each member on one
+        global batch."""
         return self.lift(lambda s: self._eval_sums(self._model(self.eval_graph, s), images,
                                                    labels, mask))(state)
 
     def evaluate_batches(self, state: TrainState, batches) -> dict[str, np.ndarray]:
         """Mean loss and accuracy of each member over device batches {"image", "label",
         "mask"} (a streamed split; the mask is 0 on padding)."""
-        totals, count = 0.0, 0.0
+        totals = 0.0
         for batch in batches:
             totals = totals + self._eval_batch(state, batch["image"], batch["label"],
                                                batch["mask"])
-            count = count + jnp.sum(batch["mask"])
-        totals, count = jax.device_get((totals, count))
-        return {"loss": totals[:, 0] / count, "accuracy": totals[:, 1] / count}
+        totals = jax.device_get(totals)
+        return {"loss": totals[:, 0] / totals[:, 2], "accuracy": totals[:, 1] / totals[:, 2]}
 
 
 def _placeholder(x):
