@@ -18,6 +18,8 @@ LR_POLICIES = ("one_cycle", "triangular", "constant", "piecewise", "range_test")
 RANGE_MODES = ("linear", "exp")
 ANNEALS = ("linear", "cos")
 NORMALIZATIONS = ("standardize", "mean")
+PRECISIONS = ("float32", "bfloat16")
+PLANS = ("auto", "accelerator", "cpu")
 # Settings a sweep member may override; each becomes a (K,) array in one compiled program.
 SWEEPABLE = ("seed", "min_lr", "max_lr", "momentum", "weight_decay")
 
@@ -46,6 +48,14 @@ class TrainConfig:
     subset of the splits. Streamed datasets (ImageNet) only: `image_size` is the side of the
     host's crops (None: the dataset's, 224; Inception-ResNet-v2 takes 299) and `data_workers`
     the number of grain worker processes decoding them (0: threads of the training process).
+
+    How it computes: `precision="bfloat16"` runs activations and convolution/matrix inputs in
+    bfloat16 while parameters, optimizer state, batch-norm statistics, the loss and the
+    softmax stay float32 (mixed precision, as Flax's ImageNet example and big_vision train).
+    `plan` is the execution plan (`train.plan`): "auto" picks "accelerator" (`lax.scan`
+    chunks, `vmap` members, plain Flax layers) on GPU/TPU and "cpu" (host loop, unrolled
+    members, XLA:CPU layer forms) on the CPU; both compute the same function, and a run may be
+    resumed under another plan.
     """
 
     model: str = "lenet"
@@ -76,6 +86,8 @@ class TrainConfig:
     eval_examples: int | None = None
     seed: int = 0
     members: tuple[Mapping[str, Any], ...] = ()
+    precision: str = "float32"
+    plan: str = "auto"
     log_every: int = 50
     eval_every: int | None = None
     checkpoint_every: int | None = None
@@ -104,6 +116,12 @@ class TrainConfig:
         v.one_of("anneal", self.anneal, ANNEALS)
         v.one_of("range_mode", self.range_mode, RANGE_MODES)
         v.one_of("normalization", self.normalization, NORMALIZATIONS)
+        v.one_of("precision", self.precision, PRECISIONS)
+        v.one_of("plan", self.plan, PLANS)
+        for name, field in (("dtype", "precision"), ("layers", "plan")):
+            if name in self.model_options:
+                raise ValueError(f"model_options={self.model_options!r} sets {name!r}: set "
+                                 f"the config's {field} instead.")
         if self.augmentation is not None:
             v.one_of("augmentation", self.augmentation, POLICIES)
         for member in self.members:

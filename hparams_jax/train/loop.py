@@ -28,7 +28,7 @@ from hparams_jax.train.metrics import History, MetricsLog, write_json_atomic
 from hparams_jax.train.session import open_session
 
 # Config fields that may change between a run and its resumption.
-_RESUMABLE_CHANGES = ("workdir", "progress", "keep_checkpoints", "data_workers")
+_RESUMABLE_CHANGES = ("workdir", "progress", "keep_checkpoints", "data_workers", "plan")
 
 
 class DivergenceError(RuntimeError):
@@ -64,8 +64,8 @@ def fit(config: TrainConfig) -> History:
 
     start_time = time.perf_counter()
     workdir = Path(config.workdir)
+    session = open_session(config)  # first: it may set XLA flags before JAX starts
     is_main = jax.process_index() == 0
-    session = open_session(config)
     steps_per_epoch, total_steps = session.steps_per_epoch, session.total_steps
     # "once an epoch" rounds up to whole logging intervals, so no chunk is cut short
     epoch_in_logs = -(-steps_per_epoch // config.log_every) * config.log_every
@@ -146,16 +146,16 @@ def fit(config: TrainConfig) -> History:
         wall = time.perf_counter() - start_time
         per_step = (timed_seconds / timed_steps if timed_steps
                     else train_seconds / max(trained_steps, 1))
-        summary = _summary(config, log.rows, status, np.flatnonzero(diverged), step,
-                           total_steps, steps_per_epoch, wall, train_seconds,
-                           per_step * steps_per_epoch)
+        summary = _summary(config, session.engine.plan.name, log.rows, status,
+                           np.flatnonzero(diverged), step, total_steps, steps_per_epoch, wall,
+                           train_seconds, per_step * steps_per_epoch)
         if is_main:
             write_json_atomic(workdir / "summary.json", summary)
         checkpointer.close()
     return History(log.rows, summary)
 
 
-def _summary(config, rows, status, diverged, step, total_steps, steps_per_epoch, wall,
+def _summary(config, plan, rows, status, diverged, step, total_steps, steps_per_epoch, wall,
              train_seconds, seconds_per_epoch) -> dict[str, Any]:
     members = []
     for k in range(config.num_members):
@@ -177,6 +177,8 @@ def _summary(config, rows, status, diverged, step, total_steps, steps_per_epoch,
         "epochs": step / steps_per_epoch,
         "devices": jax.device_count(),
         "backend": jax.default_backend(),
+        "plan": plan,
+        "precision": config.precision,
         "wall_time_s": wall,
         "train_time_s": train_seconds,
         "seconds_per_epoch": seconds_per_epoch,
