@@ -34,10 +34,35 @@ def _momentum(text: str):
 
 
 def _join_cluster(args) -> None:
-    if args.distributed:
-        import jax
+    """Joins a multi-process run before JAX starts: the processes named by --coordinator,
+    --num-processes and --process-id (CPU processes talk through gloo collectives), or, with
+    --distributed alone, the cluster `jax.distributed.initialize()` detects (a TPU VM's)."""
+    explicit = {"--coordinator": args.coordinator, "--num-processes": args.num_processes,
+                "--process-id": args.process_id}
+    given = [name for name, value in explicit.items() if value is not None]
+    if not given and not args.distributed:
+        return
+    import jax
 
+    if not given:
         jax.distributed.initialize()
+        return
+    if len(given) < 3:
+        missing = ", ".join(name for name in explicit if name not in given)
+        raise ValueError(f"{', '.join(given)} given without {missing}: a multi-process run "
+                         "needs all three of --coordinator, --num-processes and --process-id.")
+    host, _, port = args.coordinator.rpartition(":")
+    if not host or not port.isdigit():
+        raise ValueError(f"--coordinator {args.coordinator!r} is not allowed: --coordinator "
+                         "must be HOST:PORT, e.g. 10.0.0.1:1234.")
+    if args.num_processes < 1 or not 0 <= args.process_id < args.num_processes:
+        raise ValueError(f"--num-processes {args.num_processes} --process-id "
+                         f"{args.process_id}: --num-processes must be >= 1 and --process-id "
+                         f"in [0, {args.num_processes}).")
+    if not jax.config.jax_cpu_collectives_implementation:
+        jax.config.update("jax_cpu_collectives_implementation", "gloo")
+    jax.distributed.initialize(coordinator_address=args.coordinator,
+                               num_processes=args.num_processes, process_id=args.process_id)
 
 
 def _train(args) -> int:
@@ -53,7 +78,7 @@ def _train(args) -> int:
         step_size=args.step_size, momentum=args.momentum, nesterov=not args.no_nesterov,
         weight_decay=args.weight_decay, augmentation=args.augmentation,
         train_examples=args.train_examples, seed=args.seed, image_size=args.image_size,
-        data_workers=args.data_workers,
+        data_workers=args.data_workers, precision=args.precision, plan=args.plan,
         members=tuple({"seed": s} for s in range(args.seed, args.seed + args.runs))
         if args.runs > 1 else (),
         log_every=args.log_every, eval_every=args.eval_every,
@@ -95,7 +120,8 @@ def _range_test(args) -> int:
                          weight_decay=args.weight_decay, augmentation=args.augmentation,
                          train_examples=args.train_examples, eval_examples=args.eval_examples,
                          seed=args.seed, image_size=args.image_size,
-                         data_workers=args.data_workers, progress=False)
+                         data_workers=args.data_workers, precision=args.precision,
+                         plan=args.plan, progress=False)
     ramp = dict(start=args.start, stop=args.stop, num_steps=args.steps, mode=args.mode,
                 eval_every=args.eval_every)
     workdir = Path(args.workdir)
@@ -216,6 +242,8 @@ def _add_run_arguments(parser: argparse.ArgumentParser) -> None:
                              "inception_resnet_v2)")
     parser.add_argument("--data-workers", type=int, default=0,
                         help="imagenet2012 only: grain worker processes decoding images")
+    parser.add_argument("--precision", default="float32", help="float32 or bfloat16 (mixed)")
+    parser.add_argument("--plan", default="auto", help="execution plan: auto, accelerator, cpu")
 
 
 def _add_launch_arguments(parser: argparse.ArgumentParser) -> None:
@@ -223,6 +251,9 @@ def _add_launch_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     parser.add_argument("--distributed", action="store_true",
                         help="call jax.distributed.initialize() first (multi-host TPU/GPU)")
+    parser.add_argument("--coordinator", metavar="HOST:PORT", help="multi-process: process 0's")
+    parser.add_argument("--num-processes", type=int, help="multi-process: how many processes")
+    parser.add_argument("--process-id", type=int, help="multi-process: this one's, 0 to N-1")
 
 
 def build_parser() -> argparse.ArgumentParser:

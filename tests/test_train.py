@@ -13,6 +13,7 @@ from pathlib import Path
 import jax
 import jax.numpy as jnp
 import numpy as np
+import orbax.checkpoint as ocp
 import pytest
 
 from hparams_jax import schedules
@@ -31,11 +32,17 @@ def tiny(**changes) -> TrainConfig:
 
 
 def params_of(workdir) -> dict:
-    """The parameters in the newest checkpoint of a finished run, as flat NumPy arrays."""
+    """The parameters in the newest checkpoint of a finished run, as flat NumPy arrays (read
+    onto this process's first device, whatever devices or processes wrote them)."""
     ckpt = Checkpointer(Path(workdir) / "checkpoints", keep=3)
     step = ckpt.latest_step
-    restored = ckpt.manager.restore(step)
     ckpt.close()
+    path = Path(workdir) / "checkpoints" / str(step) / "default"
+    reader = ocp.StandardCheckpointer()
+    device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
+    target = jax.tree.map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=device),
+                          reader.metadata(path).item_metadata)
+    restored = reader.restore(path, target)
     leaves = jax.tree_util.tree_leaves_with_path(restored)
     return {jax.tree_util.keystr(p): np.asarray(x) for p, x in leaves}
 
