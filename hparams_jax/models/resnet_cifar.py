@@ -120,14 +120,17 @@ class CifarResNet(ZooModel):
 
 def resnet20(*, num_classes: int, rngs: nnx.Rngs, **kwargs) -> CifarResNet:
     """He et al.'s ResNet-20 depth (3/3/3 blocks) in the author's block style."""
-    return CifarResNet(num_classes=num_classes, blocks=(3, 3, 3), rngs=rngs, **kwargs)
+    kwargs.setdefault("blocks", (3, 3, 3))
+    return CifarResNet(num_classes=num_classes, rngs=rngs, **kwargs)
 
 
 def resnet56(*, num_classes: int, rngs: nnx.Rngs, **kwargs) -> CifarResNet:
     """The author's ResNet-56 (``gResnet56.prototxt``: 26 blocks, 9/9/8 in its grouping)."""
-    return CifarResNet(num_classes=num_classes, blocks=(8, 9, 9), rngs=rngs, **kwargs)
+    kwargs.setdefault("blocks", (8, 9, 9))
+    return CifarResNet(num_classes=num_classes, rngs=rngs, **kwargs)
 
 
 def resnet110(*, num_classes: int, rngs: nnx.Rngs, **kwargs) -> CifarResNet:
     """He et al.'s ResNet-110 depth (18/18/18 blocks) in the author's block style."""
-    return CifarResNet(num_classes=num_classes, blocks=(18, 18, 18), rngs=rngs, **kwargs)
+    kwargs.setdefault("blocks", (18, 18, 18))
+    return CifarResNet(num_classes=num_classes, rngs=rngs, **kwargs)
