@@ -35,7 +35,8 @@ def test_smoke_run_without_tfds_and_grain(tmp_path):
                              capture_output=True, text=True)
     assert blocked.returncode != 0 and "blocked by the test" in blocked.stderr
     proc = subprocess.run([sys.executable, str(ROOT / "experiments" / "device_check.py"),
-                           "--smoke", "--data", FASHION_MNIST, "--out", str(tmp_path / "out")],
+                           "--smoke", "--data", FASHION_MNIST, "--out", str(tmp_path / "out"),
+                           "--budget-s", "3600"],  # every part, however busy this machine
                           env=env, capture_output=True, text=True, timeout=600, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-4000:]
     result = json.loads((tmp_path / "out" / "device_check.json").read_text())
@@ -51,10 +52,9 @@ def test_smoke_run_without_tfds_and_grain(tmp_path):
         eager = r["torch_eager"]
         if "skipped" not in eager:  # the twins are the same networks
             assert eager["params"] == r["jax"]["params"] and eager["images_per_s"] > 0
-    pair = {r["setting"]: r for r in result["fashion_mnist"]}
-    assert set(pair) == {"one_cycle", "piecewise"}
-    assert all(r["status"] == "completed" and 0.1 < r["test_accuracy"] <= 1
-               for r in pair.values())
+    pair = result["fashion_mnist"]  # 1cycle, then the experiment's baseline
+    assert len(pair) == 2 and pair[0]["setting"] == "one_cycle" != pair[1]["setting"]
+    assert all(r["status"] == "completed" and 0.1 < r["test_accuracy"] <= 1 for r in pair)
     assert result["range_test"]["ratio"] > 0
     table = (tmp_path / "out" / "device_check.md").read_text()
     assert "| densenet40 " in table and "1cycle against the baseline" in table
