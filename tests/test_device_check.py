@@ -1,6 +1,7 @@
 """`experiments/device_check.py --smoke`: the one-shot GPU check runs end to end at tiny sizes
 on this CPU, in a Python where tensorflow-datasets and grain cannot be imported (as on the GPU
-machine), and writes its JSON and Markdown."""
+machine), and writes its JSON and Markdown; there, a tfds dataset asked for says what to
+install."""
 
 import json
 import os
@@ -34,6 +35,11 @@ def test_smoke_run_without_tfds_and_grain(tmp_path):
     blocked = subprocess.run([sys.executable, "-c", "import tensorflow_datasets"], env=env,
                              capture_output=True, text=True)
     assert blocked.returncode != 0 and "blocked by the test" in blocked.stderr
+    cifar = subprocess.run([sys.executable, "-c", "from hparams_jax import data\n"
+                            "try:\n    data.load('cifar10', 'train')\n"
+                            "except data.DatasetUnavailableError as err:\n    print(err)"],
+                           env=env, capture_output=True, text=True)
+    assert "pip install tensorflow-datasets" in cifar.stdout, cifar.stderr[-2000:]
     proc = subprocess.run([sys.executable, str(ROOT / "experiments" / "device_check.py"),
                            "--smoke", "--data", FASHION_MNIST, "--out", str(tmp_path / "out"),
                            "--budget-s", "3600"],  # every part, however busy this machine
