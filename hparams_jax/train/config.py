@@ -13,8 +13,9 @@ from typing import Any, Mapping
 
 from hparams_jax import _validate as v
 from hparams_jax.data.augment import POLICIES
+from hparams_jax.transforms import MOMENTUM_FORMS
 
-LR_POLICIES = ("one_cycle", "triangular", "constant", "piecewise", "range_test")
+LR_POLICIES = ("one_cycle", "triangular", "constant", "piecewise", "inv", "range_test")
 RANGE_MODES = ("linear", "exp")
 ANNEALS = ("linear", "cos")
 NORMALIZATIONS = ("standardize", "mean")
@@ -30,9 +31,13 @@ class TrainConfig:
     `step_size` steps, falls back and anneals to `final_lr` (`schedules.one_cycle`);
     `"triangular"` cycles between the bounds (CLR); `"constant"` uses `max_lr`; `"piecewise"` is
     the step-decay baseline: `max_lr` multiplied by `piecewise_gamma` at each fraction of the run
-    in `piecewise_boundaries`; `"range_test"` ramps from `min_lr` to `max_lr` over the run
+    in `piecewise_boundaries` (Caffe's `multistep`); `"inv"` is Caffe's LeNet baseline,
+    `max_lr * (1 + inv_gamma * t) ** -inv_power` (Sec. 4.1, Table 1); `"range_test"` ramps from `min_lr` to `max_lr` over the run
     (`range_mode` "linear" or "exp"; the LR range test of Sec. 4.1). `momentum` is a float
     (constant) or `(max, min)` (cyclical, the mirror image of the LR cycle).
+    `momentum_form="caffe"` keeps the LR inside the velocity as the author's Caffe solvers did
+    (`v = m v - lr g`); `"pytorch"` (optax's) scales the velocity by the LR
+    (`transforms.sgd`).
     `param_multipliers` applies the network's per-parameter learning-rate and weight-decay
     multipliers of the author's prototxts (Caffe `lr_mult`, `decay_mult`; e.g. no decay on the
     final bias). `model_options` are passed to `models.create` (e.g. ``{"in_channels": 1,
@@ -62,9 +67,12 @@ class TrainConfig:
     anneal: str = "linear"
     piecewise_boundaries: tuple[float, ...] = (0.5, 0.75)
     piecewise_gamma: float = 0.1
+    inv_gamma: float = 1e-4
+    inv_power: float = 0.75
     range_mode: str = "linear"
     momentum: float | tuple[float, float] = 0.9
     nesterov: bool = True
+    momentum_form: str = "pytorch"
     weight_decay: float = 5e-4
     decoupled_weight_decay: bool = False
     param_multipliers: bool = True
@@ -120,6 +128,9 @@ class TrainConfig:
                     "fractions of the run strictly between 0 and 1")
         v.check("piecewise_gamma", self.piecewise_gamma, 0 < self.piecewise_gamma <= 1,
                 "in (0, 1]")
+        v.non_negative_number("inv_gamma", self.inv_gamma)
+        v.non_negative_number("inv_power", self.inv_power)
+        v.one_of("momentum_form", self.momentum_form, MOMENTUM_FORMS)
         for name in ("log_every", "eval_every", "checkpoint_every", "train_examples",
                      "eval_examples", "image_size"):
             if getattr(self, name) is not None:

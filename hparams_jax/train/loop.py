@@ -41,8 +41,9 @@ def _check_config_matches(workdir: Path, config: TrainConfig) -> None:
         return
     saved = json.loads(path.read_text())
     current = config.to_dict()
+    defaults = TrainConfig().to_dict()  # a field added since the run started had its default
     changed = sorted(k for k in current if k not in _RESUMABLE_CHANGES
-                     and saved.get(k) != current[k])
+                     and saved.get(k, defaults[k]) != current[k])
     if changed:
         raise ValueError(
             f"workdir={str(workdir)!r} holds a run with a different config ({', '.join(changed)} "
