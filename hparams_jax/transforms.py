@@ -20,6 +20,8 @@ from __future__ import annotations
 from typing import Any, Union
 
 import jax
+import jax.numpy as jnp
+import numpy as np
 import optax
 
 from hparams_jax import _validate as v
@@ -30,9 +32,29 @@ HYPERPARAM_NAMES = ("learning_rate", "momentum", "weight_decay")
 MOMENTUM_FORMS = ("pytorch", "caffe")
 
 
+SCHEDULE_SAMPLES = 4097  # steps at which a schedule with a long horizon is checked
+
+
 def _check_rate(name: str, value: Any, check) -> None:
-    """Checks a constant; a schedule is checked at step 0."""
-    check(name, value(0) if callable(value) else value)
+    """Checks a constant with `check`. A schedule of `hparams_jax.schedules` is checked at every
+    step of its `horizon` (the steps that hold all its values; `SCHEDULE_SAMPLES` evenly spaced
+    steps when longer); any other callable at step 0 only, as its range is unknown."""
+    if not callable(value):
+        check(name, value)
+        return
+    first = value(0)
+    horizon = getattr(value, "horizon", 0)
+    if isinstance(first, jax.core.Tracer) or horizon == 0:
+        check(f"{name} at step 0", first)
+        return
+    steps = np.unique(np.linspace(0, horizon, min(horizon + 1, SCHEDULE_SAMPLES)).round())
+    values = np.asarray(jax.vmap(value)(jnp.asarray(steps, jnp.int32)))
+    try:
+        check(name, values)
+    except ValueError:  # name the first step whose value is not allowed
+        for t, x in zip(steps, values):
+            check(f"{name} at step {int(t)}", x.item() if x.ndim == 0 else x)
+        raise
 
 
 def _trace(momentum, learning_rate, nesterov: bool, momentum_form: str
