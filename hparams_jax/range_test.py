@@ -150,11 +150,13 @@ class RangeTestResult:
         return path
 
     @classmethod
-    def load(cls, path: str | Path) -> "RangeTestResult":
-        d = json.loads(Path(path).read_text())
-        d.pop("suggestion", None)
+    def from_dict(cls, d: dict[str, Any]) -> "RangeTestResult":
         return cls(**{k: (np.array(x, dtype=float) if k in _ARRAYS else x)
-                      for k, x in d.items()})
+                      for k, x in d.items() if k != "suggestion"})
+
+    @classmethod
+    def load(cls, path: str | Path) -> "RangeTestResult":
+        return cls.from_dict(json.loads(Path(path).read_text()))
 
 
 _ARRAYS = tuple(f.name for f in dataclasses.fields(RangeTestResult)
@@ -423,6 +425,22 @@ class Family:
         lines.append(f"lowest held-out loss: {self.param}={best[self.param]} (the paper picks "
                      "the setting whose test loss is lowest and stays low to the largest LR)")
         return "\n".join(lines)
+
+    def save(self, path: str | Path) -> Path:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(
+            {"family": self.param,
+             "values": [list(x) if isinstance(x, tuple) else x for x in self.values],
+             "results": [r.to_dict() for r in self.results]}, indent=1))
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path) -> "Family":
+        d = json.loads(Path(path).read_text())
+        results = [RangeTestResult.from_dict(r) for r in d["results"]]
+        values = [tuple(x) if isinstance(x, list) else x for x in d["values"]]
+        return cls(d["family"], values, results)
 
 
 def range_test_family(config: TrainConfig, param: str, values: Sequence, *, start: float,

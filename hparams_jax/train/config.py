@@ -169,6 +169,12 @@ class TrainConfig:
             d["momentum"] = tuple(d["momentum"])
         return cls(**d)
 
+    def changed_fields(self, saved: Mapping[str, Any]) -> list[str]:
+        """The fields whose values differ from `saved` (a config dict written by an earlier
+        run, e.g. its `config.json`); a field it lacks was added since and had its default."""
+        current, defaults = self.to_dict(), TrainConfig().to_dict()
+        return sorted(k for k in current if saved.get(k, defaults[k]) != current[k])
+
     def replace(self, **changes) -> "TrainConfig":
         return dataclasses.replace(self, **changes)
 

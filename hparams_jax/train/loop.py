@@ -28,7 +28,7 @@ from hparams_jax.train.metrics import History, MetricsLog, write_json_atomic
 from hparams_jax.train.session import open_session
 
 # Config fields that may change between a run and its resumption.
-_RESUMABLE_CHANGES = ("workdir", "progress", "keep_checkpoints", "data_workers")
+RESUMABLE_CHANGES = ("workdir", "progress", "keep_checkpoints", "data_workers")
 
 
 class DivergenceError(RuntimeError):
@@ -39,11 +39,8 @@ def _check_config_matches(workdir: Path, config: TrainConfig) -> None:
     path = workdir / "config.json"
     if not path.exists():
         return
-    saved = json.loads(path.read_text())
-    current = config.to_dict()
-    defaults = TrainConfig().to_dict()  # a field added since the run started had its default
-    changed = sorted(k for k in current if k not in _RESUMABLE_CHANGES
-                     and saved.get(k, defaults[k]) != current[k])
+    changed = [k for k in config.changed_fields(json.loads(path.read_text()))
+               if k not in RESUMABLE_CHANGES]
     if changed:
         raise ValueError(
             f"workdir={str(workdir)!r} holds a run with a different config ({', '.join(changed)} "
