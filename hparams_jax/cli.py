@@ -33,6 +33,16 @@ def _momentum(text: str):
     raise argparse.ArgumentTypeError(f"--momentum {text!r}: at most one ':' (max:min)")
 
 
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not allowed: it must be a positive integer")
+    return value
+
+
 def _join_cluster(args) -> None:
     if args.distributed:
         import jax
@@ -82,7 +92,15 @@ def _family(text: str):
 
 
 def _range_test(args) -> int:
-    """The LR range test (Smith 2018, Sec. 4.1) or a family of them (Sec. 4.3-4.5)."""
+    """The LR range test (Smith 2018, Sec. 4.1) or a family of them (Sec. 4.3-4.5), its
+    workdir locked while it runs."""
+    from hparams_jax.train import workdir_lock
+
+    with workdir_lock(args.workdir):
+        return _range_test_locked(args)
+
+
+def _range_test_locked(args) -> int:
     import json
 
     from hparams_jax import plots
@@ -99,7 +117,6 @@ def _range_test(args) -> int:
     ramp = dict(start=args.start, stop=args.stop, num_steps=args.steps, mode=args.mode,
                 eval_every=args.eval_every)
     workdir = Path(args.workdir)
-    workdir.mkdir(parents=True, exist_ok=True)
     if args.family:
         param, values = args.family
         family = range_test_family(config, param, values, **ramp)
@@ -241,7 +258,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="hparams-jax",
         description="Smith's disciplined approach to neural-network hyper-parameters "
-                    "(1cycle, cyclical momentum, LR range test) in JAX.")
+                    "(1cycle, cyclical momentum, LR range test) in JAX.",
+        epilog="exit status: 0 done; 1 a write into the workdir failed (a full disk); 2 bad "
+               "arguments, or a workdir another run holds or that cannot be written; 3 training "
+               "diverged; 130/143 stopped by SIGINT/SIGTERM after saving the last completed "
+               "step (run the same command again to resume).")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     demo = sub.add_parser(
         "demo", help="range test, then 1cycle vs a constant LR, on Fashion-MNIST",
@@ -278,7 +299,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="upper LR bound, from an LR range test")
     train.add_argument("--step-size", type=float, default=None,
                        help="steps in half a cycle (default: 45%% of the run for 1cycle)")
-    train.add_argument("--runs", type=int, default=1,
+    train.add_argument("--runs", type=_positive_int, default=1,
                        help="train this many seeds at once in one program (jax.vmap)")
     train.add_argument("--log-every", type=int, default=50, help="steps between metric rows")
     train.add_argument("--eval-every", type=int, default=None,
@@ -335,7 +356,7 @@ def build_parser() -> argparse.ArgumentParser:
                           "then all settings)")
     exp.add_argument("--range-test", action="append", default=None,
                      help="run only this LR range test of the experiment (repeatable)")
-    exp.add_argument("--runs", type=int, default=None,
+    exp.add_argument("--runs", type=_positive_int, default=None,
                      help="seeds per setting, trained together (default: the setting's own, "
                           "4 unless its config says otherwise)")
     exp.add_argument("--scale", type=float, default=1.0,
@@ -358,13 +379,23 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from hparams_jax.data import DatasetUnavailableError
-    from hparams_jax.train import DivergenceError
+    from hparams_jax.train import (DivergenceError, TrainingInterrupted, WorkdirLocked,
+                                   WorkdirWriteError)
 
     try:
         return args.func(args)
-    except (ValueError, DatasetUnavailableError) as err:
+    except (ValueError, DatasetUnavailableError, WorkdirLocked) as err:
         print(f"hparams-jax: error: {err}", file=sys.stderr)
         return 2
     except DivergenceError as err:
         print(f"hparams-jax: {err}", file=sys.stderr)
         return 3
+    except WorkdirWriteError as err:
+        print(f"hparams-jax: error: {err}", file=sys.stderr)
+        return 1
+    except TrainingInterrupted as err:  # SIGINT/SIGTERM during training: 130/143
+        print(f"hparams-jax: {err}", file=sys.stderr)
+        return err.exit_code
+    except KeyboardInterrupt:
+        print("hparams-jax: interrupted", file=sys.stderr)
+        return 130
