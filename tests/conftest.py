@@ -1,6 +1,7 @@
 """Helpers shared by the test modules that train tiny LeNet runs on the offline Fashion-MNIST
 (`from conftest import ...`)."""
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -49,3 +50,24 @@ def run_cli(args, devices=1, **kwargs):
     env = {**os.environ, "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}"}
     return subprocess.run([sys.executable, "-m", "hparams_jax", *args], capture_output=True,
                           text=True, env=env, **kwargs)
+
+
+HOLDER = ("import sys\n"
+          "from hparams_jax.train import workdir_lock\n"
+          "with workdir_lock(sys.argv[1]):\n"
+          "    print('held', flush=True)\n"
+          "    sys.stdin.read()\n")
+
+
+@contextlib.contextmanager
+def held_by_another_process(workdir):
+    """Another process holds `workdir`'s lock for the block; yields that process."""
+    proc = subprocess.Popen([sys.executable, "-c", HOLDER, str(workdir)], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline().strip() == "held"
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait()

@@ -4,6 +4,8 @@ import json
 import subprocess
 import sys
 
+import pytest
+
 from hparams_jax import cli
 
 
@@ -55,3 +57,14 @@ def test_range_test_and_diagnose_commands(tmp_path, capsys):
     assert cli.main(["diagnose", str(tmp_path / "run")]) == 0
     assert "verdict:" in capsys.readouterr().out
     assert (tmp_path / "run" / "diagnosis.png").exists()
+
+
+@pytest.mark.parametrize("argv", [["train", "--runs", "0"], ["train", "--runs", "-2"],
+                                  ["experiment", "run", "x", "--runs", "0"]])
+def test_runs_must_be_positive(argv, capsys):
+    with pytest.raises(SystemExit) as err:
+        cli.main(argv)
+    assert err.value.code == 2
+    message = capsys.readouterr().err.strip()
+    assert "argument --runs" in message and "must be a positive integer" in message
+    assert len(message.splitlines()) == 1

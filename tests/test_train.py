@@ -2,13 +2,11 @@
 kill-and-resume, corrupt checkpoints, divergence, data parallelism, the CLI."""
 
 import json
-import os
 import signal
 import subprocess
 import sys
 import textwrap
 import warnings
-from pathlib import Path
 
 import jax
 import numpy as np

@@ -147,8 +147,9 @@ def _difference(metadata: Any, target: Any) -> str:
     parts = []
     for keys, where in ((saved.keys() - wanted.keys(), "only in the checkpoint"),
                         (wanted.keys() - saved.keys(), "only in this program")):
-        if keys:
-            parts.append(f"{where}: {_some(sorted(map(name, keys)))}")
+        if keys:  # the shortest paths first: the parameters before their optimizer state
+            paths = sorted(keys, key=lambda k: (len(k), k))
+            parts.append(f"{where}: {_some([name(k) for k in paths])}")
     shapes = [f"{name(k)} {tuple(saved[k].shape)} saved, {tuple(np.shape(wanted[k]))} now"
               for k in sorted(saved.keys() & wanted.keys())
               if hasattr(saved[k], "shape") and hasattr(wanted[k], "shape")

@@ -95,13 +95,13 @@ def _fit(config: TrainConfig, workdir: Path) -> History:
         step = 0 if restored is None else restored[0]
         if restored is not None:
             state = restored[1]
-        if is_main:
-            _write_if_changed(workdir / "config.json", config.to_dict())
         log = MetricsLog(workdir / "metrics.jsonl", resume_step=step, enabled=is_main)
         summary_path = workdir / "summary.json"
-        if step >= session.total_steps and _completed(summary_path):  # nothing to do
+        if step >= session.total_steps and _completed(summary_path):  # returned untouched
             log.close()
             return History(log.rows, json.loads(summary_path.read_text()))
+        if is_main:
+            _write_if_changed(workdir / "config.json", config.to_dict())
         with stop_on_signals() as stop:
             return _train(config, session, state, step, log, checkpointer, stop, start_time,
                           summary_path if is_main else None)
