@@ -70,9 +70,9 @@ class Checkpointer:
         self.manager.reload()
         damaged, found = [], None
         for step in sorted(self.manager.all_steps(), reverse=True):
-            problem = self._damage(step)
+            metadata, problem = self._inspect(step)
             if problem is None:
-                difference = _difference(self.manager.item_metadata(step), target)
+                difference = _difference(metadata, target)
                 if difference:
                     raise CheckpointMismatchError(
                         f"workdir={str(self.directory.parent)!r}: the checkpoint of step {step} "
@@ -83,6 +83,8 @@ class Checkpointer:
                     found = step, self.manager.restore(step,
                                                        args=ocp.args.StandardRestore(target))
                     break
+                except (MemoryError, RuntimeError):  # out of (device) memory: not the files
+                    raise
                 except Exception as err:  # tensorstore raises plain Exceptions for bad data
                     problem = f"its arrays cannot be read ({type(err).__name__}: " \
                               f"{str(err)[:160]})"
@@ -90,20 +92,19 @@ class Checkpointer:
         self._set_aside(damaged, found[0] if found else None)
         return found
 
-    def _damage(self, step: int) -> str | None:
-        """Why the folder of `step` is not a complete checkpoint, or None when it looks whole."""
+    def _inspect(self, step: int) -> tuple[Any, str | None]:
+        """The saved tree's metadata of `step`, or why its folder is not a whole checkpoint."""
         path = self.directory / str(step)
         if not path.is_dir():
-            return "not a folder"
+            return None, "not a folder"
         missing = [f for f in REQUIRED_FILES
                    if not (path / f).is_file() or (path / f).stat().st_size == 0]
         if missing:
-            return f"{', '.join(missing)} missing or empty"
+            return None, f"{', '.join(missing)} missing or empty"
         try:
-            self.manager.item_metadata(step)
+            return self.manager.item_metadata(step), None
         except Exception as err:  # a truncated or garbled _METADATA or manifest
-            return f"its metadata cannot be read ({type(err).__name__}: {str(err)[:160]})"
-        return None
+            return None, f"its metadata cannot be read ({type(err).__name__}: {str(err)[:160]})"
 
     def _set_aside(self, damaged: list[tuple[int, str]], resumed: int | None) -> None:
         if not damaged:

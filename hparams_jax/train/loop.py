@@ -17,13 +17,14 @@ run's records are returned as they are.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 import tempfile
 import time
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import jax
 import numpy as np
@@ -95,18 +96,30 @@ def _fit(config: TrainConfig, workdir: Path) -> History:
         step = 0 if restored is None else restored[0]
         if restored is not None:
             state = restored[1]
-        log = MetricsLog(workdir / "metrics.jsonl", resume_step=step, enabled=is_main)
+        with _writing(workdir):
+            log = MetricsLog(workdir / "metrics.jsonl", resume_step=step, enabled=is_main)
         summary_path = workdir / "summary.json"
         if step >= session.total_steps and _completed(summary_path):  # returned untouched
             log.close()
             return History(log.rows, json.loads(summary_path.read_text()))
         if is_main:
-            _write_if_changed(workdir / "config.json", config.to_dict())
+            with _writing(workdir):
+                _write_if_changed(workdir / "config.json", config.to_dict())
         with stop_on_signals() as stop:
             return _train(config, session, state, step, log, checkpointer, stop, start_time,
                           summary_path if is_main else None)
     finally:
         checkpointer.close()
+
+
+@contextlib.contextmanager
+def _writing(workdir: Path) -> Iterator[None]:
+    try:
+        yield
+    except OSError as err:
+        raise WorkdirWriteError(f"could not write into workdir={str(workdir)!r} ({err}); what "
+                                "it holds is intact. Free space (or fix the folder) and run "
+                                "again.") from err
 
 
 def _completed(summary_path: Path) -> bool:
