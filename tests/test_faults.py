@@ -286,15 +286,27 @@ def test_sigkill_inside_a_save_and_at_random_points_then_resume_equals_uninterru
     seed = random.randrange(2**32)
     rng = random.Random(seed)
     points = []
-    for _ in range(3):  # at a random time after the lock: loading, compiling, training, saving
+    for training in (False, True, True):
+        # at a random time after the lock (loading, restoring, compiling), or once training
+        # has gone past the checkpoint it resumed from (training, evaluating, saving)
+        resumed_from = max((int(p.name) for p in ckpts.iterdir() if p.name.isdigit()),
+                           default=0)
         proc = child_fit(workdir)
-        while proc.poll() is None and holder(workdir) != proc.pid:
+        rewritten = False
+        while proc.poll() is None:
+            last = max((r["step"] for r in read_rows(workdir / "metrics.jsonl")), default=0)
+            if holder(workdir) == proc.pid:
+                if not training:
+                    break
+                rewritten = rewritten or last <= resumed_from
+                if rewritten and last > resumed_from:
+                    break
             time.sleep(0.005)
-        time.sleep(rng.uniform(0.0, 2.0))
+        time.sleep(rng.uniform(0.0, 0.4 if training else 1.5))
         proc.kill()
         proc.wait()
         points.append((proc.returncode, sorted(p.name for p in ckpts.iterdir()),
-                       len(read_rows(workdir / "metrics.jsonl"))))
+                       [r["step"] for r in read_rows(workdir / "metrics.jsonl")]))
     fit(config(workdir))
     try:
         assert_same_as(workdir, reference)
