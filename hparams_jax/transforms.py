@@ -77,6 +77,9 @@ def trace(momentum: Hyperparam, *, nesterov: bool = False, momentum_form: str = 
     `optax.scale_by_learning_rate` then scales. `momentum_form="caffe"` keeps `learning_rate`
     (required) inside the velocity, `v = m * v - lr * g` (Nesterov: `(1 + m) * v - m * v_prev`),
     and returns `v` itself: a complete update, not to be scaled again.
+
+    The momentum is checked as in `sgd`: in [0, 1) at every step of an `hparams_jax.schedules`
+    schedule's horizon, at step 0 for any other callable.
     """
     _check_rate("momentum", momentum, v.momentum)
     v.one_of("momentum_form", momentum_form, MOMENTUM_FORMS)
@@ -165,6 +168,12 @@ def sgd(
     `weight_decay_multipliers` / `learning_rate_multipliers` (trees shaped like the params, e.g.
     a zoo model's `weight_decay_multipliers()`) scale the decay and the step per parameter, as
     Caffe's `decay_mult` / `lr_mult` do in the paper's prototxts.
+
+    Checked at construction: a constant must be a number (or numeric array), the learning rate
+    and weight decay >= 0, the momentum in [0, 1). A schedule from `hparams_jax.schedules` is
+    checked at every step of its `horizon` (the steps that hold all its values; 4097 evenly
+    spaced ones when longer), so a momentum schedule that reaches 1 later is refused rather
+    than training into NaN; any other callable is checked at step 0 only.
     """
     _check_rate("learning_rate", learning_rate, v.non_negative)
     if momentum is not None:
