@@ -15,10 +15,33 @@ falling 0.95 -> 0.8 while the LR rises linearly from 0.001 to 0.5 over 400 steps
 on the full test split every 20 steps.
 """
 
-from hparams_jax.experiment import Experiment, RangeTest
+from hparams_jax.experiment import Claim, Experiment, RangeTest
 from hparams_jax.experiment.protocols import lenet_protocol
 
 RAMP = dict(start=0.001, stop=0.5, num_steps=400)
+WD_ONE_CYCLE = {1e-3: "wd1e-3", 5e-4: "one_cycle", 3e-4: "wd3e-4", 1e-4: "wd1e-4",
+                3e-5: "wd3e-5", 1e-5: "wd1e-5"}
+
+CLAIMS = (
+    Claim("Super-convergence", "Sec. 4.1, Table 1",
+          "1cycle reaches the baseline's final test accuracy in far fewer epochs",
+          "super_convergence", dict(one_cycle="one_cycle", baseline="inv", others=("constant",))),
+    Claim("Cyclical momentum", "Sec. 4.3",
+          "momentum falling while the LR rises does at least as well as a constant momentum",
+          "cyclical_momentum", dict(cyclical=("one_cycle", "cm_0.95-0.85"),
+                                    constant=("momentum_0.9", "momentum_0.95"))),
+    Claim("Weight decay by range test", "Sec. 4.4",
+          "the WD whose range test reaches the lowest held-out loss is the one that trains best",
+          "weight_decay_pick", dict(test="weight_decay", runs=WD_ONE_CYCLE)),
+    Claim("Weight decay depends on the LR policy", "Sec. 4.4",
+          "the best WD differs between a constant LR and 1cycle (large LRs regularise)",
+          "weight_decay_policy", dict(one_cycle=WD_ONE_CYCLE, constant={
+              1e-3: "constant_wd1e-3", 5e-4: "constant", 1e-4: "constant_wd1e-4"})),
+    Claim("Reading the curves", "Sec. 3",
+          "under/over-fitting read from the test loss predicts what a longer run does",
+          "curve_reading", dict(series=("one_cycle_6ep", "one_cycle", "one_cycle_24ep"),
+                                others=("inv", "constant"))),
+)
 
 EXPERIMENT = Experiment(
     name="fashion_mnist_lenet",
@@ -37,4 +60,5 @@ EXPERIMENT = Experiment(
                   family=("weight_decay", (1e-3, 3e-4, 1e-4, 3e-5, 1e-5)),
                   note="weight decays (Sec. 4.4, Fig. 9)"),
     ),
+    claims=CLAIMS,
 )

@@ -77,6 +77,26 @@ class RangeTest:
         v.ordered("start", self.start, "stop", self.stop)
 
 
+CHECKS = ("super_convergence", "range_test_bounds", "batch_size", "cyclical_momentum",
+          "weight_decay_pick", "weight_decay_policy", "curve_reading")
+
+
+@dataclasses.dataclass(frozen=True)
+class Claim:
+    """A claim of the paper and how this experiment tests it: `check` names the rule of
+    `experiment.claims` that gives the verdict, `roles` the settings (and range test) it reads,
+    as that rule's keyword arguments."""
+
+    name: str
+    section: str
+    statement: str
+    check: str
+    roles: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+
+    def __post_init__(self):
+        v.one_of("check", self.check, CHECKS)
+
+
 @dataclasses.dataclass(frozen=True)
 class Experiment:
     """One network x dataset of the paper.
@@ -99,6 +119,7 @@ class Experiment:
     notes: tuple[str, ...] = ()
     range_tests: tuple[RangeTest, ...] = ()
     runs: int = 4
+    claims: tuple[Claim, ...] = ()
 
     def __post_init__(self):
         names = [s.name for s in self.settings]
@@ -112,6 +133,10 @@ class Experiment:
         v.positive_int("runs", self.runs)
         tests = [t.name for t in self.range_tests]
         v.check("range_tests", tests, len(tests) == len(set(tests)), "uniquely named")
+        for claim in self.claims:
+            for role, name in _role_names(claim.roles):
+                allowed = tests if role == "test" else names
+                v.one_of(f"claim {claim.name!r} role {role!r}", name, allowed)
 
     def setting(self, name: str) -> Setting:
         return {s.name: s for s in self.settings}[v.one_of("setting", name, self.setting_names)]
@@ -151,6 +176,15 @@ class Experiment:
         changes["eval_every"] = max(1, round(every * steps_per_epoch(config)))
         changes["log_every"] = min(config.log_every, changes["eval_every"])
         return config.replace(**changes)
+
+
+def _role_names(roles: Mapping[str, Any]):
+    """(role, name) for every setting or range-test name a claim's roles mention."""
+    for role, value in roles.items():
+        values = value.values() if isinstance(value, Mapping) else (
+            value if isinstance(value, (tuple, list)) else (value,))
+        for name in values:
+            yield role, name
 
 
 def steps_per_epoch(config: TrainConfig) -> int:
