@@ -11,7 +11,6 @@ experiments that define claims (`experiment.claims`).
 from __future__ import annotations
 
 import datetime
-import shutil
 from pathlib import Path
 from typing import Iterable
 
@@ -21,7 +20,7 @@ from hparams_jax import data, plots
 from hparams_jax.experiment import claims
 from hparams_jax.experiment.records import (Run, epochs_to_reach, find_range_tests, find_runs,
                                             mean_std)
-from hparams_jax.experiment.runner import DEFAULT_ROOT, EVALUATION, range_test_dir
+from hparams_jax.experiment.runner import DEFAULT_ROOT, EVALUATION, plot_range_test
 from hparams_jax.experiment.spec import Experiment
 
 
@@ -150,13 +149,12 @@ def _range_test_section(experiment: Experiment, root: Path, figures: Path, link_
                 f"{'—' if acc is None else f'{acc:.4f}'} | {row['stopped']} | {s.method} |")
     lines.append("")
     for test in experiment.range_tests:
-        png = range_test_dir(root, experiment.name, test.name) / "range_test.png"
-        if test.name in tests and png.exists():
-            copy = figures / f"{experiment.name}_range_test_{test.name}.png"
-            shutil.copyfile(png, copy)
+        if test.name in tests:
+            path = plot_range_test(experiment, test.name, tests[test.name],
+                                   figures / f"{experiment.name}_range_test_{test.name}.png")
             lines += [f"- `{test.name}` ({test.start:g} -> {test.stop:g}, {test.num_steps} "
                       f"steps, {test.mode}): {test.note} "
-                      f"![range test {test.name}]({_relative(copy, link_base)})"]
+                      f"![range test {test.name}]({_relative(path, link_base)})"]
     return lines + [""]
 
 

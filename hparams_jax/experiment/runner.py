@@ -85,9 +85,14 @@ def run_range_test(experiment: Experiment, name: str, *, root: str | Path = DEFA
     else:
         family = range_test_family(config, test.family[0], list(test.family[1]), **ramp)
     family.save(out / "range_test.json")
-    if test.family is None:
-        plots.plot_range_test(family.results[0], out / "range_test.png")
-    else:
-        plots.plot_family(family.results, out / "range_test.png",
-                          title=f"{experiment.title}: range tests {name}")
+    plot_range_test(experiment, name, family, out / "range_test.png")
     return family
+
+
+def plot_range_test(experiment: Experiment, name: str, family: Family, path: Path) -> Path:
+    """The figure of range test `name`: the single test's curves and bounds, or the family's
+    curves overlaid."""
+    if experiment.range_test(name).family is None:
+        return plots.plot_range_test(family.results[0], path)
+    return plots.plot_family(family.results, path,
+                             title=f"{experiment.title}: range tests {name}")
