@@ -85,7 +85,10 @@ EXPERIMENT = Experiment(
     name="fashion_mnist_lenet",
     title="LeNet, Fashion-MNIST",
     section="Sec. 3, 4.1-4.4; Table 1 (MNIST rows)",
-    **{**PROTOCOL, "settings": PROTOCOL["settings"] + RANGE_TEST_SETTINGS},
+    **{**PROTOCOL, "settings": PROTOCOL["settings"] + RANGE_TEST_SETTINGS,
+       "comparisons": {**PROTOCOL["comparisons"],
+                       "range-test bounds": ("rt_0.5x", "rt_1x", "rt_2x", "rt_min_third"),
+                       "batch size": ("bs128", "bs256", "rt_1x", "bs1024")}},
     eval_every_epochs=0.25,
     range_tests=(
         RangeTest("lr", **RAMP, note="the LR bounds of the 1cycle runs (Sec. 4.1)"),
