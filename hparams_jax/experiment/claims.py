@@ -208,20 +208,20 @@ def _best_wd(r: _Records, runs: Mapping[float, str]) -> float:
 
 
 def weight_decay_pick(r: _Records, *, test: str, runs: Mapping[float, str]) -> Verdict:
-    """Sec. 4.4: the weight-decay range-test family picks (lowest held-out loss) the weight
-    decay that then trains best. Holds when the picked value's run ties the best run."""
+    """Sec. 4.4: the weight-decay range-test family picks (`Family.pick`: the lowest held-out
+    loss, kept to the largest LR) the weight decay that then trains best. Holds when the picked
+    value's run ties the best run."""
     family = r.test(test)
     rows = family.rows()
-    picked = min(rows, key=lambda row: (row["best_eval_loss"] is None,
-                                        row["best_eval_loss"] or row["min_smoothed_loss"]))
-    pick = picked["weight_decay"]
+    pick, _ = family.pick()
     if pick not in runs:
         return Verdict(INCONCLUSIVE, "", "", f"the family picks WD {pick:g}, which no run "
                                               "trained")
     best = _best_wd(r, runs)
     side = compare(r.acc(runs[pick]), r.acc(runs[best]))
     measured = ("range test: " + ", ".join(
-        f"WD {row['weight_decay']:g} held-out loss {row['best_eval_loss']:.4f}" for row in rows)
+        f"WD {row['weight_decay']:g} held-out loss {row['best_eval_loss']:.4f} to max_lr "
+        f"{row['max_lr']:.3g}" for row in rows)
         + "; runs: " + "; ".join(r.text(runs[w]) for w in sorted(runs, reverse=True)))
     ran = f"range-test family `{test}`, 1cycle at WD " + ", ".join(
         f"{w:g}" for w in sorted(runs, reverse=True))
