@@ -1,6 +1,6 @@
-"""Argument checks shared by the public constructors: errors name the argument, the value and
-what is allowed. Values that are JAX tracers (a schedule built inside `jax.vmap` or `jax.jit`)
-cannot be inspected and pass through unchecked."""
+"""Argument checks shared by the public constructors: errors (`ConfigError`) name the argument,
+the value and what is allowed. Values that are JAX tracers (a schedule built inside `jax.vmap`
+or `jax.jit`) cannot be inspected and pass through unchecked."""
 
 from __future__ import annotations
 
@@ -9,6 +9,8 @@ from typing import Any, Iterable
 
 import jax
 import numpy as np
+
+from hparams_jax.errors import ConfigError
 
 
 def concrete(value: Any) -> np.ndarray | None:
@@ -20,7 +22,7 @@ def concrete(value: Any) -> np.ndarray | None:
 
 def check(name: str, value: Any, ok: bool, allowed: str) -> None:
     if not ok:
-        raise ValueError(f"{name}={value!r} is not allowed: {name} must be {allowed}.")
+        raise ConfigError(f"{name}={value!r} is not allowed: {name} must be {allowed}.")
 
 
 def positive_int(name: str, value: Any) -> int:
@@ -60,7 +62,7 @@ def momentum(name: str, value: Any) -> None:
 def ordered(low_name: str, low: Any, high_name: str, high: Any) -> None:
     lo, hi = concrete(low), concrete(high)
     if lo is not None and hi is not None and not np.all(lo <= hi):
-        raise ValueError(
+        raise ConfigError(
             f"{low_name}={low!r} is above {high_name}={high!r}: {low_name} must be <= {high_name}."
         )
 

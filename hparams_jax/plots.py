@@ -19,6 +19,7 @@ import numpy as np  # noqa: E402
 
 from hparams_jax._validate import one_of  # noqa: E402
 from hparams_jax.diagnose import check_member  # noqa: E402
+from hparams_jax.errors import ConfigError
 
 if TYPE_CHECKING:
     from hparams_jax.train.metrics import History
@@ -82,8 +83,8 @@ def _clip_loss_axis(ax, values, top: float) -> None:
 def _log_x(log_x: bool | None, results) -> bool:
     """`log_x=None`: a log axis when every result's LR ramp was exponential."""
     if log_x not in (None, True, False):
-        raise ValueError(f"log_x={log_x!r} is not allowed: log_x must be None (log axis for "
-                         "exponential ramps), True or False.")
+        raise ConfigError(f"log_x={log_x!r} is not allowed: log_x must be None (log axis for "
+                          "exponential ramps), True or False.")
     return all(r.mode == "exp" for r in results) if log_x is None else log_x
 
 
@@ -174,7 +175,7 @@ def plot_family(results, path: str | Path, *, log_x: bool | None = None,
     triangle marks each suggested max_lr."""
     results = list(results)
     if not results:
-        raise ValueError("results=[] is not allowed: results must hold at least one range test.")
+        raise ConfigError("results=[] is not allowed: results must hold at least one range test.")
     log_x = _log_x(log_x, results)
     panels = ["smoothed_loss"] + [k for k in ("eval_loss", "eval_accuracy")
                                   if any(len(_finite(getattr(r, k))) for r in results)]
@@ -232,7 +233,7 @@ def plot_training(history, path: str | Path, *, diagnosis=None, member: int = 0,
     member = check_member(history, member)
     train, ev = history.train(member), history.eval(member)
     if not train:
-        raise ValueError(f"history has no training rows for member={member}: nothing to plot.")
+        raise ConfigError(f"history has no training rows for member={member}: nothing to plot.")
     fig, axes = plt.subplots(3, 1, figsize=(9, 9), sharex=True,
                              gridspec_kw={"height_ratios": [2, 1.3, 1]})
     ax = axes[0]
@@ -288,8 +289,8 @@ def plot_comparison(histories: Mapping[str, History], path: str | Path, *,
     in the paper's tables); the legend gives each run's final value."""
     one_of("metric", metric, TRAIN_METRICS + EVAL_METRICS)
     if not histories:
-        raise ValueError("histories={} is not allowed: histories must map at least one run "
-                         "name to its History.")
+        raise ConfigError("histories={} is not allowed: histories must map at least one run "
+                          "name to its History.")
     fig, ax = plt.subplots(figsize=(9, 5))
     curves = []
     for (name, h), colour in zip(histories.items(), _colours(len(histories))):
@@ -328,8 +329,8 @@ def plot_epochs_to_target(curves: Mapping[str, list], path: str | Path, *,
 
     `curves` maps a setting to its runs' (epochs, accuracies) pairs."""
     if not curves:
-        raise ValueError("curves={} is not allowed: curves must map at least one setting to "
-                         "its runs' curves.")
+        raise ConfigError("curves={} is not allowed: curves must map at least one setting to "
+                          "its runs' curves.")
     names = list(curves)
     colour = dict(zip(names, _colours(len(names))))
     fig, axes = plt.subplots(1, len(groups) + 1, figsize=(4.6 * (len(groups) + 1), 4.2))

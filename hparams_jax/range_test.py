@@ -26,6 +26,7 @@ import jax
 import numpy as np
 
 from hparams_jax import _validate as v
+from hparams_jax.errors import ConfigError
 from hparams_jax.train.config import RANGE_MODES, TrainConfig
 from hparams_jax.train.session import open_session
 
@@ -364,8 +365,8 @@ def lr_range_test(config: TrainConfig, *, start: float, stop: float, num_steps: 
     times in the test)."""
     _check_ramp(start, stop, num_steps, mode, stop_factor, eval_every)
     if config.members:
-        raise ValueError(f"config.members={list(config.members)!r}: use range_test_family "
-                         "to compare settings")
+        raise ConfigError(f"config.members={list(config.members)!r}: use range_test_family "
+                          "to compare settings")
     return _run(config, start=start, stop=stop, num_steps=num_steps, mode=mode,
                 eval_every=eval_every, stop_factor=stop_factor, labels=[""])[0]
 

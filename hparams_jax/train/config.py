@@ -13,6 +13,7 @@ from typing import Any, Mapping
 
 from hparams_jax import _validate as v
 from hparams_jax.data.augment import POLICIES
+from hparams_jax.errors import ConfigError
 
 LR_POLICIES = ("one_cycle", "triangular", "constant", "piecewise", "range_test")
 RANGE_MODES = ("linear", "exp")
@@ -94,8 +95,8 @@ class TrainConfig:
     def validate(self) -> None:
         v.positive_int("batch_size", self.batch_size)
         if self.epochs is None and self.steps is None:
-            raise ValueError("epochs=None, steps=None: give the length of the run as epochs "
-                             "(a positive number) or steps (a positive integer).")
+            raise ConfigError("epochs=None, steps=None: give the length of the run as epochs "
+                              "(a positive number) or steps (a positive integer).")
         if self.epochs is not None:
             v.positive_number("epochs", self.epochs)
         if self.steps is not None:
@@ -109,8 +110,8 @@ class TrainConfig:
         for member in self.members:
             unknown = set(member) - set(SWEEPABLE)
             if unknown:
-                raise ValueError(f"members={list(self.members)!r}: {sorted(unknown)} cannot be "
-                                 f"swept; a member may set {', '.join(SWEEPABLE)}.")
+                raise ConfigError(f"members={list(self.members)!r}: {sorted(unknown)} cannot be "
+                                  f"swept; a member may set {', '.join(SWEEPABLE)}.")
         for setting in self.members_or_self():
             _validate_rates(setting)
         if self.step_size is not None:
@@ -151,8 +152,8 @@ class TrainConfig:
         names = {f.name for f in dataclasses.fields(cls)}
         unknown = set(d) - names
         if unknown:
-            raise ValueError(f"unknown TrainConfig fields {sorted(unknown)}; known: "
-                             f"{sorted(names)}")
+            raise ConfigError(f"unknown TrainConfig fields {sorted(unknown)}; known: "
+                              f"{sorted(names)}")
         d = dict(d)
         if isinstance(d.get("momentum"), list):
             d["momentum"] = tuple(d["momentum"])

@@ -22,6 +22,7 @@ import jax
 import numpy as np
 from tqdm.auto import tqdm
 
+from hparams_jax.errors import ConfigError
 from hparams_jax.train.checkpoint import Checkpointer
 from hparams_jax.train.config import TrainConfig
 from hparams_jax.train.metrics import History, MetricsLog, write_json_atomic
@@ -44,7 +45,7 @@ def _check_config_matches(workdir: Path, config: TrainConfig) -> None:
     changed = sorted(k for k in current if k not in _RESUMABLE_CHANGES
                      and saved.get(k) != current[k])
     if changed:
-        raise ValueError(
+        raise ConfigError(
             f"workdir={str(workdir)!r} holds a run with a different config ({', '.join(changed)} "
             "differ); use a new workdir or the same config to resume.")
 
