@@ -6,10 +6,13 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
+from hparams_jax import _validate as v
 from hparams_jax import data
 from hparams_jax.experiment.spec import Experiment
 from hparams_jax.train import History, fit
+from hparams_jax.train.config import EXECUTION_FIELDS
 from hparams_jax.train.metrics import write_json_atomic
 
 EVALUATION = {True: "the full test split, no augmentation",
@@ -23,13 +26,18 @@ def run_dir(root: str | Path, experiment: str, setting: str, scale: float = 1.0)
 
 
 def run_setting(experiment: Experiment, setting: str, *, runs: int = 4, scale: float = 1.0,
-                root: str | Path = "runs", progress: bool = True,
-                data_workers: int = 0) -> History:
-    """Trains `runs` seeds of `setting` (vmapped together; resumes an interrupted run);
-    `data_workers` grain processes decode a streamed dataset's images (ImageNet)."""
+                root: str | Path = "runs", progress: bool = True, **execution: Any) -> History:
+    """Trains `runs` seeds of `setting` (vmapped together; resumes an interrupted run).
+
+    `execution` sets `TrainConfig` fields that change how the runs execute but not what they
+    compute (`EXECUTION_FIELDS`, e.g. `data_workers`: grain processes decoding a
+    streamed dataset's images); any other field is a `ConfigError`: the experiment defines it.
+    """
+    for name in execution:
+        v.one_of("execution field", name, EXECUTION_FIELDS)
     workdir = run_dir(root, experiment.name, setting, scale)
     config = experiment.config_for(setting, runs=runs, scale=scale, workdir=str(workdir),
-                                   progress=progress).replace(data_workers=data_workers)
+                                   progress=progress).replace(**execution)
     info = data.info(config.dataset)
     workdir.mkdir(parents=True, exist_ok=True)
     write_json_atomic(workdir / "experiment.json", {
