@@ -26,14 +26,15 @@ def check(name: str, value: Any, ok: bool, allowed: str) -> None:
 
 
 def positive_int(name: str, value: Any) -> int:
-    ok = isinstance(value, numbers.Integral) and not isinstance(value, bool) and value > 0
+    ok = isinstance(value, numbers.Integral) and not isinstance(value, bool) and int(value) > 0
     check(name, value, ok, "a positive integer")
     return int(value)
 
 
 def positive_number(name: str, value: Any) -> float:
-    ok = isinstance(value, numbers.Real) and not isinstance(value, bool) and np.isfinite(value)
-    check(name, value, ok and value > 0, "a positive finite number")
+    ok = (isinstance(value, numbers.Real) and not isinstance(value, bool)
+          and bool(np.isfinite(float(value))) and float(value) > 0)
+    check(name, value, ok, "a positive finite number")
     return float(value)
 
 
