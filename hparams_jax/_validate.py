@@ -38,6 +38,13 @@ def positive_number(name: str, value: Any) -> float:
     return float(value)
 
 
+def non_negative_number(name: str, value: Any) -> float:
+    ok = (isinstance(value, numbers.Real) and not isinstance(value, bool)
+          and bool(np.isfinite(float(value))) and float(value) >= 0)
+    check(name, value, ok, "a finite number >= 0")
+    return float(value)
+
+
 def non_negative(name: str, value: Any) -> None:
     """A rate (scalar or array of a sweep) that must be finite and >= 0."""
     arr = concrete(value)

@@ -72,7 +72,7 @@ def _train(args) -> int:
 # trains one setting (--family varies one) without checkpoints or progress bars.
 RANGE_TEST_EXCLUDED = ("epochs", "steps", "lr_policy", "min_lr", "max_lr", "step_size",
                        "final_lr", "anneal", "piecewise_boundaries", "piecewise_gamma",
-                       "range_mode", "members", "log_every", "eval_every", "checkpoint_every",
+                       "inv_gamma", "inv_power", "range_mode", "members", "log_every", "eval_every", "checkpoint_every",
                        "keep_checkpoints", "workdir", "progress")
 FAMILY_PARAMS = ("weight_decay", "momentum", "batch_size")
 
@@ -167,6 +167,7 @@ def _experiment(args) -> int:
     from hparams_jax import experiment
     from hparams_jax.train.config import EXECUTION_FIELDS
 
+    args.root = args.root or experiment.DEFAULT_ROOT
     if args.action == "list":
         for e in experiment.load_all(args.configs).values():
             print(f"{e.name}: {e.title} ({e.section})")
@@ -185,11 +186,22 @@ def _experiment(args) -> int:
     execution = {name: getattr(args, name) for name in EXECUTION_FIELDS
                  if hasattr(args, name)}
     e = experiment.find(args.name, args.configs)
-    for name in args.setting or e.setting_names:
-        e.setting(name)  # an unknown setting fails before anything trains
-    for name in args.setting or e.setting_names:
-        print(f"{e.name}/{name}: {args.runs} run(s), scale {args.scale:g}")
-        history = experiment.run_setting(e, name, runs=args.runs, scale=args.scale,
+    everything = not (args.setting or args.range_test)
+    tests = args.range_test or ([t.name for t in e.range_tests] if everything else [])
+    settings = args.setting or (e.setting_names if everything else [])
+    for name in settings:
+        e.setting(name)  # an unknown setting or test fails before anything trains
+    for name in tests:
+        e.range_test(name)
+    for name in tests:
+        family = experiment.run_range_test(e, name, root=args.root)
+        print(f"{e.name}/range test {name}:")
+        for r in family.results:
+            print(f"    {r.label}: {r.suggest().text()}")
+    for name in settings:
+        runs = args.runs or e.runs_for(name)
+        print(f"{e.name}/{name}: {runs} run(s), scale {args.scale:g}")
+        history = experiment.run_setting(e, name, runs=runs, scale=args.scale,
                                          root=args.root, **execution)
         accuracy = [m["test_accuracy"] for m in history.summary["members"]
                     if m["test_accuracy"] is not None]
@@ -305,12 +317,19 @@ def build_parser() -> argparse.ArgumentParser:
     exp.add_argument("action", choices=["list", "run", "report"])
     exp.add_argument("name", nargs="?", help="experiment to run (see list)")
     exp.add_argument("--setting", action="append", default=None,
-                     help="run only this setting (repeatable; default: all)")
-    exp.add_argument("--runs", type=int, default=4, help="seeds per setting, trained together")
+                     help="run only this setting (repeatable; default: all range tests, "
+                          "then all settings)")
+    exp.add_argument("--range-test", action="append", default=None,
+                     help="run only this LR range test of the experiment (repeatable)")
+    exp.add_argument("--runs", type=int, default=None,
+                     help="seeds per setting, trained together (default: the setting's own, "
+                          "4 unless its config says otherwise)")
     exp.add_argument("--scale", type=float, default=1.0,
                      help="multiply every setting's length by this (0, 1] for a quick check; "
                           "recorded, and reported as a scaled run")
-    exp.add_argument("--root", default="runs", help="where runs are written and read")
+    exp.add_argument("--root", default=None,
+                     help="where runs are written and read (default: experiments/records, the "
+                          "committed records; a finished setting there is not trained again)")
     exp.add_argument("--output", default="experiments/RESULTS.md", help="report file")
     exp.add_argument("--configs", default=None,
                      help="folder of experiment configs (default: the repository's "

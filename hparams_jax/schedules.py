@@ -12,6 +12,8 @@ arrays so that `jax.vmap` can sweep them; step counts are static Python numbers.
 - `range_test`: the LR range-test ramp (Smith 2018, Sec. 4.1; Smith 2017, Sec. 3.3).
 - `constant`, `linear`: weight-decay policies (Smith 2018, Sec. 4.4); `triangular` and
   `one_cycle` give the cyclical ones.
+- `inv`, `step`, `multistep`, `poly`: Caffe's decay policies, the baselines the author's
+  solvers ran against (`inv` is the LeNet/MNIST baseline of Sec. 4.1 and Table 1).
 """
 
 from __future__ import annotations
@@ -220,3 +222,78 @@ def linear(start: Scalar, end: Scalar, num_steps: int) -> optax.Schedule:
     v.non_negative("end", end)
     num_steps = v.positive_int("num_steps", num_steps)
     return optax.linear_schedule(start, end, num_steps)
+
+
+# --- Caffe's decay policies (the baselines of the author's solvers) ---------------------------
+
+def inv(base_value: Scalar, gamma: float, power: float) -> optax.Schedule:
+    """Caffe's `inv` policy, the LR of its LeNet solver and of the paper's MNIST baseline
+    (Sec. 4.1, Table 1)::
+
+        value(t) = base_value * (1 + gamma * t) ** (-power)
+
+    Caffe's `lenet_solver.prototxt` uses base 0.01, gamma 1e-4, power 0.75.
+    """
+    v.non_negative("base_value", base_value)
+    gamma = v.non_negative_number("gamma", gamma)
+    power = v.non_negative_number("power", power)
+
+    def schedule(count):
+        return base_value * jnp.power(1.0 + gamma * _step(count), -power)
+
+    return schedule
+
+
+def step(base_value: Scalar, gamma: float, step_size: int) -> optax.Schedule:
+    """Caffe's `step` policy: the value drops by `gamma` every `step_size` steps::
+
+        value(t) = base_value * gamma ** floor(t / step_size)
+    """
+    v.non_negative("base_value", base_value)
+    gamma = v.positive_number("gamma", gamma)
+    v.check("gamma", gamma, gamma <= 1, "in (0, 1]")
+    step_size = v.positive_int("step_size", step_size)
+
+    def schedule(count):
+        return base_value * jnp.power(gamma, jnp.floor(_step(count) / step_size))
+
+    return schedule
+
+
+def multistep(base_value: Scalar, gamma: float, boundaries) -> optax.Schedule:
+    """Caffe's `multistep` policy (its `stepvalue`s): the value drops by `gamma` at each step
+    of `boundaries`, the baselines of the author's DenseNet and ImageNet runs::
+
+        value(t) = base_value * gamma ** (number of boundaries <= t)
+    """
+    v.non_negative("base_value", base_value)
+    gamma = v.positive_number("gamma", gamma)
+    v.check("gamma", gamma, gamma <= 1, "in (0, 1]")
+    boundaries = tuple(boundaries)
+    for b in boundaries:
+        v.positive_int("boundaries", b)
+    v.check("boundaries", boundaries, list(boundaries) == sorted(set(boundaries)),
+            "strictly increasing step counts")
+
+    def schedule(count):
+        t = _step(count)
+        drops = sum((t >= b).astype(jnp.float32) for b in boundaries)
+        return base_value * jnp.power(gamma, drops)
+
+    return schedule
+
+
+def poly(base_value: Scalar, power: float, num_steps: int) -> optax.Schedule:
+    """Caffe's `poly` policy: a polynomial decay to 0 at `num_steps` (its `max_iter`), then 0::
+
+        value(t) = base_value * (1 - t / num_steps) ** power
+    """
+    v.non_negative("base_value", base_value)
+    power = v.non_negative_number("power", power)
+    num_steps = v.positive_int("num_steps", num_steps)
+
+    def schedule(count):
+        remaining = jnp.clip((num_steps - _step(count)) / num_steps, 0.0, 1.0)
+        return base_value * jnp.power(remaining, power)
+
+    return schedule

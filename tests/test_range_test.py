@@ -62,6 +62,31 @@ def test_ragged_training_loss_caps_the_suggestion():
     assert "ragged" in s.reason
 
 
+def test_held_out_evidence_outweighs_early_raggedness_but_lowers_confidence():
+    """An exponential ramp: the loss scatters more once the LR leaves its tiny start (ragged by
+    the early-scatter rule at ~0.003) while the held-out loss keeps improving up to 0.04."""
+    rng = np.random.default_rng(3)
+    lr = np.geomspace(1e-4, 1.0, 300)
+    loss = 2.5 - 0.4 * np.log10(np.minimum(lr, 0.06) / 1e-4) + 30 * np.maximum(lr - 0.06, 0)
+    loss = loss * (1 + np.where(lr > 0.003, 0.08, 0.005) * rng.normal(size=300))
+    r = synthetic(lr, loss, mode="exp",
+                  eval_loss=lambda x: 0.5 + 0.3 * np.abs(np.log10(x / 0.04)),
+                  eval_acc=lambda x: 0.8 - 0.1 * np.abs(np.log10(x / 0.04)))
+    s = r.suggest()
+    assert 0.03 <= s.max_lr <= 0.06, s.text()
+    assert "held-out" in s.reason and "low confidence" in s.method
+    assert any("disagree" in w and "ragged" in w for w in s.warnings), s.warnings
+
+
+def test_lowest_training_loss_caps_the_held_out_pick():
+    lr = np.linspace(0.001, 1.0, 400)
+    r = synthetic(lr, valley_curve(lr, best=0.3), eval_loss=lambda x: 0.5 + 0 * x,
+                  eval_acc=lambda x: 0.9 + 0 * x)  # a held-out curve that never worsens
+    s = r.suggest()
+    assert s.max_lr == pytest.approx(0.3, abs=0.03)
+    assert "training loss is lowest" in s.reason
+
+
 @pytest.mark.parametrize("loss, warning", [
     (lambda lr: 2.3 + 0 * lr, "hardly fell"),
     (lambda lr: 2.3 - lr, "still falling"),

@@ -89,6 +89,20 @@ def test_policies_from_config_match_closed_forms():
         assert float(mom(t)) == pytest.approx(0.95 - 0.1 * frac, abs=1e-6)
 
 
+def test_inv_policy_and_caffe_momentum_form_reach_the_optimizer():
+    config = tiny(lr_policy="inv", max_lr=0.01, inv_gamma=1e-4, inv_power=0.75, momentum=0.9,
+                  momentum_form="caffe")
+    hp = {k: v[0] for k, v in member_hparams(config).items()}
+    lr = learning_rate(config, hp, 100)
+    for t in (0, 50, 5000):
+        assert float(lr(t)) == pytest.approx(0.01 * (1 + 1e-4 * t) ** -0.75, rel=1e-6)
+    assert TrainConfig.from_dict(config.to_dict()) == config
+    with pytest.raises(ValueError, match="momentum_form"):
+        tiny(momentum_form="keras")
+    with pytest.raises(ValueError, match="inv_power"):
+        tiny(inv_power=-1.0)
+
+
 # --- a run ---------------------------------------------------------------------------------
 
 def test_fit_writes_metrics_summary_and_logs_hyperparameters_used(tmp_path):

@@ -39,12 +39,63 @@ class PaperResult:
 class Setting:
     """One row of an experiment: `changes` to the experiment's base config, what the author
     reported for it (`paper`, None where his logs give no number) and a `note` saying what it
-    shows and which of its values are inferred."""
+    shows and which of its values are inferred. `runs` (seeds trained together) and
+    `eval_every_epochs` override the experiment's defaults for this row (e.g. fewer seeds and
+    sparser evaluation for an 85-epoch baseline)."""
 
     name: str
     changes: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     paper: PaperResult | None = None
     note: str = ""
+    runs: int | None = None
+    eval_every_epochs: float | None = None
+
+    def __post_init__(self):
+        if self.runs is not None:
+            v.positive_int("runs", self.runs)
+        if self.eval_every_epochs is not None:
+            v.positive_number("eval_every_epochs", self.eval_every_epochs)
+
+
+@dataclasses.dataclass(frozen=True)
+class RangeTest:
+    """An LR range test of an experiment (Sec. 4.1), or a family of them over `family`
+    (`("batch_size", (128, 256))`, `("weight_decay", (1e-3, 1e-4))`, `("momentum", ...)`;
+    Sec. 4.2-4.4), on the experiment's base config with `changes`. The settings whose bounds
+    come from it say so in their notes."""
+
+    name: str
+    start: float
+    stop: float
+    num_steps: int
+    mode: str = "linear"
+    changes: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    family: tuple[str, tuple[Any, ...]] | None = None
+    note: str = ""
+
+    def __post_init__(self):
+        v.positive_int("num_steps", self.num_steps)
+        v.ordered("start", self.start, "stop", self.stop)
+
+
+CHECKS = ("super_convergence", "range_test_bounds", "batch_size", "cyclical_momentum",
+          "weight_decay_pick", "weight_decay_policy", "curve_reading")
+
+
+@dataclasses.dataclass(frozen=True)
+class Claim:
+    """A claim of the paper and how this experiment tests it: `check` names the rule of
+    `experiment.claims` that gives the verdict, `roles` the settings (and range test) it reads,
+    as that rule's keyword arguments."""
+
+    name: str
+    section: str
+    statement: str
+    check: str
+    roles: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+
+    def __post_init__(self):
+        v.one_of("check", self.check, CHECKS)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -67,6 +118,9 @@ class Experiment:
     comparisons: Mapping[str, tuple[str, ...]] = dataclasses.field(default_factory=dict)
     eval_every_epochs: float = 1.0
     notes: tuple[str, ...] = ()
+    range_tests: tuple[RangeTest, ...] = ()
+    runs: int = 4
+    claims: tuple[Claim, ...] = ()
 
     def __post_init__(self):
         names = [s.name for s in self.settings]
@@ -77,6 +131,13 @@ class Experiment:
             for name in members:
                 v.one_of(f"comparisons[{group!r}]", name, names)
         v.positive_number("eval_every_epochs", self.eval_every_epochs)
+        v.positive_int("runs", self.runs)
+        tests = [t.name for t in self.range_tests]
+        v.check("range_tests", tests, len(tests) == len(set(tests)), "uniquely named")
+        for claim in self.claims:
+            for role, name in _role_names(claim.roles):
+                allowed = tests if role == "test" else names
+                v.one_of(f"claim {claim.name!r} role {role!r}", name, allowed)
 
     def setting(self, name: str) -> Setting:
         return {s.name: s for s in self.settings}[v.one_of("setting", name, self.setting_names)]
@@ -85,10 +146,20 @@ class Experiment:
     def setting_names(self) -> list[str]:
         return [s.name for s in self.settings]
 
-    def config_for(self, name: str, *, runs: int = 1, scale: float = 1.0,
+    def range_test(self, name: str) -> RangeTest:
+        tests = {t.name: t for t in self.range_tests}
+        return tests[v.one_of("range test", name, tests)]
+
+    def runs_for(self, name: str) -> int:
+        """Seeds the setting trains by default: its own `runs`, else the experiment's."""
+        return self.setting(name).runs or self.runs
+
+    def config_for(self, name: str, *, runs: int | None = None, scale: float = 1.0,
                    workdir: str | None = None, progress: bool = True) -> TrainConfig:
-        """The `TrainConfig` of setting `name`: `runs` seeds (0, 1, ...) trained together, the
-        length (epochs or steps, and an explicit step size) multiplied by `scale`."""
+        """The `TrainConfig` of setting `name`: `runs` seeds (0, 1, ...; default `runs_for`)
+        trained together, the length (epochs or steps, and an explicit step size) multiplied
+        by `scale`."""
+        runs = self.runs_for(name) if runs is None else runs
         v.positive_int("runs", runs)
         v.check("scale", scale, isinstance(scale, (int, float)) and 0 < scale <= 1,
                 "a number in (0, 1]")
@@ -102,10 +173,19 @@ class Experiment:
             changes["step_size"] = max(1.0, config.step_size * scale)
         if runs > 1:
             changes["members"] = tuple({"seed": config.seed + k} for k in range(runs))
-        changes["eval_every"] = max(1, round(self.eval_every_epochs
-                                             * steps_per_epoch(config)))
+        every = self.setting(name).eval_every_epochs or self.eval_every_epochs
+        changes["eval_every"] = max(1, round(every * steps_per_epoch(config)))
         changes["log_every"] = min(config.log_every, changes["eval_every"])
         return config.replace(**changes)
+
+
+def _role_names(roles: Mapping[str, Any]):
+    """(role, name) for every setting or range-test name a claim's roles mention."""
+    for role, value in roles.items():
+        values = value.values() if isinstance(value, Mapping) else (
+            value if isinstance(value, (tuple, list)) else (value,))
+        for name in values:
+            yield role, name
 
 
 def steps_per_epoch(config: TrainConfig) -> int:

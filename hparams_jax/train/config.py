@@ -21,8 +21,9 @@ from typing import Any, Mapping
 from hparams_jax import _validate as v
 from hparams_jax.data.augment import POLICIES
 from hparams_jax.errors import ConfigError
+from hparams_jax.transforms import MOMENTUM_FORMS
 
-LR_POLICIES = ("one_cycle", "triangular", "constant", "piecewise", "range_test")
+LR_POLICIES = ("one_cycle", "triangular", "constant", "piecewise", "inv", "range_test")
 RANGE_MODES = ("linear", "exp")
 ANNEALS = ("linear", "cos")
 NORMALIZATIONS = ("standardize", "mean")
@@ -49,9 +50,13 @@ class TrainConfig:
     `step_size` steps, falls back and anneals to `final_lr` (`schedules.one_cycle`);
     `"triangular"` cycles between the bounds (CLR); `"constant"` uses `max_lr`; `"piecewise"` is
     the step-decay baseline: `max_lr` multiplied by `piecewise_gamma` at each fraction of the run
-    in `piecewise_boundaries`; `"range_test"` ramps from `min_lr` to `max_lr` over the run
-    (`range_mode` "linear" or "exp"; the LR range test of Sec. 4.1). `momentum` is a float
-    (constant) or `(max, min)` (cyclical, the mirror image of the LR cycle).
+    in `piecewise_boundaries` (Caffe's `multistep`); `"inv"` is Caffe's LeNet baseline,
+    `max_lr * (1 + inv_gamma * t) ** -inv_power` (Sec. 4.1, Table 1); `"range_test"` ramps from
+    `min_lr` to `max_lr` over the run (`range_mode` "linear" or "exp"; the LR range test of
+    Sec. 4.1). `momentum` is a float (constant) or `(max, min)` (cyclical, the mirror image of
+    the LR cycle). `momentum_form="caffe"` keeps the LR inside the velocity as the author's Caffe
+    solvers did (`v = m v - lr g`); `"pytorch"` (optax's) scales the velocity by the LR
+    (`transforms.sgd`).
     `param_multipliers` applies the network's per-parameter learning-rate and weight-decay
     multipliers of the author's prototxts (Caffe `lr_mult`, `decay_mult`; e.g. no decay on the
     final bias). `normalization="mean"` feeds ``pixel - mean`` on the 0-255 scale, as the
@@ -73,7 +78,8 @@ class TrainConfig:
     steps: int | None = _field(None, "length of the run in optimizer steps (overrides epochs)")
     lr_policy: str = _field(
         "one_cycle", "one_cycle (1cycle), triangular (CLR), constant (max_lr), piecewise (step "
-        "decay from max_lr) or range_test (a ramp from min_lr to max_lr)", choices=LR_POLICIES)
+        "decay from max_lr), inv (Caffe's LeNet baseline) or range_test (a ramp from min_lr to "
+        "max_lr)", choices=LR_POLICIES)
     min_lr: float = _field(0.01, "lower LR bound (1cycle starts and ends its cycle here)")
     max_lr: float = _field(0.1, "upper LR bound, from an LR range test")
     step_size: float | None = _field(
@@ -87,12 +93,17 @@ class TrainConfig:
         (0.5, 0.75), "piecewise: fractions of the run at which the LR is multiplied by "
         "piecewise_gamma")
     piecewise_gamma: float = _field(0.1, "piecewise: the factor applied at each boundary")
+    inv_gamma: float = _field(1e-4, "inv: gamma of max_lr * (1 + gamma * step) ** -power")
+    inv_power: float = _field(0.75, "inv: power of max_lr * (1 + gamma * step) ** -power")
     range_mode: str = _field("linear", "range_test: linear ramp (the paper) or exp (equal "
                              "ratios)", choices=RANGE_MODES)
     momentum: float | tuple[float, float] = _field(
         0.9, "constant (0.9) or cyclical max,min (0.95,0.85 or 0.95:0.85; it falls while the "
         "LR rises)")
     nesterov: bool = _field(True, "Nesterov momentum (off: heavy ball)")
+    momentum_form: str = _field("pytorch", "pytorch (optax's): the LR scales the velocity; "
+                                "caffe: the LR inside the velocity, v = m v - lr g",
+                                choices=MOMENTUM_FORMS)
     weight_decay: float = _field(5e-4, "L2 weight decay")
     decoupled_weight_decay: bool = _field(
         False, "subtract lr * weight_decay * params outside the momentum buffer (SGDW) "
@@ -161,6 +172,8 @@ class TrainConfig:
                     "fractions of the run strictly between 0 and 1")
         v.check("piecewise_gamma", self.piecewise_gamma, 0 < self.piecewise_gamma <= 1,
                 "in (0, 1]")
+        v.non_negative_number("inv_gamma", self.inv_gamma)
+        v.non_negative_number("inv_power", self.inv_power)
         for name in ("log_every", "eval_every", "checkpoint_every", "train_examples",
                      "eval_examples", "image_size"):
             if getattr(self, name) is not None:
@@ -198,6 +211,12 @@ class TrainConfig:
         if isinstance(d.get("momentum"), list):
             d["momentum"] = tuple(d["momentum"])
         return cls(**d)
+
+    def changed_fields(self, saved: Mapping[str, Any]) -> list[str]:
+        """The fields whose values differ from `saved` (a config dict written by an earlier
+        run, e.g. its `config.json`); a field it lacks was added since and had its default."""
+        current, defaults = self.to_dict(), TrainConfig().to_dict()
+        return sorted(k for k in current if saved.get(k, defaults[k]) != current[k])
 
     def replace(self, **changes) -> "TrainConfig":
         return dataclasses.replace(self, **changes)
