@@ -72,8 +72,9 @@ def _train(args) -> int:
 # trains one setting (--family varies one) without checkpoints or progress bars.
 RANGE_TEST_EXCLUDED = ("epochs", "steps", "lr_policy", "min_lr", "max_lr", "step_size",
                        "final_lr", "anneal", "piecewise_boundaries", "piecewise_gamma",
-                       "inv_gamma", "inv_power", "range_mode", "members", "log_every", "eval_every", "checkpoint_every",
-                       "keep_checkpoints", "workdir", "progress")
+                       "inv_gamma", "inv_power", "range_mode", "members", "log_every",
+                       "eval_every", "checkpoint_every", "keep_checkpoints", "workdir",
+                       "progress")
 FAMILY_PARAMS = ("weight_decay", "momentum", "batch_size")
 
 
