@@ -246,7 +246,10 @@ def test_range_test_options_leave_out_what_the_ramp_replaces(capsys):
 
 
 def test_experiment_run_takes_the_execution_fields_only(capsys):
-    assert set(EXECUTION_FIELDS) == {"data_workers", "keep_checkpoints", "progress"}
+    assert {"data_workers", "progress"} <= set(EXECUTION_FIELDS)  # --data-workers, --no-progress
+    defining = {"model", "dataset", "batch_size", "epochs", "steps", "lr_policy", "min_lr",
+                "max_lr", "momentum", "weight_decay", "seed", "members", "workdir"}
+    assert not defining & set(EXECUTION_FIELDS)
     with pytest.raises(SystemExit):
         cli.main(["experiment", "--help"])
     help_text = capsys.readouterr().out

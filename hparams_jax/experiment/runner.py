@@ -99,9 +99,10 @@ def run_range_test(experiment: Experiment, name: str, *, root: str | Path = DEFA
 
 
 def plot_range_test(experiment: Experiment, name: str, family: Family, path: Path) -> Path:
-    """The figure of range test `name`: the single test's curves and bounds, or the family's
-    curves overlaid."""
+    """Saves the figure of range test `name` at `path` (returned): the single test's curves
+    and bounds, or the family's curves overlaid."""
     if experiment.range_test(name).family is None:
-        return plots.plot_range_test(family.results[0], path)
-    return plots.plot_family(family.results, path,
-                             title=f"{experiment.title}: range tests {name}")
+        plots.plot_range_test(family.results[0], path)
+    else:
+        plots.plot_family(family.results, path, title=f"{experiment.title}: range tests {name}")
+    return path
