@@ -11,10 +11,10 @@ touched.
 held-out loss or accuracy worsens (never past the lowest training loss), or, without enough
 held-out points, before the training loss worsens or turns ragged; where the training curve
 points far lower than the held-out one, the suggestion is flagged low-confidence. It gives the
-minimum LR as a stated fraction of the maximum; the steepest-descent, valley and minimum/10 picks of fastai and
-pytorch-lr-finder come alongside, labelled. `range_test_family` repeats the test over weight
-decays, momenta or batch sizes (Figs. 9-11): settings that share shapes run as one vmapped
-program.
+minimum LR as a stated fraction of the maximum; the steepest-descent, valley and minimum/10
+picks of fastai and pytorch-lr-finder come alongside, labelled. `range_test_family` repeats the
+test over weight decays, momenta or batch sizes (Figs. 9-11): settings that share shapes run as
+one vmapped program.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ import jax
 import numpy as np
 
 from hparams_jax import _validate as v
+from hparams_jax.errors import ConfigError
 from hparams_jax.train.config import RANGE_MODES, TrainConfig
 from hparams_jax.train.session import open_session
 
@@ -381,8 +382,8 @@ def lr_range_test(config: TrainConfig, *, start: float, stop: float, num_steps: 
     times in the test)."""
     _check_ramp(start, stop, num_steps, mode, stop_factor, eval_every)
     if config.members:
-        raise ValueError(f"config.members={list(config.members)!r}: use range_test_family "
-                         "to compare settings")
+        raise ConfigError(f"config.members={list(config.members)!r}: use range_test_family "
+                          "to compare settings")
     return _run(config, start=start, stop=stop, num_steps=num_steps, mode=mode,
                 eval_every=eval_every, stop_factor=stop_factor, labels=[""])[0]
 

@@ -4,7 +4,7 @@ import json
 import subprocess
 import sys
 
-from hparams_jax import cli
+from hparams_jax import ConfigError, cli
 
 
 def test_demo_runs_range_test_then_one_cycle_vs_constant(tmp_path, capsys):
@@ -55,3 +55,44 @@ def test_range_test_and_diagnose_commands(tmp_path, capsys):
     assert cli.main(["diagnose", str(tmp_path / "run")]) == 0
     assert "verdict:" in capsys.readouterr().out
     assert (tmp_path / "run" / "diagnosis.png").exists()
+
+
+def test_config_error_is_one_line_exit_2_before_anything_runs(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "hparams_jax", "train", "--set", "batch_size=0",
+                           "--workdir", str(tmp_path / "run")], capture_output=True, text=True)
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == ("hparams-jax: error: batch_size=0 is not allowed: batch_size "
+                                   "must be a positive integer.")
+    assert not (tmp_path / "run").exists()
+
+
+def test_any_other_error_surfaces_with_its_traceback_exit_1(tmp_path):
+    # a ValueError from inside the engine (as JAX or Flax raise them) is a bug to see, not a
+    # message to shorten
+    script = ("import sys\n"
+              "import hparams_jax.train as train\n"
+              "def fit(config):\n"
+              "    raise ValueError('Incompatible shapes for broadcasting: (2, 3) and (4,)')\n"
+              "train.fit = fit\n"
+              "from hparams_jax.cli import main\n"
+              f"sys.exit(main(['train', '--workdir', {str(tmp_path)!r}]))\n")
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert proc.returncode == 1
+    assert "Traceback" in proc.stderr and "in fit" in proc.stderr
+    assert proc.stderr.strip().endswith(
+        "ValueError: Incompatible shapes for broadcasting: (2, 3) and (4,)")
+
+
+def test_each_expected_error_has_its_exit_status(monkeypatch, capsys):
+    from hparams_jax.data import DatasetUnavailableError
+    from hparams_jax.train import DivergenceError
+
+    for error, status in ((ConfigError("max_lr=-1 is not allowed"), 2),
+                          (DatasetUnavailableError("cifar10 is not on this machine"), 2),
+                          (DivergenceError("loss is nan at step 3"), 3)):
+        def fail(args, error=error):
+            raise error
+
+        monkeypatch.setattr(cli, "_diagnose", fail)
+        assert cli.main(["diagnose", "somewhere"]) == status
+        assert capsys.readouterr().err.strip().endswith(str(error))

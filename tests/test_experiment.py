@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from hparams_jax import data, experiment, models
+from hparams_jax import ConfigError, data, experiment, models
 from hparams_jax.cli import main
 from hparams_jax.experiment import Experiment, PaperResult, Setting
 from hparams_jax.experiment.records import Run, epochs_to_reach
@@ -196,3 +196,10 @@ def test_cli_lists_the_grid(capsys):
     assert "fashion_mnist_lenet" in out and "one_cycle" in out
     assert main(["experiment", "run", "no_such_experiment"]) == 2
     assert "no_such_experiment" in capsys.readouterr().err
+
+
+def test_run_setting_changes_only_how_runs_execute(tmp_path):
+    e = GRID["fashion_mnist_lenet"]
+    with pytest.raises(ConfigError, match="execution field='max_lr' is not allowed"):
+        experiment.run_setting(e, e.baseline, root=tmp_path, max_lr=1.0)
+    assert not any(tmp_path.iterdir())  # refused before anything was written

@@ -2,9 +2,9 @@
 rule (Smith 2018, Sec. 3-4; the claims table that opens `experiments/RESULTS.md`).
 
 A `Claim` (`spec.py`) names what it tests (`check`: a function of this module), the settings
-that play each role and the range test it reads. `evaluate` returns a `Verdict`: "holds", "does not hold",
-"inconclusive at this scale", or "not run" while a run it needs is missing. Only full-length
-runs count: a shortened (scaled) run carries no verdict.
+that play each role and the range test it reads. `evaluate` returns a `Verdict`: "holds", "does
+not hold", "inconclusive at this scale", or "not run" while a run it needs is missing. Only
+full-length runs count: a shortened (scaled) run carries no verdict.
 
 Accuracies are compared as means over seeds. Two settings tie when their means differ by at
 most `tie_margin`: two standard errors of the difference, and never less than `MIN_MARGIN`

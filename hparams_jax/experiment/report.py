@@ -58,11 +58,12 @@ def _figure(experiment: Experiment, scale: float, runs: dict[str, Run], target: 
     groups = {g: [n for n in names if n in runs] for g, names in experiment.comparisons.items()}
     groups = {g: names for g, names in groups.items() if names} or {"all": list(runs)}
     budgets = {name: r.summary["epochs"] for name, r in runs.items()}
-    return plots.plot_epochs_to_target(
-        curves, figures / f"{experiment.name}{tag}.png", groups=groups, target=target,
-        epochs_to_target=reach, budgets=budgets,
+    path = figures / f"{experiment.name}{tag}.png"
+    plots.plot_epochs_to_target(
+        curves, path, groups=groups, target=target, epochs_to_target=reach, budgets=budgets,
         title=f"{experiment.title} ({_scale_text(scale)}; "
               f"{EVALUATION[data.info(experiment.config.dataset).in_memory]})")
+    return path
 
 
 def _experiment_section(experiment: Experiment, runs: list[Run], root: Path, figures: Path,

@@ -13,11 +13,14 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
+from hparams_jax import _validate as v
 from hparams_jax import data, plots
 from hparams_jax.experiment.spec import Experiment
 from hparams_jax.range_test import Family, lr_range_test, range_test_family
 from hparams_jax.train import History, TrainConfig, fit
+from hparams_jax.train.config import EXECUTION_FIELDS
 from hparams_jax.train.loop import RESUMABLE_CHANGES
 from hparams_jax.train.metrics import write_json_atomic
 
@@ -50,13 +53,19 @@ def is_complete(workdir: Path, config: TrainConfig) -> bool:
 
 def run_setting(experiment: Experiment, setting: str, *, runs: int | None = None,
                 scale: float = 1.0, root: str | Path = DEFAULT_ROOT, progress: bool = True,
-                data_workers: int = 0) -> History:
+                **execution: Any) -> History:
     """Trains `runs` seeds of `setting` (default: the setting's own count; trained together;
-    resumes an interrupted run, returns a completed one's records untouched); `data_workers`
-    grain processes decode a streamed dataset's images (ImageNet)."""
+    resumes an interrupted run, returns a completed one's records untouched).
+
+    `execution` sets `TrainConfig` fields that change how the runs execute but not what they
+    compute (`EXECUTION_FIELDS`, e.g. `data_workers`: grain processes decoding a streamed
+    dataset's images); any other field is a `ConfigError`: the experiment defines it.
+    """
+    for name in execution:
+        v.one_of("execution field", name, EXECUTION_FIELDS)
     workdir = run_dir(root, experiment.name, setting, scale)
     config = experiment.config_for(setting, runs=runs, scale=scale, workdir=str(workdir),
-                                   progress=progress).replace(data_workers=data_workers)
+                                   progress=progress).replace(**execution)
     if is_complete(workdir, config):
         return History.load(workdir)
     info = data.info(config.dataset)
@@ -90,9 +99,10 @@ def run_range_test(experiment: Experiment, name: str, *, root: str | Path = DEFA
 
 
 def plot_range_test(experiment: Experiment, name: str, family: Family, path: Path) -> Path:
-    """The figure of range test `name`: the single test's curves and bounds, or the family's
-    curves overlaid."""
+    """Saves the figure of range test `name` at `path` (returned): the single test's curves
+    and bounds, or the family's curves overlaid."""
     if experiment.range_test(name).family is None:
-        return plots.plot_range_test(family.results[0], path)
-    return plots.plot_family(family.results, path,
-                             title=f"{experiment.title}: range tests {name}")
+        plots.plot_range_test(family.results[0], path)
+    else:
+        plots.plot_family(family.results, path, title=f"{experiment.title}: range tests {name}")
+    return path

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from hparams_jax import _validate as v
+from hparams_jax.errors import ConfigError
 from hparams_jax.train.config import TrainConfig
 
 CONFIGS_ENV = "HPARAMS_JAX_EXPERIMENTS"
@@ -210,8 +211,8 @@ def load_all(directory: str | Path | None = None) -> dict[str, Experiment]:
     """Every `EXPERIMENT` in the config files of `directory` (see `configs_dir`), by name."""
     directory = Path(directory) if directory is not None else configs_dir()
     if not directory.is_dir():
-        raise ValueError(f"experiment configs directory {str(directory)!r} does not exist: run "
-                         f"from the repository root or set {CONFIGS_ENV}.")
+        raise ConfigError(f"experiment configs directory {str(directory)!r} does not exist: run "
+                          f"from the repository root or set {CONFIGS_ENV}.")
     experiments = {}
     for path in sorted(directory.glob("*.py")):
         spec = importlib.util.spec_from_file_location(f"hparams_jax_experiment_{path.stem}",
@@ -220,10 +221,10 @@ def load_all(directory: str | Path | None = None) -> dict[str, Experiment]:
         spec.loader.exec_module(module)
         experiment = getattr(module, "EXPERIMENT", None)
         if not isinstance(experiment, Experiment):
-            raise ValueError(f"{path} defines no EXPERIMENT (an hparams_jax.experiment."
-                             "Experiment).")
+            raise ConfigError(f"{path} defines no EXPERIMENT (an hparams_jax.experiment."
+                              "Experiment).")
         if experiment.name in experiments:
-            raise ValueError(f"{path}: experiment name {experiment.name!r} is used twice.")
+            raise ConfigError(f"{path}: experiment name {experiment.name!r} is used twice.")
         experiments[experiment.name] = experiment
     return experiments
 
