@@ -6,7 +6,9 @@ momentum and weight decay, as optax building blocks and a jit training loop.
 """
 
 from hparams_jax import _xla
+from hparams_jax.errors import ConfigError
 
 _xla.apply_cpu_defaults()
 
 __version__ = "0.1.0"
+__all__ = ["ConfigError", "__version__"]

@@ -1,6 +1,6 @@
-"""Argument checks shared by the public constructors: errors name the argument, the value and
-what is allowed. Values that are JAX tracers (a schedule built inside `jax.vmap` or `jax.jit`)
-cannot be inspected and pass through unchecked.
+"""Argument checks shared by the public constructors: errors (`ConfigError`) name the argument,
+the value and what is allowed. Values that are JAX tracers (a schedule built inside `jax.vmap`
+or `jax.jit`) cannot be inspected and pass through unchecked.
 
 Hyper-parameters are numbers or numeric arrays: a string, a bool or a list is refused at
 construction (it would otherwise fail, or silently convert, inside the first update). Step counts
@@ -14,6 +14,8 @@ from typing import Any, Iterable
 
 import jax
 import numpy as np
+
+from hparams_jax.errors import ConfigError
 
 
 MAX_STEPS = 2**31 - 1  # optax counts steps in int32
@@ -34,11 +36,11 @@ def numeric(name: str, value: Any) -> np.ndarray | None:
 
 def check(name: str, value: Any, ok: bool, allowed: str) -> None:
     if not ok:
-        raise ValueError(f"{name}={value!r} is not allowed: {name} must be {allowed}.")
+        raise ConfigError(f"{name}={value!r} is not allowed: {name} must be {allowed}.")
 
 
 def positive_int(name: str, value: Any) -> int:
-    ok = isinstance(value, numbers.Integral) and not isinstance(value, bool) and value > 0
+    ok = isinstance(value, numbers.Integral) and not isinstance(value, bool) and int(value) > 0
     check(name, value, ok, "a positive integer")
     return int(value)
 
@@ -52,14 +54,16 @@ def step_count(name: str, value: Any) -> int:
 
 
 def positive_number(name: str, value: Any) -> float:
-    ok = isinstance(value, numbers.Real) and not isinstance(value, bool) and np.isfinite(value)
-    check(name, value, ok and value > 0, "a positive finite number")
+    ok = (isinstance(value, numbers.Real) and not isinstance(value, bool)
+          and bool(np.isfinite(float(value))) and float(value) > 0)
+    check(name, value, ok, "a positive finite number")
     return float(value)
 
 
 def non_negative_number(name: str, value: Any) -> float:
-    ok = isinstance(value, numbers.Real) and not isinstance(value, bool) and np.isfinite(value)
-    check(name, value, ok and value >= 0, "a finite number >= 0")
+    ok = (isinstance(value, numbers.Real) and not isinstance(value, bool)
+          and bool(np.isfinite(float(value))) and float(value) >= 0)
+    check(name, value, ok, "a finite number >= 0")
     return float(value)
 
 
@@ -95,7 +99,7 @@ def momentum(name: str, value: Any) -> None:
 def ordered(low_name: str, low: Any, high_name: str, high: Any) -> None:
     lo, hi = numeric(low_name, low), numeric(high_name, high)
     if lo is not None and hi is not None and not np.all(lo <= hi):
-        raise ValueError(
+        raise ConfigError(
             f"{low_name}={low!r} is above {high_name}={high!r}: {low_name} must be <= {high_name}."
         )
 

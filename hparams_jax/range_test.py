@@ -11,10 +11,10 @@ touched.
 held-out loss or accuracy worsens (never past the lowest training loss), or, without enough
 held-out points, before the training loss worsens or turns ragged; where the training curve
 points far lower than the held-out one, the suggestion is flagged low-confidence. It gives the
-minimum LR as a stated fraction of the maximum; the steepest-descent, valley and minimum/10 picks of fastai and
-pytorch-lr-finder come alongside, labelled. `range_test_family` repeats the test over weight
-decays, momenta or batch sizes (Figs. 9-11): settings that share shapes run as one vmapped
-program.
+minimum LR as a stated fraction of the maximum; the steepest-descent, valley and minimum/10
+picks of fastai and pytorch-lr-finder come alongside, labelled. `range_test_family` repeats the
+test over weight decays, momenta or batch sizes (Figs. 9-11): settings that share shapes run as
+one vmapped program.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ import jax
 import numpy as np
 
 from hparams_jax import _validate as v
+from hparams_jax.errors import ConfigError
 from hparams_jax.train.config import RANGE_MODES, TrainConfig
 from hparams_jax.train.session import open_session
 
@@ -381,8 +382,8 @@ def lr_range_test(config: TrainConfig, *, start: float, stop: float, num_steps: 
     times in the test)."""
     _check_ramp(start, stop, num_steps, mode, stop_factor, eval_every)
     if config.members:
-        raise ValueError(f"config.members={list(config.members)!r}: use range_test_family "
-                         "to compare settings")
+        raise ConfigError(f"config.members={list(config.members)!r}: use range_test_family "
+                          "to compare settings")
     return _run(config, start=start, stop=stop, num_steps=num_steps, mode=mode,
                 eval_every=eval_every, stop_factor=stop_factor, labels=[""])[0]
 
@@ -420,11 +421,27 @@ class Family:
             lines.append(f"{str(r[self.param]):>14} {r['max_lr']:>9.4g} "
                          f"{r['min_smoothed_loss']:>9.4f} {ev_loss:>15} {ev_acc:>14}  "
                          f"{r['stopped']}")
-        best = min(self.rows(), key=lambda r: (r["best_eval_loss"] is None,
-                                               r["best_eval_loss"] or r["min_smoothed_loss"]))
-        lines.append(f"lowest held-out loss: {self.param}={best[self.param]} (the paper picks "
-                     "the setting whose test loss is lowest and stays low to the largest LR)")
+        value, reason = self.pick()
+        lines.append(f"pick: {self.param}={_fmt(value)} ({reason})")
         return "\n".join(lines)
+
+    def pick(self) -> tuple[Any, str]:
+        """The paper's choice among the family (Sec. 4.4): the value whose held-out loss is
+        lowest and stays low to the largest LR. Values whose lowest held-out loss lies within
+        `EVAL_TOLERANCE` of the family's lowest count as lowest; of those, the one with the
+        largest suggested max_lr is picked. Without held-out points the smoothed training loss
+        stands in. Returns the value and the reason."""
+        rows = self.rows()
+        use_eval = all(r["best_eval_loss"] is not None for r in rows)
+        key = "best_eval_loss" if use_eval else "min_smoothed_loss"
+        lowest = min(r[key] for r in rows)
+        near = [r for r in rows if r[key] <= lowest * (1 + EVAL_TOLERANCE)]
+        chosen = max(near, key=lambda r: r["max_lr"])
+        what = "held-out" if use_eval else "smoothed training"
+        reason = (f"lowest {what} loss {chosen[key]:.4f} (family's lowest {lowest:.4f}, within "
+                  f"{EVAL_TOLERANCE:.0%} counts as lowest) kept up to the largest LR, "
+                  f"max_lr {chosen['max_lr']:.4g}")
+        return chosen[self.param], reason
 
     def save(self, path: str | Path) -> Path:
         path = Path(path)

@@ -30,6 +30,7 @@ import jax.numpy as jnp
 import optax
 
 from hparams_jax import _validate as v
+from hparams_jax.errors import ConfigError
 
 Scalar = Any  # float, or a JAX/NumPy array when a sweep is vmapped
 
@@ -111,7 +112,7 @@ def _one_cycle_steps(total_steps: int, step_size: float | None) -> tuple[int, fl
         step_size = 0.45 * total_steps
     step_size = v.step_length("step_size", step_size)
     if 2 * step_size > total_steps:
-        raise ValueError(
+        raise ConfigError(
             f"step_size={step_size!r} is not allowed with total_steps={total_steps}: the cycle "
             f"(2 * step_size = {2 * step_size}) must fit in total_steps, so step_size must be "
             f"<= {total_steps / 2}."

@@ -194,7 +194,7 @@ def _is_injected(x) -> bool:
     return isinstance(x, optax.InjectStatefulHyperparamsState)
 
 
-def hyperparams(opt_state: optax.OptState) -> dict[str, jax.Array]:
+def hyperparams(opt_state: optax.OptState) -> dict[str, jax.Array | float]:
     """The `learning_rate`, `momentum` and `weight_decay` used by the last update.
 
     Looks through `optax.chain`, `optax.MultiSteps`, `optax.apply_if_finite` and any other

@@ -162,3 +162,24 @@ def test_momentum_family_mixes_constant_and_cyclical():
 def test_bad_ramps(kwargs, argument):
     with pytest.raises(ValueError, match=argument):
         lr_range_test(TINY, **kwargs)
+
+
+def test_family_pick_is_lowest_held_out_loss_kept_to_the_largest_lr():
+    """Sec. 4.4: of the values whose held-out loss is (within 2%) lowest, the one whose
+    held-out curve stays low to the largest LR."""
+    from hparams_jax.range_test import Family
+
+    lr = np.linspace(0.001, 1.0, 400)
+
+    def member(best_loss, worsens_at):
+        return synthetic(lr, valley_curve(lr, best=0.8),
+                         eval_loss=lambda x: best_loss + 3 * np.maximum(x - worsens_at, 0),
+                         eval_acc=lambda x: 0.9 - 2 * np.maximum(x - worsens_at, 0))
+
+    family = Family("weight_decay", [1e-3, 3e-4, 1e-5],
+                    [member(0.345, 0.4), member(0.343, 0.2), member(0.40, 0.6)])
+    value, reason = family.pick()
+    assert value == 1e-3 and "0.345" in reason
+    assert "pick: weight_decay=0.001" in family.text()
+    family = Family("weight_decay", [1e-3, 3e-4], [member(0.36, 0.4), member(0.343, 0.2)])
+    assert family.pick()[0] == 3e-4  # 5% above the lowest is not "lowest"

@@ -288,7 +288,7 @@ def test_four_devices_match_one_device(tmp_path):
 
 
 @pytest.mark.parametrize("args, message", [
-    (["--model", "alexnet"], "--model 'alexnet' is unknown"),
+    (["--model", "alexnet"], "model='alexnet' is unknown; available: "),
     (["--min-lr", "1.0", "--max-lr", "0.1"], "min_lr=1.0 is above max_lr=0.1"),
     (["--batch-size", "30"], "batch_size"),
     (["--momentum", "0.9:x"], "--momentum"),

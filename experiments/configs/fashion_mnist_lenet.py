@@ -15,16 +15,80 @@ falling 0.95 -> 0.8 while the LR rises linearly from 0.001 to 0.5 over 400 steps
 on the full test split every 20 steps.
 """
 
-from hparams_jax.experiment import Experiment, RangeTest
+from hparams_jax.experiment import Claim, Experiment, RangeTest, Setting
 from hparams_jax.experiment.protocols import lenet_protocol
 
 RAMP = dict(start=0.001, stop=0.5, num_steps=400)
+TRAIN_IMAGES = 60_000
+
+# The bounds our range tests suggest (`range_tests/lr` and `range_tests/batch_size` in
+# experiments/records; RESULTS.md lists them): max_lr where the held-out loss stops improving,
+# capped where the smoothed training loss is lowest; min_lr = max_lr / 10.
+SUGGESTED_MAX_LR = {128: 0.0523, 256: 0.101, 512: 0.191, 1024: 0.25}
+
+
+def _one_cycle(batch: int, max_lr: float, min_lr: float | None = None) -> dict:
+    """1cycle at `batch` with the protocol's shape: step 5 of 12 epochs, CM 0.95-0.8."""
+    return dict(batch_size=batch, max_lr=max_lr, min_lr=max_lr / 10 if min_lr is None else min_lr,
+                step_size=5 * (TRAIN_IMAGES // batch))
+
+
+RANGE_TEST_SETTINGS = (
+    Setting("rt_1x", _one_cycle(512, 0.191),
+            note="1cycle at the suggested bounds 0.0191-0.191 (range test `lr`)"),
+    Setting("rt_0.5x", _one_cycle(512, 0.0955), note="1cycle at half the suggested max_lr"),
+    Setting("rt_2x", _one_cycle(512, 0.382), note="1cycle at twice the suggested max_lr"),
+    Setting("rt_min_third", _one_cycle(512, 0.191, min_lr=0.191 / 3),
+            note="1cycle at the suggested max_lr with min_lr = max_lr / 3"),
+    *(Setting(f"bs{b}", _one_cycle(b, SUGGESTED_MAX_LR[b]),
+              note=f"1cycle at total batch {b}, bounds from its range test "
+                   f"({SUGGESTED_MAX_LR[b] / 10:.3g}-{SUGGESTED_MAX_LR[b]:.3g}; Sec. 4.2)")
+      for b in (128, 256, 1024)),
+)
+WD_ONE_CYCLE = {1e-3: "wd1e-3", 5e-4: "one_cycle", 3e-4: "wd3e-4", 1e-4: "wd1e-4",
+                3e-5: "wd3e-5", 1e-5: "wd1e-5"}
+
+PROTOCOL = lenet_protocol("fashion_mnist", steps_per_epoch=TRAIN_IMAGES // 512)
+
+CLAIMS = (
+    Claim("Super-convergence", "Sec. 4.1, Table 1",
+          "1cycle reaches the baseline's final test accuracy in far fewer epochs",
+          "super_convergence", dict(one_cycle="one_cycle", baseline="inv", others=("constant",))),
+    Claim("The range test finds the bounds", "Sec. 4.1",
+          "1cycle at the suggested max_lr trains, and at least as well as at half or twice it",
+          "range_test_bounds", dict(test="lr", at={"1x": "rt_1x", "0.5x": "rt_0.5x",
+                                                   "2x": "rt_2x"},
+                                    min_fraction={"max/3": "rt_min_third"})),
+    Claim("Larger batches", "Sec. 4.2",
+          "with 1cycle and bounds from a range test at each size, larger total batches reach "
+          "similar or better accuracy (and smaller ones a lower test loss)",
+          "batch_size", dict(test="batch_size", runs={128: "bs128", 256: "bs256",
+                                                      512: "rt_1x", 1024: "bs1024"})),
+    Claim("Cyclical momentum", "Sec. 4.3",
+          "momentum falling while the LR rises does at least as well as a constant momentum",
+          "cyclical_momentum", dict(cyclical=("one_cycle", "cm_0.95-0.85"),
+                                    constant=("momentum_0.9", "momentum_0.95"))),
+    Claim("Weight decay by range test", "Sec. 4.4",
+          "the WD whose range test reaches the lowest held-out loss is the one that trains best",
+          "weight_decay_pick", dict(test="weight_decay", runs=WD_ONE_CYCLE)),
+    Claim("Weight decay depends on the LR policy", "Sec. 4.4",
+          "the best WD differs between a constant LR and 1cycle (large LRs regularise)",
+          "weight_decay_policy", dict(one_cycle=WD_ONE_CYCLE, constant={
+              1e-3: "constant_wd1e-3", 5e-4: "constant", 1e-4: "constant_wd1e-4"})),
+    Claim("Reading the curves", "Sec. 3",
+          "under/over-fitting read from the test loss predicts what a longer run does",
+          "curve_reading", dict(series=("one_cycle_6ep", "one_cycle", "one_cycle_24ep"),
+                                others=("inv", "constant"))),
+)
 
 EXPERIMENT = Experiment(
     name="fashion_mnist_lenet",
     title="LeNet, Fashion-MNIST",
     section="Sec. 3, 4.1-4.4; Table 1 (MNIST rows)",
-    **lenet_protocol("fashion_mnist", steps_per_epoch=60_000 // 512),
+    **{**PROTOCOL, "settings": PROTOCOL["settings"] + RANGE_TEST_SETTINGS,
+       "comparisons": {**PROTOCOL["comparisons"],
+                       "range-test bounds": ("rt_0.5x", "rt_1x", "rt_2x", "rt_min_third"),
+                       "batch size": ("bs128", "bs256", "rt_1x", "bs1024")}},
     eval_every_epochs=0.25,
     range_tests=(
         RangeTest("lr", **RAMP, note="the LR bounds of the 1cycle runs (Sec. 4.1)"),
@@ -37,4 +101,5 @@ EXPERIMENT = Experiment(
                   family=("weight_decay", (1e-3, 3e-4, 1e-4, 3e-5, 1e-5)),
                   note="weight decays (Sec. 4.4, Fig. 9)"),
     ),
+    claims=CLAIMS,
 )

@@ -9,12 +9,12 @@ tests, `report` turns every finished run into
 `experiments/RESULTS.md`.
 """
 
-from hparams_jax.experiment.spec import (Experiment, PaperResult, RangeTest, Setting, find,
-                                         load_all)
+from hparams_jax.experiment.spec import (Claim, Experiment, PaperResult, RangeTest, Setting,
+                                         find, load_all)
 from hparams_jax.experiment.protocols import core_comparisons
 from hparams_jax.experiment.runner import DEFAULT_ROOT, run_dir, run_range_test, run_setting
 from hparams_jax.experiment.report import write_report
 
-__all__ = ["DEFAULT_ROOT", "Experiment", "PaperResult", "RangeTest", "Setting",
+__all__ = ["DEFAULT_ROOT", "Claim", "Experiment", "PaperResult", "RangeTest", "Setting",
            "core_comparisons", "find", "load_all", "run_dir", "run_range_test", "run_setting",
            "write_report"]

@@ -121,8 +121,9 @@ def lenet_protocol(dataset: str, *, steps_per_epoch: int, baseline_runs: int = 2
                   note=f"constant LR 0.01, WD {w:g}, 85 epochs (Sec. 4.4)") for w in (1e-3, 1e-4)),
     )
     return dict(
-        config=TrainConfig(model="lenet", dataset=dataset, batch_size=512, augmentation="none", nesterov=False,
-                           momentum_form="caffe", weight_decay=5e-4, lr_policy="one_cycle",
+        config=TrainConfig(model="lenet", dataset=dataset, batch_size=512, augmentation="none",
+                           nesterov=False, momentum_form="caffe", weight_decay=5e-4,
+                           lr_policy="one_cycle",
                            min_lr=0.01, max_lr=0.1, momentum=(0.95, 0.8), **cycle(12)),
         settings=settings,
         baseline="inv",

@@ -14,11 +14,14 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
+from hparams_jax import _validate as v
 from hparams_jax import data, plots
 from hparams_jax.experiment.spec import Experiment, RangeTest
 from hparams_jax.range_test import Family, lr_range_test, range_test_family
 from hparams_jax.train import History, TrainConfig, fit, workdir_lock
+from hparams_jax.train.config import EXECUTION_FIELDS
 from hparams_jax.train.loop import RESUMABLE_CHANGES
 from hparams_jax.train.metrics import write_json_atomic
 
@@ -51,13 +54,19 @@ def is_complete(workdir: Path, config: TrainConfig) -> bool:
 
 def run_setting(experiment: Experiment, setting: str, *, runs: int | None = None,
                 scale: float = 1.0, root: str | Path = DEFAULT_ROOT, progress: bool = True,
-                data_workers: int = 0) -> History:
+                **execution: Any) -> History:
     """Trains `runs` seeds of `setting` (default: the setting's own count; trained together;
-    resumes an interrupted run, returns a completed one's records untouched); `data_workers`
-    grain processes decode a streamed dataset's images (ImageNet)."""
+    resumes an interrupted run, returns a completed one's records untouched).
+
+    `execution` sets `TrainConfig` fields that change how the runs execute but not what they
+    compute (`EXECUTION_FIELDS`, e.g. `data_workers`: grain processes decoding a streamed
+    dataset's images); any other field is a `ConfigError`: the experiment defines it.
+    """
+    for name in execution:
+        v.one_of("execution field", name, EXECUTION_FIELDS)
     workdir = run_dir(root, experiment.name, setting, scale)
     config = experiment.config_for(setting, runs=runs, scale=scale, workdir=str(workdir),
-                                   progress=progress).replace(data_workers=data_workers)
+                                   progress=progress).replace(**execution)
     with workdir_lock(workdir):  # one writer, from experiment.json to the run's summary
         if is_complete(workdir, config):
             return History.load(workdir)
@@ -92,9 +101,15 @@ def _run_range_test(experiment: Experiment, name: str, test: RangeTest, out: Pat
     else:
         family = range_test_family(config, test.family[0], list(test.family[1]), **ramp)
     family.save(out / "range_test.json")
-    if test.family is None:
-        plots.plot_range_test(family.results[0], out / "range_test.png")
-    else:
-        plots.plot_family(family.results, out / "range_test.png",
-                          title=f"{experiment.title}: range tests {name}")
+    plot_range_test(experiment, name, family, out / "range_test.png")
     return family
+
+
+def plot_range_test(experiment: Experiment, name: str, family: Family, path: Path) -> Path:
+    """Saves the figure of range test `name` at `path` (returned): the single test's curves
+    and bounds, or the family's curves overlaid."""
+    if experiment.range_test(name).family is None:
+        plots.plot_range_test(family.results[0], path)
+    else:
+        plots.plot_family(family.results, path, title=f"{experiment.title}: range tests {name}")
+    return path

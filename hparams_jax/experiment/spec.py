@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from hparams_jax import _validate as v
+from hparams_jax.errors import ConfigError
 from hparams_jax.train.config import TrainConfig
 
 CONFIGS_ENV = "HPARAMS_JAX_EXPERIMENTS"
@@ -77,6 +78,26 @@ class RangeTest:
         v.ordered("start", self.start, "stop", self.stop)
 
 
+CHECKS = ("super_convergence", "range_test_bounds", "batch_size", "cyclical_momentum",
+          "weight_decay_pick", "weight_decay_policy", "curve_reading")
+
+
+@dataclasses.dataclass(frozen=True)
+class Claim:
+    """A claim of the paper and how this experiment tests it: `check` names the rule of
+    `experiment.claims` that gives the verdict, `roles` the settings (and range test) it reads,
+    as that rule's keyword arguments."""
+
+    name: str
+    section: str
+    statement: str
+    check: str
+    roles: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+
+    def __post_init__(self):
+        v.one_of("check", self.check, CHECKS)
+
+
 @dataclasses.dataclass(frozen=True)
 class Experiment:
     """One network x dataset of the paper.
@@ -99,6 +120,7 @@ class Experiment:
     notes: tuple[str, ...] = ()
     range_tests: tuple[RangeTest, ...] = ()
     runs: int = 4
+    claims: tuple[Claim, ...] = ()
 
     def __post_init__(self):
         names = [s.name for s in self.settings]
@@ -112,6 +134,10 @@ class Experiment:
         v.positive_int("runs", self.runs)
         tests = [t.name for t in self.range_tests]
         v.check("range_tests", tests, len(tests) == len(set(tests)), "uniquely named")
+        for claim in self.claims:
+            for role, name in _role_names(claim.roles):
+                allowed = tests if role == "test" else names
+                v.one_of(f"claim {claim.name!r} role {role!r}", name, allowed)
 
     def setting(self, name: str) -> Setting:
         return {s.name: s for s in self.settings}[v.one_of("setting", name, self.setting_names)]
@@ -153,6 +179,15 @@ class Experiment:
         return config.replace(**changes)
 
 
+def _role_names(roles: Mapping[str, Any]):
+    """(role, name) for every setting or range-test name a claim's roles mention."""
+    for role, value in roles.items():
+        values = value.values() if isinstance(value, Mapping) else (
+            value if isinstance(value, (tuple, list)) else (value,))
+        for name in values:
+            yield role, name
+
+
 def steps_per_epoch(config: TrainConfig) -> int:
     """Optimizer steps in one epoch of `config`'s training split (drop-last batches)."""
     from hparams_jax import data
@@ -175,17 +210,17 @@ def configs_dir() -> Path:
         return Path(os.environ[CONFIGS_ENV])
     if (_REPOSITORY / "pyproject.toml").is_file():
         return _REPOSITORY / "experiments" / "configs"
-    raise ValueError(f"this installed hparams_jax has no experiment configs of its own: pass "
-                     f"a folder of them with --configs DIR (or load_all(DIR)) or set "
-                     f"{CONFIGS_ENV}.")
+    raise ConfigError(f"this installed hparams_jax has no experiment configs of its own: pass "
+                      f"a folder of them with --configs DIR (or load_all(DIR)) or set "
+                      f"{CONFIGS_ENV}.")
 
 
 def load_all(directory: str | Path | None = None) -> dict[str, Experiment]:
     """Every `EXPERIMENT` in the config files of `directory` (see `configs_dir`), by name."""
     directory = Path(directory) if directory is not None else configs_dir()
     if not directory.is_dir():
-        raise ValueError(f"experiment configs directory {str(directory)!r} does not exist: "
-                         f"pass an existing one (--configs DIR) or set {CONFIGS_ENV}.")
+        raise ConfigError(f"experiment configs directory {str(directory)!r} does not exist: "
+                          f"pass an existing one (--configs DIR) or set {CONFIGS_ENV}.")
     experiments = {}
     for path in sorted(directory.glob("*.py")):
         spec = importlib.util.spec_from_file_location(f"hparams_jax_experiment_{path.stem}",
@@ -194,10 +229,10 @@ def load_all(directory: str | Path | None = None) -> dict[str, Experiment]:
         spec.loader.exec_module(module)
         experiment = getattr(module, "EXPERIMENT", None)
         if not isinstance(experiment, Experiment):
-            raise ValueError(f"{path} defines no EXPERIMENT (an hparams_jax.experiment."
-                             "Experiment).")
+            raise ConfigError(f"{path} defines no EXPERIMENT (an hparams_jax.experiment."
+                              "Experiment).")
         if experiment.name in experiments:
-            raise ValueError(f"{path}: experiment name {experiment.name!r} is used twice.")
+            raise ConfigError(f"{path}: experiment name {experiment.name!r} is used twice.")
         experiments[experiment.name] = experiment
     return experiments
 

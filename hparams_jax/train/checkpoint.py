@@ -29,13 +29,16 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
+from hparams_jax.errors import ConfigError
+
 DAMAGED = "damaged"
 # The files every complete checkpoint of this layout has, each non-empty.
 REQUIRED_FILES = ("_CHECKPOINT_METADATA", "default/_METADATA", "default/manifest.ocdbt")
 
 
-class CheckpointMismatchError(ValueError):
-    """A workdir's checkpoints hold a different train state than the program builds."""
+class CheckpointMismatchError(ConfigError):
+    """A workdir's checkpoints hold a different train state than the program builds (a
+    `ConfigError`: the workdir does not fit this program; the command line exits 2)."""
 
 
 class Checkpointer:

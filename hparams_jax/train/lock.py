@@ -23,6 +23,8 @@ from typing import Iterator
 import jax
 import numpy as np
 
+from hparams_jax.errors import ConfigError
+
 LOCK_NAME = ".lock"
 
 
@@ -41,8 +43,8 @@ _held: dict[Path, list] = {}  # lock path -> [file descriptor, depth], for re-en
 _guard = threading.Lock()
 
 
-def _usable(workdir: Path, action: str, err: OSError) -> ValueError:
-    return ValueError(f"workdir={str(workdir)!r} cannot be used: {action} failed "
+def _usable(workdir: Path, action: str, err: OSError) -> ConfigError:
+    return ConfigError(f"workdir={str(workdir)!r} cannot be used: {action} failed "
                       f"({err.strerror or err}); it must be a folder this process can write.")
 
 
@@ -75,7 +77,7 @@ def _read_pid(fd: int) -> int | None:
 
 def _lock(workdir: Path) -> Path:
     if workdir.exists() and not workdir.is_dir():
-        raise ValueError(f"workdir={str(workdir)!r} cannot be used: it is a file, not a folder.")
+        raise ConfigError(f"workdir={str(workdir)!r} cannot be used: it is a file, not a folder.")
     try:
         workdir.mkdir(parents=True, exist_ok=True)
     except OSError as err:
@@ -115,7 +117,7 @@ def _unlock(path: Path) -> None:
 def workdir_lock(workdir: str | os.PathLike) -> Iterator[Path]:
     """Holds the lock of `workdir` (created if missing) for the `with` block; yields the workdir.
 
-    Raises `WorkdirLocked` when another process holds it, and `ValueError` when `workdir` is not
+    Raises `WorkdirLocked` when another process holds it, and `ConfigError` when `workdir` is not
     a folder this process can write (a file, under a file, read-only).
     """
     workdir = Path(workdir)
@@ -126,7 +128,7 @@ def workdir_lock(workdir: str | os.PathLike) -> Iterator[Path]:
         if jax.process_index() == 0:
             try:
                 path = _lock(workdir)
-            except (WorkdirLocked, ValueError) as err:
+            except (WorkdirLocked, ConfigError) as err:
                 error = err
         from jax.experimental import multihost_utils
 
@@ -139,7 +141,7 @@ def workdir_lock(workdir: str | os.PathLike) -> Iterator[Path]:
         if code[0] == 1:
             raise WorkdirLocked(workdir, int(code[1]) or None)
         if code[0] == 2:
-            raise ValueError(f"workdir={str(workdir)!r} cannot be used: process 0 could not "
+            raise ConfigError(f"workdir={str(workdir)!r} cannot be used: process 0 could not "
                              "create or lock it.")
     try:
         yield workdir

@@ -30,15 +30,17 @@ import jax
 import numpy as np
 from tqdm.auto import tqdm
 
+from hparams_jax.errors import ConfigError
 from hparams_jax.train.checkpoint import Checkpointer
-from hparams_jax.train.config import TrainConfig
+from hparams_jax.train.config import EXECUTION_FIELDS, TrainConfig
 from hparams_jax.train.interrupt import TrainingInterrupted, stop_on_signals
 from hparams_jax.train.lock import workdir_lock
 from hparams_jax.train.metrics import History, MetricsLog, write_json_atomic
 from hparams_jax.train.session import open_session
 
-# Config fields that may change between a run and its resumption.
-RESUMABLE_CHANGES = ("workdir", "progress", "keep_checkpoints", "data_workers")
+# Config fields that may change between a run and its resumption: where it is written, and how
+# it executes (not what it computes).
+RESUMABLE_CHANGES = ("workdir", *EXECUTION_FIELDS)
 
 
 class DivergenceError(RuntimeError):
@@ -57,7 +59,7 @@ def _check_config_matches(workdir: Path, config: TrainConfig) -> None:
     changed = [k for k in config.changed_fields(json.loads(path.read_text()))
                if k not in RESUMABLE_CHANGES]
     if changed:
-        raise ValueError(
+        raise ConfigError(
             f"workdir={str(workdir)!r} holds a run with a different config ({', '.join(changed)} "
             "differ); use a new workdir or the same config to resume.")
 
