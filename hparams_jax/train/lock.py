@@ -45,7 +45,7 @@ _guard = threading.Lock()
 
 def _usable(workdir: Path, action: str, err: OSError) -> ConfigError:
     return ConfigError(f"workdir={str(workdir)!r} cannot be used: {action} failed "
-                      f"({err.strerror or err}); it must be a folder this process can write.")
+                       f"({err.strerror or err}); it must be a folder this process can write.")
 
 
 def _acquire(path: Path, workdir: Path) -> int:
@@ -142,7 +142,7 @@ def workdir_lock(workdir: str | os.PathLike) -> Iterator[Path]:
             raise WorkdirLocked(workdir, int(code[1]) or None)
         if code[0] == 2:
             raise ConfigError(f"workdir={str(workdir)!r} cannot be used: process 0 could not "
-                             "create or lock it.")
+                              "create or lock it.")
     try:
         yield workdir
     finally:

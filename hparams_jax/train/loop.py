@@ -163,8 +163,8 @@ def _train(config, session, state, step, log, checkpointer, stop, start_time,
         except Exception as err:  # orbax and tensorstore raise many kinds for a failed write
             raise WorkdirWriteError(
                 f"could not write the checkpoint of step {step} ({type(err).__name__}: "
-                f"{str(err)[:200]}); {kept()}, the metrics so far are in {log.path}. Free "
-                "space (or fix the folder) and run again to resume.") from err
+                f"{' '.join(str(err).split())[:200]}); {kept()}, the metrics so far are in "
+                f"{log.path}. Free space (or fix the folder) and run again to resume.") from err
 
     bar = tqdm(total=total_steps, initial=step, disable=not (config.progress and summary_path),
                unit="step", dynamic_ncols=True)
