@@ -23,7 +23,10 @@ data:
 	  fi; \
 	fi
 
+# Static checks first (rules in pyproject.toml), then the tests.
 test: $(STAMP) data
+	$(BIN)/ruff check .
+	$(BIN)/mypy
 	$(BIN)/python -m pytest -q tests
 
 demo: $(STAMP) data

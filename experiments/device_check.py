@@ -243,8 +243,8 @@ def markdown(result: dict) -> str:
     from timing import table
 
     env, peak = result["environment"], result["peak_tflops"]
-    lines = [f"# device_check{' (smoke: tiny sizes, not a measurement)' if result['smoke'] else ''}",
-             "",
+    smoke = " (smoke: tiny sizes, not a measurement)" if result["smoke"] else ""
+    lines = [f"# device_check{smoke}", "",
              f"{env['device']} ({env['backend']}, {env['device_count']} device(s)); jax "
              f"{env['jax']}, PyTorch {env.get('torch') or 'not installed'}; "
              f"{result['elapsed_s']:.0f} s of a {result['budget_s']:.0f} s budget.",

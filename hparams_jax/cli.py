@@ -1,11 +1,21 @@
-"""`hparams-jax` command line (also `python -m hparams_jax`)."""
+"""`hparams-jax` command line (also `python -m hparams_jax`).
+
+The options of `train`, `range-test` and `experiment run` are `TrainConfig`'s fields
+(`hparams_jax.options`), with `--config FILE` and `--set FIELD=VALUE` where a whole config is
+built. A `ConfigError` (and a missing dataset, or a workdir another run holds) ends a command
+with a one-line message and exit status 2, a divergence with 3, a failed write into the workdir
+(a full disk) with 1, SIGINT/SIGTERM during training with 130/143 after saving the last
+completed step; any other exception surfaces with its traceback (status 1).
+"""
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
+from hparams_jax.errors import ConfigError
 
 
 def _demo(args) -> int:
@@ -16,21 +26,6 @@ def _demo(args) -> int:
              train_examples=args.train_examples, eval_examples=args.eval_examples,
              progress=not args.no_progress)
     return 0
-
-
-def _momentum(text: str):
-    """`0.9` (constant) or `0.95:0.85` (cyclical, max:min)."""
-    parts = text.split(":")
-    try:
-        values = [float(p) for p in parts]
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"--momentum {text!r}: expected a number like 0.9 or max:min like 0.95:0.85")
-    if len(values) == 1:
-        return values[0]
-    if len(values) == 2:
-        return tuple(values)
-    raise argparse.ArgumentTypeError(f"--momentum {text!r}: at most one ':' (max:min)")
 
 
 def _join_cluster(args) -> None:
@@ -49,83 +44,115 @@ def _join_cluster(args) -> None:
         return
     if len(given) < 3:
         missing = ", ".join(name for name in explicit if name not in given)
-        raise ValueError(f"{', '.join(given)} given without {missing}: a multi-process run "
-                         "needs all three of --coordinator, --num-processes and --process-id.")
+        raise ConfigError(f"{', '.join(given)} given without {missing}: a multi-process run "
+                          "needs all three of --coordinator, --num-processes and --process-id.")
     host, _, port = args.coordinator.rpartition(":")
     if not host or not port.isdigit():
-        raise ValueError(f"--coordinator {args.coordinator!r} is not allowed: --coordinator "
-                         "must be HOST:PORT, e.g. 10.0.0.1:1234.")
+        raise ConfigError(f"--coordinator {args.coordinator!r} is not allowed: --coordinator "
+                          "must be HOST:PORT, e.g. 10.0.0.1:1234.")
     if args.num_processes < 1 or not 0 <= args.process_id < args.num_processes:
-        raise ValueError(f"--num-processes {args.num_processes} --process-id "
-                         f"{args.process_id}: --num-processes must be >= 1 and --process-id "
-                         f"in [0, {args.num_processes}).")
-    if not jax.config.jax_cpu_collectives_implementation:
+        raise ConfigError(f"--num-processes {args.num_processes} --process-id "
+                          f"{args.process_id}: --num-processes must be >= 1 and --process-id "
+                          f"in [0, {args.num_processes}).")
+    if "JAX_CPU_COLLECTIVES_IMPLEMENTATION" not in os.environ:  # the user's choice stands
         jax.config.update("jax_cpu_collectives_implementation", "gloo")
     jax.distributed.initialize(coordinator_address=args.coordinator,
                                num_processes=args.num_processes, process_id=args.process_id)
 
 
+def _train_defaults():
+    from hparams_jax.train import TrainConfig
+
+    return TrainConfig(workdir="runs/train")
+
+
 def _train(args) -> int:
     """Trains one network on one dataset under one policy (Smith 2018, Sec. 4)."""
     _join_cluster(args)
-    from hparams_jax.train import TrainConfig, fit
+    from hparams_jax import options
+    from hparams_jax.train import fit
 
-    _check_model(args.model)
-    config = TrainConfig(
-        model=args.model, dataset=args.dataset, batch_size=args.batch_size,
-        epochs=None if args.steps else args.epochs, steps=args.steps,
-        lr_policy=args.lr_policy, min_lr=args.min_lr, max_lr=args.max_lr,
-        step_size=args.step_size, momentum=args.momentum, nesterov=not args.no_nesterov,
-        weight_decay=args.weight_decay, augmentation=args.augmentation,
-        train_examples=args.train_examples, seed=args.seed, image_size=args.image_size,
-        data_workers=args.data_workers, precision=args.precision, plan=args.plan,
-        members=tuple({"seed": s} for s in range(args.seed, args.seed + args.runs))
-        if args.runs > 1 else (),
-        log_every=args.log_every, eval_every=args.eval_every,
-        checkpoint_every=args.checkpoint_every, workdir=args.workdir,
-        progress=not args.no_progress)
+    config = options.config_from(args, _train_defaults(), options.fields())
+    _check_model(config.model)
+    if args.runs < 1:
+        raise ConfigError(f"--runs {args.runs} is not allowed: --runs must be a positive "
+                          "integer (seeds trained together).")
+    if args.runs > 1:
+        if config.members:
+            raise ConfigError(f"--runs {args.runs} with members={list(config.members)!r}: "
+                              "give one of them.")
+        config = config.replace(members=tuple(
+            {"seed": s} for s in range(config.seed, config.seed + args.runs)))
+    if config.workdir is None:
+        raise ConfigError("workdir=None is not allowed here: train writes its metrics and "
+                          "checkpoints to a workdir (--workdir).")
     history = fit(config)
     for member in history.summary["members"]:
         print(f"member {member['member']}: test accuracy {member['test_accuracy']:.4f}, "
               f"test loss {member['test_loss']:.4f}, train loss {member['train_loss']:.4f}")
-    print(f"{history.summary['seconds_per_epoch']:.1f} s per epoch; results in {args.workdir}")
+    print(f"{history.summary['seconds_per_epoch']:.1f} s per epoch; results in "
+          f"{config.workdir}")
     return 0
+
+
+# TrainConfig fields that are no range-test options: the ramp replaces the LR policy, its bounds
+# and the run's length, its own --eval-every and --workdir replace theirs, and a range test
+# trains one setting (--family varies one) without checkpoints or progress bars.
+RANGE_TEST_EXCLUDED = ("epochs", "steps", "lr_policy", "min_lr", "max_lr", "step_size",
+                       "final_lr", "anneal", "piecewise_boundaries", "piecewise_gamma",
+                       "inv_gamma", "inv_power", "range_mode", "members", "log_every",
+                       "eval_every", "checkpoint_every", "keep_checkpoints", "workdir",
+                       "progress")
+FAMILY_PARAMS = ("weight_decay", "momentum", "batch_size")
+
+
+def _range_test_defaults():
+    from hparams_jax.train import TrainConfig
+
+    return TrainConfig(eval_examples=1000, progress=False)
+
+
+def _range_test_fields() -> list[str]:
+    from hparams_jax import options
+
+    return [name for name in options.fields() if name not in RANGE_TEST_EXCLUDED]
 
 
 def _family(text: str):
     """`weight_decay=1e-3,1e-4` or `momentum=0.9,0.95:0.85` or `batch_size=64,128`."""
+    from hparams_jax import options
+
     name, _, values = text.partition("=")
-    if name not in ("weight_decay", "momentum", "batch_size") or not values:
+    if name not in FAMILY_PARAMS or not values:
         raise argparse.ArgumentTypeError(
             f"--family {text!r}: expected weight_decay=V1,V2,..., momentum=V1,V2,... (a value "
             "may be max:min) or batch_size=B1,B2,...")
-    parse = int if name == "batch_size" else _momentum if name == "momentum" else float
     try:
-        return name, [parse(x) for x in values.split(",")]
-    except (ValueError, argparse.ArgumentTypeError):
-        raise argparse.ArgumentTypeError(f"--family {text!r}: {values!r} are not numbers")
+        return name, [options.parse_value(name, x) for x in values.split(",")]
+    except ConfigError as err:
+        raise argparse.ArgumentTypeError(f"--family {text!r}: {err}") from None
 
 
 def _range_test(args) -> int:
-    """The LR range test (Smith 2018, Sec. 4.1) or a family of them (Sec. 4.3-4.5)."""
+    """The LR range test (Smith 2018, Sec. 4.1) or a family of them (Sec. 4.3-4.5), its
+    workdir locked while it runs."""
+    from hparams_jax.train import workdir_lock
+
+    with workdir_lock(args.workdir):
+        return _range_test_locked(args)
+
+
+def _range_test_locked(args) -> int:
     import json
 
-    from hparams_jax import plots
+    from hparams_jax import options, plots
     from hparams_jax.range_test import lr_range_test, range_test_family
-    from hparams_jax.train import TrainConfig
 
-    _check_model(args.model)
-    config = TrainConfig(model=args.model, dataset=args.dataset, batch_size=args.batch_size,
-                         momentum=args.momentum, nesterov=not args.no_nesterov,
-                         weight_decay=args.weight_decay, augmentation=args.augmentation,
-                         train_examples=args.train_examples, eval_examples=args.eval_examples,
-                         seed=args.seed, image_size=args.image_size,
-                         data_workers=args.data_workers, precision=args.precision,
-                         plan=args.plan, progress=False)
+    config = options.config_from(args, _range_test_defaults(), _range_test_fields())
+    _check_model(config.model)
     ramp = dict(start=args.start, stop=args.stop, num_steps=args.steps, mode=args.mode,
                 eval_every=args.eval_every)
     workdir = Path(args.workdir)
-    workdir.mkdir(parents=True, exist_ok=True)
     if args.family:
         param, values = args.family
         family = range_test_family(config, param, values, **ramp)
@@ -134,13 +161,14 @@ def _range_test(args) -> int:
                                          for x in values],
              "results": [r.to_dict() for r in family.results]}, indent=1))
         plots.plot_family(family.results, workdir / "range_test.png",
-                          title=f"LR range tests over {param} ({args.model}, {args.dataset})")
+                          title=f"LR range tests over {param} ({config.model}, "
+                                f"{config.dataset})")
         print(family.text())
         for r in family.results:
             print(f"{r.label}: {r.suggest().text()}")
     else:
         result = lr_range_test(config, **ramp)
-        result.label = f"{args.model}, {args.dataset}, weight_decay={args.weight_decay:g}"
+        result.label = f"{config.model}, {config.dataset}, weight_decay={config.weight_decay:g}"
         result.save(workdir / "range_test.json")
         plots.plot_range_test(result, workdir / "range_test.png")
         print(result.suggest().text())
@@ -156,8 +184,8 @@ def _diagnose(args) -> int:
 
     workdir = Path(args.workdir)
     if not (workdir / "metrics.jsonl").exists():
-        raise ValueError(f"workdir={str(workdir)!r} has no metrics.jsonl: is it the workdir of "
-                         "a training run?")
+        raise ConfigError(f"workdir={str(workdir)!r} has no metrics.jsonl: is it the workdir "
+                          "of a training run?")
     history = History.load(workdir)
     for member in range(history.num_members):
         found = diagnose(history, member=member)
@@ -165,15 +193,17 @@ def _diagnose(args) -> int:
             print(f"member {member}:")
         print(found.text())
         name = "diagnosis.png" if history.num_members == 1 else f"diagnosis_{member}.png"
-        path = plots.plot_training(history, workdir / name, diagnosis=found, member=member)
-        print(f"saved {path}")
+        plots.plot_training(history, workdir / name, diagnosis=found, member=member)
+        print(f"saved {workdir / name}")
     return 0
 
 
 def _experiment(args) -> int:
     """The paper's grid: list the experiments, run one, or write experiments/RESULTS.md."""
     from hparams_jax import experiment
+    from hparams_jax.train.config import EXECUTION_FIELDS
 
+    args.root = args.root or experiment.DEFAULT_ROOT
     if args.action == "list":
         for e in experiment.load_all(args.configs).values():
             print(f"{e.name}: {e.title} ({e.section})")
@@ -188,15 +218,30 @@ def _experiment(args) -> int:
         return 0
     _join_cluster(args)
     if not args.name:
-        raise ValueError("experiment run needs NAME (see hparams-jax experiment list)")
+        raise ConfigError("experiment run needs NAME (see hparams-jax experiment list)")
+    if args.runs is not None and args.runs < 1:
+        raise ConfigError(f"--runs {args.runs} is not allowed: --runs must be a positive "
+                          "integer (seeds trained together).")
+    execution = {name: getattr(args, name) for name in EXECUTION_FIELDS
+                 if hasattr(args, name)}
     e = experiment.find(args.name, args.configs)
-    for name in args.setting or e.setting_names:
-        e.setting(name)  # an unknown setting fails before anything trains
-    for name in args.setting or e.setting_names:
-        print(f"{e.name}/{name}: {args.runs} run(s), scale {args.scale:g}")
-        history = experiment.run_setting(e, name, runs=args.runs, scale=args.scale,
-                                         root=args.root, progress=not args.no_progress,
-                                         data_workers=args.data_workers)
+    everything = not (args.setting or args.range_test)
+    tests = args.range_test or ([t.name for t in e.range_tests] if everything else [])
+    settings = args.setting or (e.setting_names if everything else [])
+    for name in settings:
+        e.setting(name)  # an unknown setting or test fails before anything trains
+    for name in tests:
+        e.range_test(name)
+    for name in tests:
+        family = experiment.run_range_test(e, name, root=args.root)
+        print(f"{e.name}/range test {name}:")
+        for r in family.results:
+            print(f"    {r.label}: {r.suggest().text()}")
+    for name in settings:
+        runs = args.runs or e.runs_for(name)
+        print(f"{e.name}/{name}: {runs} run(s), scale {args.scale:g}")
+        history = experiment.run_setting(e, name, runs=runs, scale=args.scale,
+                                         root=args.root, **execution)
         accuracy = [m["test_accuracy"] for m in history.summary["members"]
                     if m["test_accuracy"] is not None]
         print(f"    test accuracy {', '.join(f'{a:.4f}' for a in accuracy)}; in "
@@ -208,8 +253,8 @@ def _check_model(name: str) -> None:
     from hparams_jax import models
 
     if name not in models.available():
-        raise ValueError(f"--model {name!r} is unknown; available: "
-                         f"{', '.join(models.available())}")
+        raise ConfigError(f"model={name!r} is unknown; available: "
+                          f"{', '.join(models.available())}")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -219,36 +264,8 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
-def _add_run_arguments(parser: argparse.ArgumentParser) -> None:
-    """What `train` and `range-test` share: the network, the data and the optimizer."""
-    parser.add_argument("--model", default="lenet", help="network (see models.available())")
-    parser.add_argument("--dataset", default="fashion_mnist",
-                        help="mnist, fashion_mnist, cifar10, cifar100 (held on the device) "
-                             "or imagenet2012 (streamed from prepared tfds files)")
-    parser.add_argument("--batch-size", type=int, default=128,
-                        help="global batch, split over all devices")
-    parser.add_argument("--momentum", type=_momentum, default=0.9,
-                        help="constant (0.9) or cyclical max:min (0.95:0.85; in a range test "
-                             "it falls while the LR rises)")
-    parser.add_argument("--no-nesterov", action="store_true", help="heavy-ball momentum")
-    parser.add_argument("--weight-decay", type=float, default=5e-4, help="L2 weight decay")
-    parser.add_argument("--augmentation", default=None,
-                        help="none, flip, crop_flip (default: the dataset's, as in the paper)")
-    parser.add_argument("--train-examples", type=int, default=None,
-                        help="use a fixed random subset of the training split")
-    parser.add_argument("--seed", type=int, default=0, help="random seed (init, order, noise)")
-    parser.add_argument("--image-size", type=int, default=None,
-                        help="imagenet2012 only: side of the crops (default 224; 299 for "
-                             "inception_resnet_v2)")
-    parser.add_argument("--data-workers", type=int, default=0,
-                        help="imagenet2012 only: grain worker processes decoding images")
-    parser.add_argument("--precision", default="float32", help="float32 or bfloat16 (mixed)")
-    parser.add_argument("--plan", default="auto", help="execution plan: auto, accelerator, cpu")
-
-
 def _add_launch_arguments(parser: argparse.ArgumentParser) -> None:
-    """What the commands that train full runs share: progress bars and multi-host."""
-    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    """What the commands that train full runs share: multi-host."""
     parser.add_argument("--distributed", action="store_true",
                         help="call jax.distributed.initialize() first (multi-host TPU/GPU)")
     parser.add_argument("--coordinator", metavar="HOST:PORT", help="multi-process: process 0's")
@@ -257,10 +274,17 @@ def _add_launch_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from hparams_jax import options
+    from hparams_jax.train.config import EXECUTION_FIELDS
+
     parser = _Parser(
         prog="hparams-jax",
         description="Smith's disciplined approach to neural-network hyper-parameters "
-                    "(1cycle, cyclical momentum, LR range test) in JAX.")
+                    "(1cycle, cyclical momentum, LR range test) in JAX.",
+        epilog="exit status: 0 done; 1 a write into the workdir failed (a full disk); 2 bad "
+               "arguments, or a workdir another run holds or that cannot be written; 3 training "
+               "diverged; 130/143 stopped by SIGINT/SIGTERM after saving the last completed "
+               "step (run the same command again to resume).")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     demo = sub.add_parser(
         "demo", help="range test, then 1cycle vs a constant LR, on Fashion-MNIST",
@@ -282,30 +306,16 @@ def build_parser() -> argparse.ArgumentParser:
         "train", help="train a network under a learning-rate policy",
         description="Train one of the paper's networks. Metrics go to WORKDIR/metrics.jsonl, "
                     "the final figures to WORKDIR/summary.json, checkpoints to "
-                    "WORKDIR/checkpoints; running the same command again resumes.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    _add_run_arguments(train)
-    train.add_argument("--epochs", type=float, default=3.0, help="length of the run in epochs")
-    train.add_argument("--steps", type=int, default=None,
-                       help="length of the run in optimizer steps (overrides --epochs)")
-    train.add_argument("--lr-policy", default="one_cycle",
-                       choices=["one_cycle", "triangular", "constant", "piecewise"],
-                       help="1cycle, CLR triangle, constant (max-lr), or step decay from max-lr")
-    train.add_argument("--min-lr", type=float, default=0.01,
-                       help="lower LR bound (1cycle starts and ends its cycle here)")
-    train.add_argument("--max-lr", type=float, default=0.1,
-                       help="upper LR bound, from an LR range test")
-    train.add_argument("--step-size", type=float, default=None,
-                       help="steps in half a cycle (default: 45%% of the run for 1cycle)")
+                    "WORKDIR/checkpoints; running the same command again resumes. Every "
+                    "TrainConfig field is an option; the configuration is built from the "
+                    "defaults, then --config, then the options given, then each --set.")
+    options.add_config_arguments(train)
     train.add_argument("--runs", type=int, default=1,
-                       help="train this many seeds at once in one program (jax.vmap)")
-    train.add_argument("--log-every", type=int, default=50, help="steps between metric rows")
-    train.add_argument("--eval-every", type=int, default=None,
-                       help="steps between test-set evaluations (default: every epoch)")
-    train.add_argument("--checkpoint-every", type=int, default=None,
-                       help="steps between checkpoints (default: every epoch)")
-    train.add_argument("--workdir", default="runs/train", help="output folder")
+                       metavar="N",
+                       help="train this many seeds (seed, seed + 1, ...) at once in one "
+                            "program (jax.vmap) (default: 1)")
     _add_launch_arguments(train)
+    options.add_options(train, _train_defaults(), options.fields())
     train.set_defaults(func=_train)
 
     rt = sub.add_parser(
@@ -314,8 +324,10 @@ def build_parser() -> argparse.ArgumentParser:
                     "read where the loss and held-out accuracy stop improving (Smith 2018, "
                     "Sec. 4.1). Writes WORKDIR/range_test.json and WORKDIR/range_test.png and "
                     "prints the suggested min_lr/max_lr.",
+        epilog="TrainConfig fields that are not options here (the ramp replaces them, or they "
+               "concern full runs): " + ", ".join(RANGE_TEST_EXCLUDED) + ".",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    _add_run_arguments(rt)
+    options.add_config_arguments(rt)
     rt.add_argument("--start", type=float, default=0.001, help="first learning rate")
     rt.add_argument("--stop", type=float, default=1.0, help="last learning rate")
     rt.add_argument("--steps", type=int, default=300, help="steps of the ramp")
@@ -323,12 +335,11 @@ def build_parser() -> argparse.ArgumentParser:
                     help="linear ramp (the paper) or exponential (equal ratios)")
     rt.add_argument("--eval-every", type=int, default=None,
                     help="steps between held-out evaluations (default: 20 in the test)")
-    rt.add_argument("--eval-examples", type=int, default=1000,
-                    help="size of the fixed held-out subset of the test split")
     rt.add_argument("--family", type=_family, default=None,
                     help="repeat for several values: weight_decay=1e-3,1e-4,1e-5 or "
                          "momentum=0.99,0.95,0.9 or batch_size=64,128,256")
     rt.add_argument("--workdir", default="runs/range_test", help="output folder")
+    options.add_options(rt, _range_test_defaults(), _range_test_fields())
     rt.set_defaults(func=_range_test)
 
     diag = sub.add_parser(
@@ -346,37 +357,63 @@ def build_parser() -> argparse.ArgumentParser:
                     "of each in one program, into ROOT/NAME/SETTING (SETTING@scaleS when "
                     "--scale < 1). report: aggregate every finished run into "
                     "experiments/RESULTS.md beside the paper's numbers.",
+        epilog="The experiment defines every other TrainConfig field; the options of the "
+               "training configuration change only how its runs execute.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     exp.add_argument("action", choices=["list", "run", "report"])
     exp.add_argument("name", nargs="?", help="experiment to run (see list)")
     exp.add_argument("--setting", action="append", default=None,
-                     help="run only this setting (repeatable; default: all)")
-    exp.add_argument("--runs", type=int, default=4, help="seeds per setting, trained together")
+                     help="run only this setting (repeatable; default: all range tests, "
+                          "then all settings)")
+    exp.add_argument("--range-test", action="append", default=None,
+                     help="run only this LR range test of the experiment (repeatable)")
+    exp.add_argument("--runs", type=int, default=None,
+                     help="seeds per setting, trained together (default: the setting's own, "
+                          "4 unless its config says otherwise)")
     exp.add_argument("--scale", type=float, default=1.0,
                      help="multiply every setting's length by this (0, 1] for a quick check; "
                           "recorded, and reported as a scaled run")
-    exp.add_argument("--root", default="runs", help="where runs are written and read")
+    exp.add_argument("--root", default=None,
+                     help="where runs are written and read (default: experiments/records, the "
+                          "committed records; a finished setting there is not trained again)")
     exp.add_argument("--output", default="experiments/RESULTS.md", help="report file")
     exp.add_argument("--configs", default=None,
                      help="folder of experiment configs (default: the repository's "
                           "experiments/configs)")
-    exp.add_argument("--data-workers", type=int, default=0,
-                     help="ImageNet rows: grain worker processes decoding images")
     _add_launch_arguments(exp)
+    options.add_options(exp, _train_defaults(), EXECUTION_FIELDS,
+                        title="how the runs execute (run)")
     exp.set_defaults(func=_experiment)
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+def _expected_errors() -> dict[type[BaseException], tuple[int, str]]:
+    """Exceptions that end a command with a one-line message: (exit status, prefix). Any other
+    exception surfaces with its traceback (exit status 1)."""
     from hparams_jax.data import DatasetUnavailableError
-    from hparams_jax.train import DivergenceError
+    from hparams_jax.train import (DivergenceError, TrainingInterrupted, WorkdirLocked,
+                                   WorkdirWriteError)
 
+    return {
+        ConfigError: (2, "error: "),
+        DatasetUnavailableError: (2, "error: "),
+        WorkdirLocked: (2, "error: "),
+        DivergenceError: (3, ""),
+        WorkdirWriteError: (1, "error: "),
+        TrainingInterrupted: (130, ""),  # the status is the signal's: see `main`
+        KeyboardInterrupt: (130, ""),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    from hparams_jax import _xla
+
+    args = build_parser().parse_args(argv)
+    _xla.apply_cpu_defaults(getattr(args, "plan", None) or "auto")  # before JAX starts
+    expected = _expected_errors()
     try:
         return args.func(args)
-    except (ValueError, DatasetUnavailableError) as err:
-        print(f"hparams-jax: error: {err}", file=sys.stderr)
-        return 2
-    except DivergenceError as err:
-        print(f"hparams-jax: {err}", file=sys.stderr)
-        return 3
+    except tuple(expected) as err:
+        status, prefix = next(v for cls, v in expected.items() if isinstance(err, cls))
+        print(f"hparams-jax: {prefix}{str(err) or 'interrupted'}", file=sys.stderr)
+        return getattr(err, "exit_code", status)  # 130 for SIGINT, 143 for SIGTERM

@@ -1,43 +1,65 @@
-"""Matplotlib figures saved as PNG: schedules (Smith 2018, Fig. 8-style policy plots), LR range
-tests and their families (Sec. 4.1, Figs. 9-11), training curves with their diagnosis (Sec. 3) and
-run comparisons.
+"""Matplotlib figures: schedules (Smith 2018, Fig. 8-style policy plots), LR range tests and their
+families (Sec. 4.1, Figs. 9-11), training curves with their diagnosis (Sec. 3) and run
+comparisons.
 
-Uses the non-interactive Agg backend so it works on machines without a screen.
+Each function returns a `matplotlib.figure.Figure` (a notebook shows it: `display(fig)`, or as a
+cell's last value) and, given a `path`, also saves it there as a PNG. The figures are built
+without pyplot, so this module leaves matplotlib's backend and pyplot's figure list alone: it
+works on machines without a screen and keeps a notebook's inline backend.
 """
 
 from __future__ import annotations
 
+import io
 import textwrap
 from pathlib import Path
 from typing import TYPE_CHECKING, Mapping
 
 import matplotlib
+import numpy as np
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-
-from hparams_jax._validate import one_of  # noqa: E402
-from hparams_jax.diagnose import check_member  # noqa: E402
+from hparams_jax._validate import one_of
+from hparams_jax.diagnose import check_member
+from hparams_jax.errors import ConfigError
 
 if TYPE_CHECKING:
     from hparams_jax.train.metrics import History
 
 
-def _save(fig, path: str | Path) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120, bbox_inches="tight")
-    plt.close(fig)
-    return path
+DPI = 120  # of the PNG files and of the figures a notebook shows
 
 
-def plot_schedules(curves: Mapping[str, np.ndarray], path: str | Path, *,
-                   title: str = "Hyper-parameter schedules") -> Path:
+def _save(fig: Figure, path: str | Path | None) -> Figure:
+    """`fig`, saved as a PNG at `path` first when one is given."""
+    if path is not None:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(path, dpi=DPI, bbox_inches="tight")
+    return fig
+
+
+class _Figure(Figure):
+    """A `Figure` that a notebook shows as a PNG whichever backend is active: figures made
+    without pyplot get no image form from the inline backend unless pyplot was imported."""
+
+    def _repr_png_(self) -> bytes:
+        buffer = io.BytesIO()
+        self.savefig(buffer, format="png", dpi=DPI, bbox_inches="tight")
+        return buffer.getvalue()
+
+
+def _figure(figsize: tuple[float, float], nrows: int = 1, ncols: int = 1, **kw):
+    """A figure that pyplot does not hold, and its axes (as `plt.subplots` returns them)."""
+    fig = _Figure(figsize=figsize)
+    return fig, fig.subplots(nrows, ncols, **kw)
+
+
+def plot_schedules(curves: Mapping[str, np.ndarray], path: str | Path | None = None, *,
+                   title: str = "Hyper-parameter schedules") -> Figure:
     """One panel per hyper-parameter (`learning_rate`, `momentum`, `weight_decay`, ...) against
     the training step; `curves` maps a name to its values at steps 0, 1, 2, ..."""
-    fig, axes = plt.subplots(len(curves), 1, figsize=(7, 2.4 * len(curves)), sharex=True,
-                             squeeze=False)
+    fig, axes = _figure((7, 2.4 * len(curves)), len(curves), 1, sharex=True, squeeze=False)
     for ax, (name, values) in zip(axes[:, 0], curves.items()):
         values = np.asarray(values)
         ax.plot(np.arange(len(values)), values)
@@ -82,8 +104,8 @@ def _clip_loss_axis(ax, values, top: float) -> None:
 def _log_x(log_x: bool | None, results) -> bool:
     """`log_x=None`: a log axis when every result's LR ramp was exponential."""
     if log_x not in (None, True, False):
-        raise ValueError(f"log_x={log_x!r} is not allowed: log_x must be None (log axis for "
-                         "exponential ramps), True or False.")
+        raise ConfigError(f"log_x={log_x!r} is not allowed: log_x must be None (log axis for "
+                          "exponential ramps), True or False.")
     return all(r.mode == "exp" for r in results) if log_x is None else log_x
 
 
@@ -125,14 +147,14 @@ def _mark_suggestion(axes, s) -> None:
             ax.axvline(x, color=colour, ls=style, lw=1.4, label=label if i == 0 else None)
 
 
-def plot_range_test(result, path: str | Path, *, log_x: bool | None = None) -> Path:
+def plot_range_test(result, path: str | Path | None = None, *,
+                    log_x: bool | None = None) -> Figure:
     """One LR range test (Sec. 4.1): training loss (raw and smoothed) and held-out loss
     against the LR, held-out accuracy below, and the suggested bounds marked."""
     log_x = _log_x(log_x, [result])
     has_acc = len(_finite(result.eval_accuracy)) > 0
-    fig, axes = plt.subplots(2 if has_acc else 1, 1, figsize=(9, 7 if has_acc else 4.5),
-                             sharex=True, squeeze=False,
-                             gridspec_kw={"height_ratios": [2, 1] if has_acc else [1]})
+    fig, axes = _figure((9, 7 if has_acc else 4.5), 2 if has_acc else 1, 1, sharex=True,
+                        squeeze=False, gridspec_kw={"height_ratios": [2, 1] if has_acc else [1]})
     axes = axes[:, 0]
     ax = axes[0]
     ax.plot(result.learning_rate, result.train_loss, color="tab:blue", alpha=0.3, lw=0.8,
@@ -163,25 +185,25 @@ def plot_range_test(result, path: str | Path, *, log_x: bool | None = None) -> P
 
 
 def _colours(n: int):
-    cmap = plt.get_cmap("tab10" if n <= 10 else "viridis")
+    cmap = matplotlib.colormaps["tab10" if n <= 10 else "viridis"]
     return [cmap(i if n <= 10 else i / max(n - 1, 1)) for i in range(n)]
 
 
-def plot_family(results, path: str | Path, *, log_x: bool | None = None,
-                title: str | None = None) -> Path:
+def plot_family(results, path: str | Path | None = None, *, log_x: bool | None = None,
+                title: str | None = None) -> Figure:
     """Range tests overlaid, one colour per result (Figs. 9-11: weight decays, momenta, batch
     sizes): smoothed training loss, held-out loss and held-out accuracy against the LR; a
     triangle marks each suggested max_lr."""
     results = list(results)
     if not results:
-        raise ValueError("results=[] is not allowed: results must hold at least one range test.")
+        raise ConfigError("results=[] is not allowed: results must hold at least one range test.")
     log_x = _log_x(log_x, results)
     panels = ["smoothed_loss"] + [k for k in ("eval_loss", "eval_accuracy")
                                   if any(len(_finite(getattr(r, k))) for r in results)]
     names = {"smoothed_loss": "training loss\n(smoothed)", "eval_loss": "held-out loss",
              "eval_accuracy": "held-out accuracy"}
-    fig, axes = plt.subplots(len(panels), 1, figsize=(9, 2.2 + 2.4 * len(panels)), sharex=True,
-                             squeeze=False)
+    fig, axes = _figure((9, 2.2 + 2.4 * len(panels)), len(panels), 1, sharex=True,
+                        squeeze=False)
     axes = axes[:, 0]
     for i, (r, colour) in enumerate(zip(results, _colours(len(results)))):
         max_lr = r.suggest().max_lr
@@ -225,16 +247,15 @@ def _mark_findings(axes, diagnosis, train) -> None:
                            color=colour, alpha=0.08)
 
 
-def plot_training(history, path: str | Path, *, diagnosis=None, member: int = 0,
-                  title: str | None = None) -> Path:
+def plot_training(history, path: str | Path | None = None, *, diagnosis=None, member: int = 0,
+                  title: str | None = None) -> Figure:
     """A run's curves against the epoch (Sec. 3: read the test loss): losses, accuracies, and
     the learning rate with the momentum (twin axis); `diagnosis` findings marked and listed."""
     member = check_member(history, member)
     train, ev = history.train(member), history.eval(member)
     if not train:
-        raise ValueError(f"history has no training rows for member={member}: nothing to plot.")
-    fig, axes = plt.subplots(3, 1, figsize=(9, 9), sharex=True,
-                             gridspec_kw={"height_ratios": [2, 1.3, 1]})
+        raise ConfigError(f"history has no training rows for member={member}: nothing to plot.")
+    fig, axes = _figure((9, 9), 3, 1, sharex=True, gridspec_kw={"height_ratios": [2, 1.3, 1]})
     ax = axes[0]
     ax.plot(train["epoch"], train["train_loss"], color="tab:blue", label="training loss")
     if ev:
@@ -282,15 +303,15 @@ TRAIN_METRICS = ("train_loss", "train_accuracy", "learning_rate", "momentum", "w
 EVAL_METRICS = ("test_loss", "test_accuracy")
 
 
-def plot_comparison(histories: Mapping[str, History], path: str | Path, *,
-                    metric: str = "test_accuracy", title: str | None = None) -> Path:
+def plot_comparison(histories: Mapping[str, History], path: str | Path | None = None, *,
+                    metric: str = "test_accuracy", title: str | None = None) -> Figure:
     """Several runs' `metric` against the epoch, overlaid (e.g. 1cycle against a baseline, as
     in the paper's tables); the legend gives each run's final value."""
     one_of("metric", metric, TRAIN_METRICS + EVAL_METRICS)
     if not histories:
-        raise ValueError("histories={} is not allowed: histories must map at least one run "
-                         "name to its History.")
-    fig, ax = plt.subplots(figsize=(9, 5))
+        raise ConfigError("histories={} is not allowed: histories must map at least one run "
+                          "name to its History.")
+    fig, ax = _figure((9, 5))
     curves = []
     for (name, h), colour in zip(histories.items(), _colours(len(histories))):
         d = h.eval() if metric in EVAL_METRICS else h.train()
@@ -317,22 +338,29 @@ def _mean_curve(curves) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return epoch, values.mean(0), values.std(0)
 
 
-def plot_epochs_to_target(curves: Mapping[str, list], path: str | Path, *,
+def plot_epochs_to_target(curves: Mapping[str, list], path: str | Path | None = None, *,
                           groups: Mapping[str, list[str]], target: float | None,
                           epochs_to_target: Mapping[str, np.ndarray],
-                          budgets: Mapping[str, float], title: str) -> Path:
+                          budgets: Mapping[str, float], title: str) -> Figure:
     """The super-convergence figure (Smith & Topin 2017; Smith 2018, Table 1): one panel per
     comparison with each setting's test accuracy against the epoch (mean over its runs, ±1
-    std shaded) and the baseline's final accuracy dashed; a last panel with the epochs each
-    setting needed to reach it beside the epochs it ran.
+    std shaded), the baseline's final accuracy dashed and, where a setting reached it, a star
+    at the mean epoch it did; a last panel with the epochs each setting needed to reach it
+    beside the epochs it ran. Panels wrap three to a row.
 
     `curves` maps a setting to its runs' (epochs, accuracies) pairs."""
     if not curves:
-        raise ValueError("curves={} is not allowed: curves must map at least one setting to "
-                         "its runs' curves.")
+        raise ConfigError("curves={} is not allowed: curves must map at least one setting to "
+                          "its runs' curves.")
     names = list(curves)
     colour = dict(zip(names, _colours(len(names))))
-    fig, axes = plt.subplots(1, len(groups) + 1, figsize=(4.6 * (len(groups) + 1), 4.2))
+    panels = len(groups) + 1
+    cols = min(3, panels)
+    rows = -(-panels // cols)
+    fig, grid = _figure((4.8 * cols, 4.2 * rows), rows, cols, squeeze=False)
+    axes = list(grid.flat)
+    for ax in axes[panels:]:
+        ax.set_visible(False)
     for ax, (group, members) in zip(axes, groups.items()):
         finals = []
         for name in members:
@@ -343,6 +371,10 @@ def plot_epochs_to_target(curves: Mapping[str, list], path: str | Path, *,
             ax.plot(epoch, mean, "o-", ms=3, color=colour[name],
                     label=f"{name} ({mean[-1]:.4f})" if len(mean) else name)
             ax.fill_between(epoch, mean - std, mean + std, color=colour[name], alpha=0.2)
+            hit = epochs_to_target.get(name, np.array([np.nan]))
+            if target is not None and np.isfinite(hit).any():
+                ax.plot([np.nanmean(hit)], [target], "*", ms=12, color=colour[name], mec="k",
+                        zorder=5)
         if target is not None:
             ax.axhline(target, color="k", ls="--", lw=1, label=f"baseline final {target:.4f}")
             low = min([target - 0.15] + [f - 0.05 for f in finals])  # every run's end shows
@@ -352,7 +384,7 @@ def plot_epochs_to_target(curves: Mapping[str, list], path: str | Path, *,
         ax.set_ylabel("test accuracy")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8, loc="lower right")
-    ax = axes[-1]
+    ax = axes[panels - 1]
     y = np.arange(len(names))
     ax.barh(y, [budgets[n] for n in names], color="0.85", label="epochs run")
     reached = [np.nanmean(epochs_to_target[n]) if n in epochs_to_target

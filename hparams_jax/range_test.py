@@ -7,12 +7,14 @@ accuracy on a fixed held-out subset. It runs the training engine's compiled step
 minimum or turns non-finite. It builds its own state: no model or optimizer of the caller's is
 touched.
 
-`RangeTestResult.suggest()` reads the curve by the paper's rule, the largest LR before the
-held-out loss or accuracy worsens or the training loss turns ragged, and gives the minimum LR as
-a stated fraction of it; the steepest-descent, valley and minimum/10 picks of fastai and
-pytorch-lr-finder come alongside, labelled. `range_test_family` repeats the test over weight
-decays, momenta or batch sizes (Figs. 9-11): settings that share shapes run as one vmapped
-program.
+`RangeTestResult.suggest()` reads the curve by the paper's rule: the largest LR before the
+held-out loss or accuracy worsens (never past the lowest training loss), or, without enough
+held-out points, before the training loss worsens or turns ragged; where the training curve
+points far lower than the held-out one, the suggestion is flagged low-confidence. It gives the
+minimum LR as a stated fraction of the maximum; the steepest-descent, valley and minimum/10
+picks of fastai and pytorch-lr-finder come alongside, labelled. `range_test_family` repeats the
+test over weight decays, momenta or batch sizes (Figs. 9-11): settings that share shapes run as
+one vmapped program.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ import jax
 import numpy as np
 
 from hparams_jax import _validate as v
+from hparams_jax.errors import ConfigError
 from hparams_jax.train.config import RANGE_MODES, TrainConfig
 from hparams_jax.train.session import open_session
 
@@ -43,6 +46,9 @@ MIN_STEPS = 30  # fewer recorded steps cannot support a confident reading
 MIN_EVALS = 5  # fewer held-out points and the reading uses the training loss alone
 FLAT_DROP = 0.05  # a loss that never falls 5% below its start gives no signal
 NOISY_SCATTER = 0.2  # median relative scatter above this: too noisy to read
+# The training curve disagrees with the held-out pick when its own signal (lowest loss, onset
+# of raggedness) lies more than this factor below it.
+DISAGREE_FACTOR = 3.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -145,11 +151,13 @@ class RangeTestResult:
         return path
 
     @classmethod
-    def load(cls, path: str | Path) -> "RangeTestResult":
-        d = json.loads(Path(path).read_text())
-        d.pop("suggestion", None)
+    def from_dict(cls, d: dict[str, Any]) -> "RangeTestResult":
         return cls(**{k: (np.array(x, dtype=float) if k in _ARRAYS else x)
-                      for k, x in d.items()})
+                      for k, x in d.items() if k != "suggestion"})
+
+    @classmethod
+    def load(cls, path: str | Path) -> "RangeTestResult":
+        return cls.from_dict(json.loads(Path(path).read_text()))
 
 
 _ARRAYS = tuple(f.name for f in dataclasses.fields(RangeTestResult)
@@ -230,30 +238,39 @@ def _suggest(r: RangeTestResult, fraction: float, policy: str) -> Suggestion:
                           warnings=("the loss was non-finite from the first step",))
     lr, s = r.learning_rate[:end], r.smoothed_loss[:end]
     best = int(np.argmin(s))
-    train_max, why = lr[best], f"smoothed training loss lowest at lr {lr[best]:.4g}"
     ragged = _ragged_from(r, end)
-    if ragged is not None and ragged < best:
-        train_max, why = lr[ragged], f"training loss turns ragged at lr {lr[ragged]:.4g}"
-    train_why = why
-    max_lr, method = train_max, "paper: largest LR before the training loss worsens"
-
+    disagree = []
     ok = np.isfinite(r.eval_loss)
     if ok.sum() >= MIN_EVALS:
+        # The paper reads the held-out curve: the largest LR up to which the held-out loss and
+        # accuracy have not yet worsened. Past the lowest training loss training itself
+        # worsens, so that LR caps it; a ragged training loss only lowers the confidence.
         e_lr, e_loss, e_acc = r.eval_learning_rate[ok], r.eval_loss[ok], r.eval_accuracy[ok]
         i_loss, i_acc = int(np.argmin(e_loss)), int(np.argmax(e_acc))
         good = (e_loss <= e_loss[i_loss] * (1 + EVAL_TOLERANCE)) & (
             e_acc >= e_acc[i_acc] - EVAL_TOLERANCE)
-        # the largest evaluated LR up to which the held-out curve has not yet worsened
         last_good = i_loss
         while last_good + 1 < len(good) and good[last_good + 1]:
             last_good += 1
-        eval_max = e_lr[last_good]
+        eval_max = float(e_lr[last_good])
         method = "paper: largest LR before the held-out loss/accuracy worsens"
         why = (f"held-out loss {e_loss[i_loss]:.4g} (best) holds up to lr {eval_max:.4g}, "
                f"accuracy best {e_acc[i_acc]:.3f}")
-        if eval_max > train_max:
-            why += f"; capped by the training curve ({train_why})"
-        max_lr = min(eval_max, train_max)
+        max_lr = eval_max
+        if lr[best] < eval_max:
+            max_lr = float(lr[best])
+            why += f"; capped where the smoothed training loss is lowest (lr {lr[best]:.4g})"
+            if lr[best] < eval_max / DISAGREE_FACTOR:
+                disagree.append(f"the training loss is lowest at lr {lr[best]:.4g}, far below "
+                                f"the held-out curve's {eval_max:.4g}")
+        if ragged is not None and lr[ragged] < max_lr / DISAGREE_FACTOR:
+            disagree.append(f"the training loss turns ragged at lr {lr[ragged]:.4g}, well below "
+                            f"the suggested {max_lr:.4g}")
+    else:
+        max_lr, why = float(lr[best]), f"smoothed training loss lowest at lr {lr[best]:.4g}"
+        if ragged is not None and ragged < best:
+            max_lr, why = float(lr[ragged]), f"training loss turns ragged at lr {lr[ragged]:.4g}"
+        method = "paper: largest LR before the training loss worsens"
 
     upto = min(max(best + 1, 3), end)  # the descent before the minimum (a few points at least)
     i_steep = _steepest(lr[:upto], s[:upto]) if upto >= 2 else 0
@@ -267,7 +284,8 @@ def _suggest(r: RangeTestResult, fraction: float, policy: str) -> Suggestion:
         Alternative("minimum/10", float(lr[best] / 10),
                     "LR of the lowest smoothed loss divided by 10 (fastai 'minimum')"),
     )
-    warnings = tuple(_warnings(r, end, best))
+    warnings = tuple(_warnings(r, end, best)) + tuple(
+        f"the curves disagree: {d}; check the plot" for d in disagree)
     if warnings:
         method += " (low confidence)"
     reason = f"{why}; min_lr = {fraction:g} x max_lr for {policy}"
@@ -364,8 +382,8 @@ def lr_range_test(config: TrainConfig, *, start: float, stop: float, num_steps: 
     times in the test)."""
     _check_ramp(start, stop, num_steps, mode, stop_factor, eval_every)
     if config.members:
-        raise ValueError(f"config.members={list(config.members)!r}: use range_test_family "
-                         "to compare settings")
+        raise ConfigError(f"config.members={list(config.members)!r}: use range_test_family "
+                          "to compare settings")
     return _run(config, start=start, stop=stop, num_steps=num_steps, mode=mode,
                 eval_every=eval_every, stop_factor=stop_factor, labels=[""])[0]
 
@@ -403,11 +421,43 @@ class Family:
             lines.append(f"{str(r[self.param]):>14} {r['max_lr']:>9.4g} "
                          f"{r['min_smoothed_loss']:>9.4f} {ev_loss:>15} {ev_acc:>14}  "
                          f"{r['stopped']}")
-        best = min(self.rows(), key=lambda r: (r["best_eval_loss"] is None,
-                                               r["best_eval_loss"] or r["min_smoothed_loss"]))
-        lines.append(f"lowest held-out loss: {self.param}={best[self.param]} (the paper picks "
-                     "the setting whose test loss is lowest and stays low to the largest LR)")
+        value, reason = self.pick()
+        lines.append(f"pick: {self.param}={_fmt(value)} ({reason})")
         return "\n".join(lines)
+
+    def pick(self) -> tuple[Any, str]:
+        """The paper's choice among the family (Sec. 4.4): the value whose held-out loss is
+        lowest and stays low to the largest LR. Values whose lowest held-out loss lies within
+        `EVAL_TOLERANCE` of the family's lowest count as lowest; of those, the one with the
+        largest suggested max_lr is picked. Without held-out points the smoothed training loss
+        stands in. Returns the value and the reason."""
+        rows = self.rows()
+        use_eval = all(r["best_eval_loss"] is not None for r in rows)
+        key = "best_eval_loss" if use_eval else "min_smoothed_loss"
+        lowest = min(r[key] for r in rows)
+        near = [r for r in rows if r[key] <= lowest * (1 + EVAL_TOLERANCE)]
+        chosen = max(near, key=lambda r: r["max_lr"])
+        what = "held-out" if use_eval else "smoothed training"
+        reason = (f"lowest {what} loss {chosen[key]:.4f} (family's lowest {lowest:.4f}, within "
+                  f"{EVAL_TOLERANCE:.0%} counts as lowest) kept up to the largest LR, "
+                  f"max_lr {chosen['max_lr']:.4g}")
+        return chosen[self.param], reason
+
+    def save(self, path: str | Path) -> Path:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(
+            {"family": self.param,
+             "values": [list(x) if isinstance(x, tuple) else x for x in self.values],
+             "results": [r.to_dict() for r in self.results]}, indent=1))
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path) -> "Family":
+        d = json.loads(Path(path).read_text())
+        results = [RangeTestResult.from_dict(r) for r in d["results"]]
+        values = [tuple(x) if isinstance(x, list) else x for x in d["values"]]
+        return cls(d["family"], values, results)
 
 
 def range_test_family(config: TrainConfig, param: str, values: Sequence, *, start: float,

@@ -3,7 +3,12 @@
 Every function returns a plain function of the step count that works on Python ints and on
 traced int32 arrays (under `jax.jit`, `jax.vmap`, `lax.scan`), holds its final value past the
 end of the policy and never produces NaN. The scalar values (bounds, final values) may be JAX
-arrays so that `jax.vmap` can sweep them; step counts are static Python numbers.
+arrays so that `jax.vmap` can sweep them (a str, bool or list is refused); step counts are static
+Python numbers of at most 2**31 - 1 (optax counts steps in int32).
+
+The schedules of the cyclical policies and ramps carry a `horizon`: the steps `[0, horizon]`
+hold every value the schedule takes (it holds or repeats them after), which lets
+`transforms.sgd` check a scheduled momentum over its whole range.
 
 - `triangular`: cyclical learning rates (Smith 2017, Sec. 3.1): `triangular`, `triangular2`,
   `exp_range`.
@@ -12,16 +17,20 @@ arrays so that `jax.vmap` can sweep them; step counts are static Python numbers.
 - `range_test`: the LR range-test ramp (Smith 2018, Sec. 4.1; Smith 2017, Sec. 3.3).
 - `constant`, `linear`: weight-decay policies (Smith 2018, Sec. 4.4); `triangular` and
   `one_cycle` give the cyclical ones.
+- `inv`, `step`, `multistep`, `poly`: Caffe's decay policies, the baselines the author's
+  solvers ran against (`inv` is the LeNet/MNIST baseline of Sec. 4.1 and Table 1).
 """
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import jax.numpy as jnp
 import optax
 
 from hparams_jax import _validate as v
+from hparams_jax.errors import ConfigError
 
 Scalar = Any  # float, or a JAX/NumPy array when a sweep is vmapped
 
@@ -48,6 +57,12 @@ def _step(count) -> jnp.ndarray:
     return jnp.asarray(count, dtype=jnp.float32)
 
 
+def _spans(schedule: optax.Schedule, horizon: float) -> optax.Schedule:
+    """Records that `schedule` takes all its values within steps `[0, horizon]`."""
+    schedule.horizon = min(math.ceil(horizon), v.MAX_STEPS)
+    return schedule
+
+
 def triangular(
     min_value: Scalar,
     max_value: Scalar,
@@ -70,9 +85,9 @@ def triangular(
     v.non_negative("min_value", min_value)
     v.non_negative("max_value", max_value)
     v.ordered("min_value", min_value, "max_value", max_value)
-    step_size = v.positive_number("step_size", step_size)
+    step_size = v.step_length("step_size", step_size)
     v.one_of("mode", mode, TRIANGULAR_MODES)
-    gamma_arr = v.concrete(gamma)
+    gamma_arr = v.numeric("gamma", gamma)
     if gamma_arr is not None:
         v.check("gamma", gamma, bool((gamma_arr > 0).all() and (gamma_arr <= 1).all()),
                 "in (0, 1]")
@@ -88,16 +103,16 @@ def triangular(
             height = height * jnp.power(gamma, t)
         return min_value + (max_value - min_value) * height
 
-    return schedule
+    return _spans(schedule, 2.0 * step_size)  # later cycles stay within the first
 
 
 def _one_cycle_steps(total_steps: int, step_size: float | None) -> tuple[int, float]:
-    total_steps = v.positive_int("total_steps", total_steps)
+    total_steps = v.step_count("total_steps", total_steps)
     if step_size is None:
         step_size = 0.45 * total_steps
-    step_size = v.positive_number("step_size", step_size)
+    step_size = v.step_length("step_size", step_size)
     if 2 * step_size > total_steps:
-        raise ValueError(
+        raise ConfigError(
             f"step_size={step_size!r} is not allowed with total_steps={total_steps}: the cycle "
             f"(2 * step_size = {2 * step_size}) must fit in total_steps, so step_size must be "
             f"<= {total_steps / 2}."
@@ -145,7 +160,7 @@ def one_cycle(
             min_value, final_value, _phase(t, 2.0 * step_size, annihilation), anneal)
         return jnp.where(t <= step_size, rise, jnp.where(t <= 2.0 * step_size, fall, anneal_))
 
-    return schedule
+    return _spans(schedule, total_steps)
 
 
 def one_cycle_momentum(
@@ -174,7 +189,7 @@ def one_cycle_momentum(
         up = _interpolate(min_momentum, max_momentum, _phase(t, step_size, step_size), anneal)
         return jnp.where(t <= step_size, down, up)
 
-    return schedule
+    return _spans(schedule, total_steps)
 
 
 def range_test(start: Scalar, stop: Scalar, num_steps: int, *, mode: str = "linear"
@@ -185,7 +200,7 @@ def range_test(start: Scalar, stop: Scalar, num_steps: int, *, mode: str = "line
     the paper) rises in equal increments; `mode="exp"` in equal ratios (geometric), which gives
     more steps to small values, as fastai's and pytorch-lr-finder's finders do.
     """
-    num_steps = v.positive_int("num_steps", num_steps)
+    num_steps = v.step_count("num_steps", num_steps)
     v.check("num_steps", num_steps, num_steps >= 2, "at least 2")
     v.one_of("mode", mode, RAMP_MODES)
     if mode == "exp":
@@ -201,7 +216,7 @@ def range_test(start: Scalar, stop: Scalar, num_steps: int, *, mode: str = "line
             return start * jnp.power(stop / start, frac)
         return start + (stop - start) * frac
 
-    return schedule
+    return _spans(schedule, num_steps - 1)
 
 
 def constant(value: Scalar) -> optax.Schedule:
@@ -217,5 +232,84 @@ def linear(start: Scalar, end: Scalar, num_steps: int) -> optax.Schedule:
     """
     v.non_negative("start", start)
     v.non_negative("end", end)
-    num_steps = v.positive_int("num_steps", num_steps)
-    return optax.linear_schedule(start, end, num_steps)
+    num_steps = v.step_count("num_steps", num_steps)
+
+    def schedule(count):  # float steps: any Python int step holds `end` (no int32 overflow)
+        return _interpolate(start, end, _phase(_step(count), 0.0, num_steps), "linear")
+
+    return _spans(schedule, num_steps)
+
+
+# --- Caffe's decay policies (the baselines of the author's solvers) ---------------------------
+
+def inv(base_value: Scalar, gamma: float, power: float) -> optax.Schedule:
+    """Caffe's `inv` policy, the LR of its LeNet solver and of the paper's MNIST baseline
+    (Sec. 4.1, Table 1)::
+
+        value(t) = base_value * (1 + gamma * t) ** (-power)
+
+    Caffe's `lenet_solver.prototxt` uses base 0.01, gamma 1e-4, power 0.75.
+    """
+    v.non_negative("base_value", base_value)
+    gamma = v.non_negative_number("gamma", gamma)
+    power = v.non_negative_number("power", power)
+
+    def schedule(count):
+        return base_value * jnp.power(1.0 + gamma * _step(count), -power)
+
+    return schedule
+
+
+def step(base_value: Scalar, gamma: float, step_size: int) -> optax.Schedule:
+    """Caffe's `step` policy: the value drops by `gamma` every `step_size` steps::
+
+        value(t) = base_value * gamma ** floor(t / step_size)
+    """
+    v.non_negative("base_value", base_value)
+    gamma = v.positive_number("gamma", gamma)
+    v.check("gamma", gamma, gamma <= 1, "in (0, 1]")
+    step_size = v.step_count("step_size", step_size)
+
+    def schedule(count):
+        return base_value * jnp.power(gamma, jnp.floor(_step(count) / step_size))
+
+    return schedule
+
+
+def multistep(base_value: Scalar, gamma: float, boundaries) -> optax.Schedule:
+    """Caffe's `multistep` policy (its `stepvalue`s): the value drops by `gamma` at each step
+    of `boundaries`, the baselines of the author's DenseNet and ImageNet runs::
+
+        value(t) = base_value * gamma ** (number of boundaries <= t)
+    """
+    v.non_negative("base_value", base_value)
+    gamma = v.positive_number("gamma", gamma)
+    v.check("gamma", gamma, gamma <= 1, "in (0, 1]")
+    boundaries = tuple(boundaries)
+    for b in boundaries:
+        v.step_count("boundaries", b)
+    v.check("boundaries", boundaries, list(boundaries) == sorted(set(boundaries)),
+            "strictly increasing step counts")
+
+    def schedule(count):
+        t = _step(count)
+        drops = sum((t >= b).astype(jnp.float32) for b in boundaries)
+        return base_value * jnp.power(gamma, drops)
+
+    return schedule
+
+
+def poly(base_value: Scalar, power: float, num_steps: int) -> optax.Schedule:
+    """Caffe's `poly` policy: a polynomial decay to 0 at `num_steps` (its `max_iter`), then 0::
+
+        value(t) = base_value * (1 - t / num_steps) ** power
+    """
+    v.non_negative("base_value", base_value)
+    power = v.non_negative_number("power", power)
+    num_steps = v.step_count("num_steps", num_steps)
+
+    def schedule(count):
+        remaining = jnp.clip((num_steps - _step(count)) / num_steps, 0.0, 1.0)
+        return base_value * jnp.power(remaining, power)
+
+    return schedule

@@ -4,6 +4,15 @@
 `scale_by_learning_rate`) wrapped in `optax.inject_hyperparams`, which evaluates each schedule
 at the transform's step count and keeps the values it used in the optimizer state, where
 `hyperparams` reads them for logging.
+
+Two forms of momentum SGD (`momentum_form`), equal at a constant learning rate:
+
+- `"pytorch"` (optax's and PyTorch's): the learning rate scales the velocity,
+  `b = m * b + g; w -= lr * b`.
+- `"caffe"` (the paper's solvers): the learning rate is inside the velocity,
+  `v = m * v - lr * g; w += v`, so a change of the LR takes effect gradually.
+  Under 1cycle the LR moves every step and the two forms differ all run long; under a step
+  schedule they differ after each drop.
 """
 
 from __future__ import annotations
@@ -11,6 +20,8 @@ from __future__ import annotations
 from typing import Any, Union
 
 import jax
+import jax.numpy as jnp
+import numpy as np
 import optax
 
 from hparams_jax import _validate as v
@@ -18,27 +29,67 @@ from hparams_jax import _validate as v
 Hyperparam = Union[float, jax.Array, optax.Schedule]
 
 HYPERPARAM_NAMES = ("learning_rate", "momentum", "weight_decay")
+MOMENTUM_FORMS = ("pytorch", "caffe")
+
+
+SCHEDULE_SAMPLES = 4097  # steps at which a schedule with a long horizon is checked
 
 
 def _check_rate(name: str, value: Any, check) -> None:
-    """Checks a constant; a schedule is checked at step 0."""
-    check(name, value(0) if callable(value) else value)
+    """Checks a constant with `check`. A schedule of `hparams_jax.schedules` is checked at every
+    step of its `horizon` (the steps that hold all its values; `SCHEDULE_SAMPLES` evenly spaced
+    steps when longer); any other callable at step 0 only, as its range is unknown."""
+    if not callable(value):
+        check(name, value)
+        return
+    first = value(0)
+    horizon = getattr(value, "horizon", 0)
+    if isinstance(first, jax.core.Tracer) or horizon == 0:
+        check(f"{name} at step 0", first)
+        return
+    steps = np.unique(np.linspace(0, horizon, min(horizon + 1, SCHEDULE_SAMPLES)).round())
+    values = np.asarray(jax.vmap(value)(jnp.asarray(steps, jnp.int32)))
+    try:
+        check(name, values)
+    except ValueError:  # name the first step whose value is not allowed
+        for t, x in zip(steps, values):
+            check(f"{name} at step {int(t)}", x.item() if x.ndim == 0 else x)
+        raise
 
 
-def _trace(momentum, nesterov: bool) -> optax.GradientTransformation:
-    return optax.trace(decay=momentum, nesterov=nesterov)
+def _trace(momentum, learning_rate, nesterov: bool, momentum_form: str
+           ) -> optax.GradientTransformation:
+    if momentum_form == "pytorch":
+        return optax.trace(decay=momentum, nesterov=nesterov)
+    return optax.chain(optax.scale(learning_rate), optax.trace(decay=momentum, nesterov=nesterov),
+                       optax.scale(-1.0))
 
 
-def trace(momentum: Hyperparam, *, nesterov: bool = False) -> optax.GradientTransformation:
+def trace(momentum: Hyperparam, *, nesterov: bool = False, momentum_form: str = "pytorch",
+          learning_rate: Hyperparam | None = None) -> optax.GradientTransformation:
     """Momentum (heavy-ball or Nesterov) with a constant or scheduled coefficient.
 
     The schedule is evaluated at this transform's update count, which advances with every update
     like an optax learning-rate schedule's, so `trace(one_cycle_momentum(...))` chained with a
     `one_cycle` learning rate gives the paper's cyclical momentum (Sec. 4.3).
+
+    `momentum_form="pytorch"` (the default) is `optax.trace`: a direction that
+    `optax.scale_by_learning_rate` then scales. `momentum_form="caffe"` keeps `learning_rate`
+    (required) inside the velocity, `v = m * v - lr * g` (Nesterov: `(1 + m) * v - m * v_prev`),
+    and returns `v` itself: a complete update, not to be scaled again.
+
+    The momentum is checked as in `sgd`: in [0, 1) at every step of an `hparams_jax.schedules`
+    schedule's horizon, at step 0 for any other callable.
     """
     _check_rate("momentum", momentum, v.momentum)
-    return optax.inject_hyperparams(_trace, static_args=("nesterov",))(
-        momentum=momentum, nesterov=nesterov)
+    v.one_of("momentum_form", momentum_form, MOMENTUM_FORMS)
+    if momentum_form == "caffe":
+        v.check("learning_rate", learning_rate, learning_rate is not None,
+                "given (a constant or a schedule) when momentum_form='caffe'")
+        _check_rate("learning_rate", learning_rate, v.non_negative)
+    return optax.inject_hyperparams(_trace, static_args=("nesterov", "momentum_form"))(
+        momentum=momentum, learning_rate=learning_rate, nesterov=nesterov,
+        momentum_form=momentum_form)
 
 
 def scale_by_multipliers(multipliers: Any) -> optax.GradientTransformation:
@@ -67,16 +118,22 @@ def add_decayed_weights(weight_decay: Any, multipliers: Any = None
 
 
 def _sgd(learning_rate, momentum, weight_decay, nesterov: bool, decoupled_weight_decay: bool,
-         weight_decay_multipliers, learning_rate_multipliers) -> optax.GradientTransformation:
-    decay = add_decayed_weights(weight_decay, weight_decay_multipliers)
-    parts = [] if decoupled_weight_decay else [decay]
+         momentum_form: str, weight_decay_multipliers, learning_rate_multipliers
+         ) -> optax.GradientTransformation:
+    caffe = momentum_form == "caffe"
+    parts = []
+    if not decoupled_weight_decay:
+        parts.append(add_decayed_weights(weight_decay, weight_decay_multipliers))
+    if caffe:  # v = m * v - lr * g: the LR enters before the velocity
+        parts.append(optax.scale(learning_rate))
     if momentum is not None:
         parts.append(optax.trace(decay=momentum, nesterov=nesterov))
-    if decoupled_weight_decay:
-        parts.append(decay)
+    if decoupled_weight_decay:  # SGDW: w -= lr * wd * w, outside the velocity
+        parts.append(add_decayed_weights(learning_rate * weight_decay if caffe else weight_decay,
+                                         weight_decay_multipliers))
     if learning_rate_multipliers is not None:
         parts.append(scale_by_multipliers(learning_rate_multipliers))
-    parts.append(optax.scale_by_learning_rate(learning_rate))
+    parts.append(optax.scale(-1.0) if caffe else optax.scale_by_learning_rate(learning_rate))
     return optax.chain(*parts)
 
 
@@ -87,6 +144,7 @@ def sgd(
     nesterov: bool = False,
     weight_decay: Hyperparam = 0.0,
     decoupled_weight_decay: bool = False,
+    momentum_form: str = "pytorch",
     weight_decay_multipliers: Any = None,
     learning_rate_multipliers: Any = None,
 ) -> optax.GradientTransformation:
@@ -103,19 +161,31 @@ def sgd(
     constants, this equals `optax.chain(optax.add_decayed_weights(wd), optax.sgd(lr, momentum,
     nesterov=nesterov))` step for step.
 
+    `momentum_form="caffe"` puts the learning rate inside the velocity as the paper's Caffe
+    solvers do (`v = m * v - lr_t * g_t; w += v`; see the module docstring); with a constant LR
+    it equals the default form.
+
     `weight_decay_multipliers` / `learning_rate_multipliers` (trees shaped like the params, e.g.
     a zoo model's `weight_decay_multipliers()`) scale the decay and the step per parameter, as
     Caffe's `decay_mult` / `lr_mult` do in the paper's prototxts.
+
+    Checked at construction: a constant must be a number (or numeric array), the learning rate
+    and weight decay >= 0, the momentum in [0, 1). A schedule from `hparams_jax.schedules` is
+    checked at every step of its `horizon` (the steps that hold all its values; 4097 evenly
+    spaced ones when longer), so a momentum schedule that reaches 1 later is refused rather
+    than training into NaN; any other callable is checked at step 0 only.
     """
     _check_rate("learning_rate", learning_rate, v.non_negative)
     if momentum is not None:
         _check_rate("momentum", momentum, v.momentum)
     _check_rate("weight_decay", weight_decay, v.non_negative)
+    v.one_of("momentum_form", momentum_form, MOMENTUM_FORMS)
     return optax.inject_hyperparams(
-        _sgd, static_args=("nesterov", "decoupled_weight_decay", "weight_decay_multipliers",
-                           "learning_rate_multipliers"))(
+        _sgd, static_args=("nesterov", "decoupled_weight_decay", "momentum_form",
+                           "weight_decay_multipliers", "learning_rate_multipliers"))(
         learning_rate=learning_rate, momentum=momentum, weight_decay=weight_decay,
         nesterov=nesterov, decoupled_weight_decay=decoupled_weight_decay,
+        momentum_form=momentum_form,
         weight_decay_multipliers=weight_decay_multipliers,
         learning_rate_multipliers=learning_rate_multipliers)
 
@@ -124,7 +194,7 @@ def _is_injected(x) -> bool:
     return isinstance(x, optax.InjectStatefulHyperparamsState)
 
 
-def hyperparams(opt_state: optax.OptState) -> dict[str, jax.Array]:
+def hyperparams(opt_state: optax.OptState) -> dict[str, jax.Array | float]:
     """The `learning_rate`, `momentum` and `weight_decay` used by the last update.
 
     Looks through `optax.chain`, `optax.MultiSteps`, `optax.apply_if_finite` and any other

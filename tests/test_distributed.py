@@ -13,7 +13,7 @@ import textwrap
 
 import pytest
 
-from test_train import assert_same_checkpoints
+from conftest import assert_same_checkpoints
 
 RUN = ["train", "--model", "lenet", "--dataset", "fashion_mnist", "--steps", "16",
        "--batch-size", "32", "--train-examples", "256", "--lr-policy", "one_cycle",

@@ -11,10 +11,12 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from hparams_jax import data, experiment, models
+from conftest import held_by_another_process
+
+from hparams_jax import ConfigError, data, experiment, models
 from hparams_jax.cli import main
-from hparams_jax.experiment import Experiment, PaperResult, Setting
-from hparams_jax.experiment.report import Run, epochs_to_reach
+from hparams_jax.experiment import Experiment, PaperResult, Setting, spec
+from hparams_jax.experiment.records import Run, epochs_to_reach
 from hparams_jax.experiment.spec import steps_per_epoch
 from hparams_jax.train import History, TrainConfig
 from hparams_jax.train.optimizer import learning_rate, make_optimizer, member_hparams
@@ -120,7 +122,7 @@ def test_epochs_to_reach_is_the_first_evaluation_at_or_above_the_target():
 
 
 TINY_CONFIG = textwrap.dedent("""
-    from hparams_jax.experiment import Experiment, PaperResult, Setting
+    from hparams_jax.experiment import Claim, Experiment, PaperResult, RangeTest, Setting
     from hparams_jax.train import TrainConfig
 
     EXPERIMENT = Experiment(
@@ -136,7 +138,11 @@ TINY_CONFIG = textwrap.dedent("""
                   Setting("unrun", {"weight_decay": 0.0}, note="never run")),
         baseline="piecewise",
         comparisons={"learning-rate policy": ("one_cycle", "piecewise")},
-        eval_every_epochs=0.5)
+        eval_every_epochs=0.5,
+        range_tests=(RangeTest("lr", start=0.001, stop=0.05, num_steps=20, note="bounds"),),
+        claims=(Claim("Super-convergence", "Sec. 4.1", "1cycle reaches the baseline sooner",
+                      "super_convergence", dict(one_cycle="one_cycle",
+                                                baseline="piecewise")),))
 """)
 
 
@@ -149,6 +155,16 @@ def test_run_then_report_end_to_end(tmp_path, capsys):
             "--runs", "2", "--scale", "0.5", "--no-progress"]
     for setting in ("piecewise", "one_cycle"):
         assert main(args + ["--setting", setting]) == 0
+    assert main(args + ["--range-test", "lr"]) == 0
+    assert "range test lr" in capsys.readouterr().out
+    curves = json.loads((root / "tiny" / "range_tests" / "lr" / "range_test.json").read_text())
+    lr = curves["results"][0]["learning_rate"]
+    assert lr[0] == pytest.approx(0.001) and np.all(np.diff(lr) > 0)
+    assert len(lr) == len(curves["results"][0]["train_loss"]) > 5
+    # a finished setting is not trained again: its records stay byte for byte
+    metrics = (root / "tiny" / "piecewise@scale0.5" / "metrics.jsonl").read_bytes()
+    assert main(args + ["--setting", "piecewise"]) == 0
+    assert (root / "tiny" / "piecewise@scale0.5" / "metrics.jsonl").read_bytes() == metrics
     run = root / "tiny" / "one_cycle@scale0.5"
     meta = json.loads((run / "experiment.json").read_text())
     assert meta == {"experiment": "tiny", "setting": "one_cycle", "runs": 2, "scale": 0.5,
@@ -171,6 +187,41 @@ def test_run_then_report_end_to_end(tmp_path, capsys):
     base = json.loads((root / "tiny" / "piecewise@scale0.5" / "summary.json").read_text())
     target = np.mean([m["test_accuracy"] for m in base["members"]])
     assert f"final test accuracy: {target:.4f}" in text
+    assert "| `lr` | setting=lr |" in text and "fashion" not in text.split("tiny")[0]
+    claim = next(line for line in text.splitlines() if line.startswith("| **Super-"))
+    assert "**not run**" in claim  # scaled runs carry no verdict
+
+
+def test_a_setting_another_run_holds_is_refused(tmp_path, capsys):
+    configs, root = tmp_path / "configs", tmp_path / "runs"
+    configs.mkdir()
+    (configs / "tiny.py").write_text(TINY_CONFIG)
+    workdir = root / "tiny" / "one_cycle@scale0.5"
+    with held_by_another_process(workdir) as holder:
+        assert main(["experiment", "run", "tiny", "--configs", str(configs), "--root", str(root),
+                     "--setting", "one_cycle", "--scale", "0.5", "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert f"(process {holder.pid} holds" in err and len(err.splitlines()) == 1
+    assert not (workdir / "experiment.json").exists()
+
+
+def test_configs_come_only_from_the_checkout_or_an_explicit_folder(tmp_path, monkeypatch):
+    """Config files are code: an installed package does not run `./experiments/configs`."""
+    planted = tmp_path / "experiments" / "configs"
+    planted.mkdir(parents=True)
+    (planted / "evil.py").write_text("import pathlib; pathlib.Path('ran').write_text('x')\n")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv(spec.CONFIGS_ENV, raising=False)
+    assert spec.configs_dir() == spec._REPOSITORY / "experiments" / "configs"  # a checkout
+    monkeypatch.setattr(spec, "_REPOSITORY", tmp_path / "site-packages")  # an installed wheel
+    with pytest.raises(ValueError, match="--configs DIR .* HPARAMS_JAX_EXPERIMENTS"):
+        experiment.load_all()
+    assert main(["experiment", "list"]) == 2
+    assert not (tmp_path / "ran").exists()
+    monkeypatch.setenv(spec.CONFIGS_ENV, str(planted))  # named explicitly: then it runs
+    with pytest.raises(ValueError, match="defines no EXPERIMENT"):
+        experiment.load_all()
+    assert (tmp_path / "ran").exists()
 
 
 def test_cli_lists_the_grid(capsys):
@@ -179,3 +230,10 @@ def test_cli_lists_the_grid(capsys):
     assert "fashion_mnist_lenet" in out and "one_cycle" in out
     assert main(["experiment", "run", "no_such_experiment"]) == 2
     assert "no_such_experiment" in capsys.readouterr().err
+
+
+def test_run_setting_changes_only_how_runs_execute(tmp_path):
+    e = GRID["fashion_mnist_lenet"]
+    with pytest.raises(ConfigError, match="execution field='max_lr' is not allowed"):
+        experiment.run_setting(e, e.baseline, root=tmp_path, max_lr=1.0)
+    assert not any(tmp_path.iterdir())  # refused before anything was written

@@ -96,3 +96,7 @@ def test_notebook_runs_on_tiny_settings(path, tmp_path):
                             resources={"metadata": {"path": str(tmp_path)}})
     client.execute()  # raises CellExecutionError, with the failing cell's traceback
     assert any(tmp_path.glob("runs/*/*.png")), "the notebook wrote no figure"
+    for cell in nb.cells:  # each figure shows under its cell, as a Colab user sees it
+        if cell.cell_type == "code" and "plots.plot_" in cell.source:
+            kinds = {kind for output in cell.outputs for kind in output.get("data", {})}
+            assert "image/png" in kinds, f"cell {cell.get('id')} shows no figure"

@@ -12,7 +12,7 @@ from hparams_jax import models
 from hparams_jax.train import fit, metrics
 from hparams_jax.train.plan import resolve
 
-from test_train import assert_same_checkpoints, tiny
+from conftest import assert_same_checkpoints, tiny
 
 # The plans run the same arithmetic in other orders: vmapped (grouped) against separate
 # convolutions, XLA fusions of a scan body against a step's, batch-norm sums over a lane-dense

@@ -2,7 +2,12 @@
 legends; log axes follow the ramp; NaN and diverging tails neither crash nor squash the plot."""
 
 import dataclasses
+import os
+import subprocess
+import sys
+import textwrap
 
+import matplotlib.figure
 import matplotlib.text
 import numpy as np
 import pytest
@@ -80,20 +85,12 @@ def history(n=50, member=0, tail_nan=False):
     return History(rows)
 
 
-@pytest.fixture
-def figures(monkeypatch):
-    """What each saved figure showed: its texts, x scales and y limits."""
-    seen = []
-    save = plots._save
-
-    def spy(fig, path):
-        seen.append({"texts": [t.get_text() for t in fig.findobj(matplotlib.text.Text)],
-                     "xscales": [ax.get_xscale() for ax in fig.axes],
-                     "ylims": [ax.get_ylim() for ax in fig.axes]})
-        return save(fig, path)
-
-    monkeypatch.setattr(plots, "_save", spy)
-    return seen
+def shown(fig):
+    """What a figure shows: its texts, x scales and y limits."""
+    assert isinstance(fig, matplotlib.figure.Figure)
+    return {"texts": [t.get_text() for t in fig.findobj(matplotlib.text.Text)],
+            "xscales": [ax.get_xscale() for ax in fig.axes],
+            "ylims": [ax.get_ylim() for ax in fig.axes]}
 
 
 def assert_png(path):
@@ -105,105 +102,144 @@ def has(texts, fragment):
     return any(fragment in t for t in texts)
 
 
-def test_plot_range_test(tmp_path, figures):
-    path = plots.plot_range_test(range_test(), tmp_path / "sub" / "rt.png")
-    assert path == tmp_path / "sub" / "rt.png"
+def test_plot_range_test(tmp_path):
+    path = tmp_path / "sub" / "rt.png"
+    f = shown(plots.plot_range_test(range_test(), path))
     assert_png(path)
-    texts = figures[0]["texts"]
+    texts = f["texts"]
     assert has(texts, "LR range test: weight_decay=1e-4 (linear ramp)")
     for fragment in ("learning rate", "loss", "accuracy", "training loss (smoothed)",
                      "held-out loss", "held-out accuracy", "max_lr = 0.3", "min_lr = 0.03",
                      "paper: largest LR", "steepest: 0.1", "valley: 0.15",
                      "warning: the loss was still falling"):
         assert has(texts, fragment), fragment
-    assert set(figures[0]["xscales"]) == {"linear"}
+    assert set(f["xscales"]) == {"linear"}
 
 
-def test_plot_range_test_log_x(tmp_path, figures):
-    plots.plot_range_test(range_test(mode="exp"), tmp_path / "a.png")
-    plots.plot_range_test(range_test(mode="exp"), tmp_path / "b.png", log_x=False)
-    plots.plot_range_test(range_test(), tmp_path / "c.png", log_x=True)
+def test_a_figure_without_a_path_is_not_saved(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    f = shown(plots.plot_range_test(range_test()))
+    assert has(f["texts"], "LR range test") and not any(tmp_path.iterdir())
+
+
+def test_plot_range_test_log_x(tmp_path):
+    figures = [shown(plots.plot_range_test(range_test(mode="exp"))),
+               shown(plots.plot_range_test(range_test(mode="exp"), log_x=False)),
+               shown(plots.plot_range_test(range_test(), log_x=True))]
     assert [set(f["xscales"]) for f in figures] == [{"log"}, {"linear"}, {"log"}]
     with pytest.raises(ValueError, match="log_x='yes'.*None"):
         plots.plot_range_test(range_test(), tmp_path / "d.png", log_x="yes")
 
 
-def test_plot_range_test_diverging_tail_is_clipped(tmp_path, figures):
+def test_plot_range_test_diverging_tail_is_clipped(tmp_path):
     r = range_test(tail=1e4, label="")
     r.train_loss[-5:] = np.nan
     r.smoothed_loss[-3:] = np.inf
-    assert_png(plots.plot_range_test(r, tmp_path / "rt.png"))
-    top = figures[0]["ylims"][0][1]
+    f = shown(plots.plot_range_test(r, tmp_path / "rt.png"))
+    assert_png(tmp_path / "rt.png")
+    top = f["ylims"][0][1]
     assert 2.3 <= top <= 3.0  # the start of the curve, not the 1e4 tail
-    assert has(figures[0]["texts"], "LR range test (linear ramp)")
+    assert has(f["texts"], "LR range test (linear ramp)")
 
 
-def test_plot_range_test_without_evaluations(tmp_path, figures):
-    assert_png(plots.plot_range_test(range_test(evals=False), tmp_path / "rt.png"))
-    assert len(figures[0]["xscales"]) == 1  # no accuracy panel
-    assert not has(figures[0]["texts"], "held-out")
+def test_plot_range_test_without_evaluations(tmp_path):
+    f = shown(plots.plot_range_test(range_test(evals=False), tmp_path / "rt.png"))
+    assert_png(tmp_path / "rt.png")
+    assert len(f["xscales"]) == 1  # no accuracy panel
+    assert not has(f["texts"], "held-out")
 
 
-def test_plot_family(tmp_path, figures):
+def test_plot_family(tmp_path):
     results = [range_test(mode="exp", label=f"weight_decay={wd}", best=b)
                for wd, b in (("1e-5", 0.5), ("1e-4", 0.3), ("1e-3", 0.1))]
     results[2].smoothed_loss[-20:] = np.nan
-    path = plots.plot_family(results, tmp_path / "family.png", title="over weight_decay")
-    assert_png(path)
-    f = figures[0]
+    f = shown(plots.plot_family(results, tmp_path / "family.png", title="over weight_decay"))
+    assert_png(tmp_path / "family.png")
     assert has(f["texts"], "over weight_decay")
     for wd in ("1e-5", "1e-4", "1e-3"):
         assert has(f["texts"], f"weight_decay={wd} (max_lr")
     for label in ("held-out loss", "held-out accuracy", "learning rate"):
         assert has(f["texts"], label)
     assert set(f["xscales"]) == {"log"} and len(f["xscales"]) == 3
-    plots.plot_family(results[:1], tmp_path / "one.png", log_x=False)
-    assert set(figures[1]["xscales"]) == {"linear"} and has(figures[1]["texts"], "LR range tests")
+    one = shown(plots.plot_family(results[:1], log_x=False))
+    assert set(one["xscales"]) == {"linear"} and has(one["texts"], "LR range tests")
     with pytest.raises(ValueError, match="results"):
         plots.plot_family([], tmp_path / "none.png")
 
 
-def test_plot_training_with_diagnosis(tmp_path, figures):
+def test_plot_training_with_diagnosis(tmp_path):
     h = history(tail_nan=True)
     d = diagnose(h)
     assert d.verdict == "diverged"
-    assert_png(plots.plot_training(h, tmp_path / "curves.png", diagnosis=d, title="LeNet"))
-    texts = figures[0]["texts"]
+    f = shown(plots.plot_training(h, tmp_path / "curves.png", diagnosis=d, title="LeNet"))
+    assert_png(tmp_path / "curves.png")
     for fragment in ("LeNet: diverged", "training loss", "test loss", "test accuracy",
                      "learning rate", "momentum", "epoch", "verdict: diverged",
                      "diverged (step 410)"):
-        assert has(texts, fragment), fragment
+        assert has(f["texts"], fragment), fragment
 
 
-def test_plot_training_members_and_plain(tmp_path, figures):
+def test_plot_training_members_and_plain(tmp_path):
     h = History(history().rows + history(member=1).rows)
-    assert_png(plots.plot_training(h, tmp_path / "m1.png", member=1))
-    assert has(figures[0]["texts"], "Training curves (member 1)")
-    assert not has(figures[0]["texts"], "verdict")
+    f = shown(plots.plot_training(h, tmp_path / "m1.png", member=1))
+    assert_png(tmp_path / "m1.png")
+    assert has(f["texts"], "Training curves (member 1)")
+    assert not has(f["texts"], "verdict")
     for bad in (2, "0"):
         with pytest.raises(ValueError, match="member"):
             plots.plot_training(h, tmp_path / "bad.png", member=bad)
 
 
-def test_plot_comparison(tmp_path, figures):
+def test_plot_comparison(tmp_path):
     runs = {"1cycle": history(), "constant": history(tail_nan=True)}
-    assert_png(plots.plot_comparison(runs, tmp_path / "cmp.png"))
-    texts = figures[0]["texts"]
+    texts = shown(plots.plot_comparison(runs, tmp_path / "cmp.png"))["texts"]
+    assert_png(tmp_path / "cmp.png")
     assert has(texts, "test accuracy by run") and has(texts, "1cycle (final 0.8")
     assert has(texts, "constant (final") and has(texts, "epoch")
-    assert_png(plots.plot_comparison(runs, tmp_path / "loss.png", metric="train_loss",
-                                     title="1cycle vs constant"))
-    assert has(figures[1]["texts"], "1cycle vs constant")
-    assert has(figures[1]["texts"], "constant (final nan)")
+    texts = shown(plots.plot_comparison(runs, tmp_path / "loss.png", metric="train_loss",
+                                        title="1cycle vs constant"))["texts"]
+    assert_png(tmp_path / "loss.png")
+    assert has(texts, "1cycle vs constant") and has(texts, "constant (final nan)")
     with pytest.raises(ValueError, match="metric='accuracy'"):
         plots.plot_comparison(runs, tmp_path / "x.png", metric="accuracy")
     with pytest.raises(ValueError, match="histories"):
         plots.plot_comparison({}, tmp_path / "x.png")
 
 
-def test_plot_schedules(tmp_path, figures):
+def test_plot_schedules(tmp_path):
     steps = np.arange(100)
-    path = plots.plot_schedules({"learning_rate": 0.1 * steps / 99, "momentum": 0.95 - 0.1 *
-                                 steps / 99}, tmp_path / "s.png", title="1cycle")
-    assert_png(path)
-    assert has(figures[0]["texts"], "1cycle") and has(figures[0]["texts"], "momentum")
+    f = shown(plots.plot_schedules({"learning_rate": 0.1 * steps / 99,
+                                    "momentum": 0.95 - 0.1 * steps / 99},
+                                   tmp_path / "s.png", title="1cycle"))
+    assert_png(tmp_path / "s.png")
+    assert has(f["texts"], "1cycle") and has(f["texts"], "momentum")
+
+
+# An interactive backend, as Jupyter and Colab select it (matplotlib_inline is installed with
+# ipykernel); a library import must not switch it to Agg.
+INLINE = "module://matplotlib_inline.backend_inline"
+
+
+def test_plots_leave_the_backend_and_pyplot_alone(tmp_path):
+    script = textwrap.dedent(f"""
+        import matplotlib
+        import matplotlib.pyplot as plt
+        before = matplotlib.get_backend()
+        assert before == {INLINE!r}, before
+        from hparams_jax import plots
+        assert matplotlib.get_backend() == before, ("import", matplotlib.get_backend())
+        import numpy as np
+        fig = plots.plot_schedules({{"learning_rate": np.linspace(0, 1, 10)}},
+                                   {str(tmp_path / "s.png")!r})
+        assert matplotlib.get_backend() == before, ("plot", matplotlib.get_backend())
+        assert plt.get_fignums() == [], plt.get_fignums()  # pyplot holds none of ours
+        assert fig._repr_png_()[:4] == b"\\x89PNG"  # what a notebook shows
+        assert matplotlib.get_backend() == before, ("shown", matplotlib.get_backend())
+        print("unchanged", before)
+    """)
+    env = {**os.environ, "MPLBACKEND": INLINE}
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          env=env)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == f"unchanged {INLINE}"
+    assert (tmp_path / "s.png").read_bytes()[:8] == PNG_SIGNATURE

@@ -62,6 +62,31 @@ def test_ragged_training_loss_caps_the_suggestion():
     assert "ragged" in s.reason
 
 
+def test_held_out_evidence_outweighs_early_raggedness_but_lowers_confidence():
+    """An exponential ramp: the loss scatters more once the LR leaves its tiny start (ragged by
+    the early-scatter rule at ~0.003) while the held-out loss keeps improving up to 0.04."""
+    rng = np.random.default_rng(3)
+    lr = np.geomspace(1e-4, 1.0, 300)
+    loss = 2.5 - 0.4 * np.log10(np.minimum(lr, 0.06) / 1e-4) + 30 * np.maximum(lr - 0.06, 0)
+    loss = loss * (1 + np.where(lr > 0.003, 0.08, 0.005) * rng.normal(size=300))
+    r = synthetic(lr, loss, mode="exp",
+                  eval_loss=lambda x: 0.5 + 0.3 * np.abs(np.log10(x / 0.04)),
+                  eval_acc=lambda x: 0.8 - 0.1 * np.abs(np.log10(x / 0.04)))
+    s = r.suggest()
+    assert 0.03 <= s.max_lr <= 0.06, s.text()
+    assert "held-out" in s.reason and "low confidence" in s.method
+    assert any("disagree" in w and "ragged" in w for w in s.warnings), s.warnings
+
+
+def test_lowest_training_loss_caps_the_held_out_pick():
+    lr = np.linspace(0.001, 1.0, 400)
+    r = synthetic(lr, valley_curve(lr, best=0.3), eval_loss=lambda x: 0.5 + 0 * x,
+                  eval_acc=lambda x: 0.9 + 0 * x)  # a held-out curve that never worsens
+    s = r.suggest()
+    assert s.max_lr == pytest.approx(0.3, abs=0.03)
+    assert "training loss is lowest" in s.reason
+
+
 @pytest.mark.parametrize("loss, warning", [
     (lambda lr: 2.3 + 0 * lr, "hardly fell"),
     (lambda lr: 2.3 - lr, "still falling"),
@@ -137,6 +162,27 @@ def test_momentum_family_mixes_constant_and_cyclical():
 def test_bad_ramps(kwargs, argument):
     with pytest.raises(ValueError, match=argument):
         lr_range_test(TINY, **kwargs)
+
+
+def test_family_pick_is_lowest_held_out_loss_kept_to_the_largest_lr():
+    """Sec. 4.4: of the values whose held-out loss is (within 2%) lowest, the one whose
+    held-out curve stays low to the largest LR."""
+    from hparams_jax.range_test import Family
+
+    lr = np.linspace(0.001, 1.0, 400)
+
+    def member(best_loss, worsens_at):
+        return synthetic(lr, valley_curve(lr, best=0.8),
+                         eval_loss=lambda x: best_loss + 3 * np.maximum(x - worsens_at, 0),
+                         eval_acc=lambda x: 0.9 - 2 * np.maximum(x - worsens_at, 0))
+
+    family = Family("weight_decay", [1e-3, 3e-4, 1e-5],
+                    [member(0.345, 0.4), member(0.343, 0.2), member(0.40, 0.6)])
+    value, reason = family.pick()
+    assert value == 1e-3 and "0.345" in reason
+    assert "pick: weight_decay=0.001" in family.text()
+    family = Family("weight_decay", [1e-3, 3e-4], [member(0.36, 0.4), member(0.343, 0.2)])
+    assert family.pick()[0] == 3e-4  # 5% above the lowest is not "lowest"
 
 
 def test_range_test_in_bfloat16_reads_like_float32():

@@ -153,6 +153,28 @@ def test_weight_decay_policies():
     assert lin(1000) == pytest.approx(5e-5)
 
 
+# --- Caffe's decay policies ------------------------------------------------------------------
+
+def test_caffe_policies_match_closed_forms():
+    t = np.array([0, 1, 99, 100, 101, 250, 10_000, 12_345], dtype=np.float64)
+    np.testing.assert_allclose(values(schedules.inv(0.01, 1e-4, 0.75), t),
+                               0.01 * (1 + 1e-4 * t) ** -0.75, rtol=1e-6)
+    np.testing.assert_allclose(values(schedules.step(0.1, 0.5, 100), t),
+                               0.1 * 0.5 ** np.floor(t / 100), rtol=1e-6, atol=1e-37)
+    np.testing.assert_allclose(values(schedules.multistep(0.1, 0.316, (100, 250)), t),
+                               0.1 * 0.316 ** ((t >= 100).astype(int) + (t >= 250)), rtol=1e-6)
+    np.testing.assert_allclose(values(schedules.poly(0.1, 2.0, 10_000), t),
+                               0.1 * np.clip(1 - t / 10_000, 0, 1) ** 2, rtol=1e-5, atol=1e-12)
+
+
+def test_caffe_lenet_inv_reference_values():
+    """Caffe's lenet_solver (base 0.01, gamma 1e-4, power 0.75) at its test iterations."""
+    lr = schedules.inv(0.01, 1e-4, 0.75)
+    assert float(lr(0)) == pytest.approx(0.01)
+    assert float(lr(5000)) == pytest.approx(0.01 * 1.5 ** -0.75, rel=1e-6)  # 0.007378
+    assert float(lr(10_000)) == pytest.approx(0.01 * 2 ** -0.75, rel=1e-6)  # 0.005946
+
+
 # --- jit / vmap / scan --------------------------------------------------------------------
 
 ALL = {
@@ -165,6 +187,10 @@ ALL = {
     "range_lin": schedules.range_test(1e-3, 1.0, 250),
     "range_exp": schedules.range_test(1e-3, 1.0, 250, mode="exp"),
     "linear": schedules.linear(1e-3, 1e-4, 250),
+    "inv": schedules.inv(0.01, 1e-4, 0.75),
+    "step": schedules.step(0.1, 0.1, 100),
+    "multistep": schedules.multistep(0.1, 0.1, (50, 300)),
+    "poly": schedules.poly(0.1, 0.9, 250),
 }
 
 
@@ -228,9 +254,55 @@ def test_vmap_over_parameters():
         (lambda: schedules.range_test(0.1, 1.0, 10, mode="log"), "mode"),
         (lambda: schedules.constant(-1e-4), "value"),
         (lambda: schedules.linear(1e-4, -1e-5, 10), "end"),
+        (lambda: schedules.triangular(0.1, 1.0, 10, mode="exp_range", gamma="0.9"), "gamma"),
+        (lambda: schedules.triangular("0.1", 1.0, 10), "min_value"),
+        (lambda: schedules.triangular(0.1, 1.0, True), "step_size"),
+        (lambda: schedules.one_cycle(100, 0.1, [1.0]), "max_value"),
+        (lambda: schedules.one_cycle_momentum(100, max_momentum="0.95"), "max_momentum"),
+        (lambda: schedules.constant(False), "value"),
+        (lambda: schedules.range_test(0.1, 1.0, 2**40), "num_steps"),
+        (lambda: schedules.range_test(0.1, 1.0, 2**31), "num_steps"),
+        (lambda: schedules.linear(0.1, 0.0, 2**31), "num_steps"),
+        (lambda: schedules.one_cycle(2**31, 0.1, 1.0), "total_steps"),
+        (lambda: schedules.triangular(0.1, 1.0, 2.0**31), "step_size"),
+        (lambda: schedules.poly(0.1, 1.0, 2**40), "num_steps"),
+        (lambda: schedules.inv("0.01", 1e-4, 0.75), "base_value"),
+        (lambda: schedules.inv(0.01, -1e-4, 0.75), "gamma"),
+        (lambda: schedules.inv(0.01, 1e-4, float("inf")), "power"),
+        (lambda: schedules.step(0.1, 1.5, 100), "gamma"),
+        (lambda: schedules.step(0.1, 0.1, 0), "step_size"),
+        (lambda: schedules.multistep(0.1, 0.1, (300, 50)), "boundaries"),
+        (lambda: schedules.multistep(0.1, 0.1, (0.5,)), "boundaries"),
+        (lambda: schedules.poly(0.1, 1.0, 0), "num_steps"),
     ],
 )
 def test_invalid_arguments_name_argument_and_value(build, argument):
     with pytest.raises(ValueError, match=argument) as err:
         build()
     assert "must" in str(err.value)
+
+
+def test_largest_step_counts_work_at_any_step():
+    """Step counts up to 2**31 - 1 build, and a schedule called at a step beyond int32 holds
+    its final value instead of overflowing."""
+    big = 2**31 - 1
+    ramp = schedules.range_test(0.1, 1.0, big)
+    assert float(ramp(0)) == pytest.approx(0.1) and float(ramp(big)) == pytest.approx(1.0)
+    assert float(schedules.range_test(0.1, 1.0, 100)(2**40)) == pytest.approx(1.0)
+    decay = schedules.linear(1e-3, 0.0, 100)
+    for t in (2**31, 2**40):
+        assert float(decay(t)) == 0.0
+    assert float(decay(50)) == pytest.approx(5e-4)
+    assert float(schedules.linear(0.0, 1.0, big)(big)) == pytest.approx(1.0)
+
+
+def test_horizon_holds_every_value_of_the_schedule():
+    """`horizon` (read by transforms.sgd to check a schedule) covers each policy's range."""
+    cases = [(schedules.one_cycle(100, 0.1, 1.0), 100), (schedules.range_test(0.1, 1.0, 50), 49),
+             (schedules.triangular(0.1, 1.0, 7.5), 15), (schedules.linear(1.0, 0.0, 30), 30),
+             (schedules.one_cycle_momentum(80), 80)]
+    for sched, horizon in cases:
+        assert sched.horizon == horizon
+        inside = values(sched, range(horizon + 1))
+        later = values(sched, range(horizon, 4 * horizon + 10))
+        assert inside.min() <= later.min() + 1e-7 and later.max() <= inside.max() + 1e-7

@@ -184,11 +184,42 @@ def test_vmap_over_hyperparameters_equals_separate_runs():
         (lambda: transforms.sgd(0.1, 0.9, weight_decay=-1e-4), "weight_decay"),
         (lambda: transforms.sgd(lambda t: -0.1 + 0 * t), "learning_rate"),
         (lambda: transforms.trace(1.2), "momentum"),
+        (lambda: transforms.sgd("0.1"), "learning_rate='0.1'"),
+        (lambda: transforms.trace(False), "momentum=False"),
+        (lambda: transforms.sgd(0.1, [0.9]), "momentum=\\[0.9\\]"),
+        (lambda: transforms.sgd(0.1, 0.9, weight_decay="1e-4"), "weight_decay='1e-4'"),
     ],
 )
 def test_invalid_arguments(build, argument):
     with pytest.raises(ValueError, match=argument):
         build()
+
+
+@pytest.mark.parametrize("momentum, step", [
+    (schedules.linear(0.9, 1.2, 1000), 334),  # 0.9 + 0.3 t / 1000 reaches 1 at t = 333.3
+    (schedules.one_cycle(100, 0.5, 1.05, step_size=40), 37),  # rises past 1 during the cycle
+    (schedules.triangular(0.8, 1.1, 10), 7),  # every cycle peaks at 1.1
+])
+def test_momentum_schedule_is_checked_over_its_horizon(momentum, step):
+    """A momentum schedule that is fine at step 0 but reaches 1 later (which would train into
+    NaN) is refused at construction, naming the first bad step."""
+    assert float(momentum(0)) < 1
+    for build in (lambda: transforms.sgd(0.1, momentum), lambda: transforms.trace(momentum)):
+        with pytest.raises(ValueError, match=f"momentum at step {step}=1.0"):
+            build()
+
+
+def test_schedule_beyond_the_sample_count_is_checked_at_evenly_spaced_steps():
+    lr = schedules.one_cycle(10**7, 0.5, 1.05)  # momentum > 1 around the peak at 4.5e6
+    with pytest.raises(ValueError, match="momentum at step 4"):
+        transforms.trace(lr)
+    transforms.trace(schedules.one_cycle_momentum(10**7))  # a valid one passes
+
+
+def test_callable_without_horizon_is_checked_at_step_0():
+    with pytest.raises(ValueError, match="learning_rate at step 0"):
+        transforms.sgd(lambda t: -0.1 + 0 * t)
+    transforms.sgd(lambda t: 0.1 + 0 * t, lambda t: 0.9 + 0 * t)
 
 
 def test_per_parameter_multipliers_match_caffe_semantics():
@@ -205,3 +236,100 @@ def test_per_parameter_multipliers_match_caffe_semantics():
                         np.full(6, 0.01 * lr_mult[name]), np.full(6, 0.9),
                         np.full(6, 1e-4 * decay_mult[name]), nesterov=False, decoupled=False)
         np.testing.assert_allclose(ours[-1][name], ref[-1][name], rtol=1e-5, atol=1e-6)
+
+
+# --- Caffe's momentum form -------------------------------------------------------------------
+
+def numpy_caffe_sgd(params, grads, lr, mom, wd, *, nesterov):
+    """Caffe's SGDSolver / NesterovSolver, hand-written: the LR lives in the velocity,
+    `v = m v - lr (g + wd w)`; SGD applies `w += v`, Nesterov `w += (1 + m) v - m v_prev`."""
+    params = {k: v.astype(np.float64) for k, v in params.items()}
+    vel = {k: np.zeros_like(v) for k, v in params.items()}
+    out = []
+    for t, g in enumerate(grads):
+        new = {}
+        for k in params:
+            prev = vel[k]
+            vel[k] = mom[t] * prev - lr[t] * (g[k] + wd[t] * params[k])
+            step = (1 + mom[t]) * vel[k] - mom[t] * prev if nesterov else vel[k]
+            new[k] = params[k] + step
+        params = new
+        out.append(params)
+    return out
+
+
+@pytest.mark.parametrize("nesterov", [False, True])
+def test_caffe_form_matches_numpy_caffe_solver(nesterov):
+    steps = 12
+    params, grads = random_problem(seed=6, steps=steps)
+    opt = transforms.sgd(schedules.one_cycle(steps, 0.1, 1.0, step_size=4),
+                         schedules.one_cycle_momentum(steps, step_size=4), nesterov=nesterov,
+                         weight_decay=schedules.linear(1e-3, 0.0, steps), momentum_form="caffe")
+    ours, state = run_optax(opt, params, grads)
+    lr, mom, wd = closed_form_hyperparams(steps)
+    ref = numpy_caffe_sgd(params, grads, lr, mom, wd, nesterov=nesterov)
+    for a, b in zip(ours, ref):
+        chex.assert_trees_all_close(a, b, rtol=2e-5, atol=2e-6)
+    # The PyTorch form of the same schedules is a different trajectory.
+    pytorch = numpy_sgd(params, grads, lr, mom, wd, nesterov=nesterov, decoupled=False)
+    assert np.abs(pytorch[-1]["w"] - ref[-1]["w"]).max() > 1e-2
+    assert transforms.hyperparams(state)["learning_rate"] == pytest.approx(lr[-1], rel=1e-5)
+
+
+@pytest.mark.parametrize("nesterov", [False, True])
+def test_forms_agree_at_constant_lr_and_split_at_a_drop(nesterov):
+    params, grads = random_problem(seed=7, steps=10)
+
+    def run(form, lr):
+        return run_optax(transforms.sgd(lr, 0.9, nesterov=nesterov, weight_decay=1e-3,
+                                        momentum_form=form), params, grads)[0]
+
+    for a, b in zip(run("caffe", 0.1), run("pytorch", 0.1)):
+        chex.assert_trees_all_close(a, b, rtol=1e-5, atol=1e-6)
+    drop = schedules.multistep(0.1, 0.1, (5,))
+    caffe, pytorch = run("caffe", drop), run("pytorch", drop)
+    for t in range(5):  # identical before the drop ...
+        chex.assert_trees_all_close(caffe[t], pytorch[t], rtol=1e-5, atol=1e-6)
+    # ... after it, PyTorch's whole velocity is rescaled at once, Caffe's decays gradually
+    lr = np.where(np.arange(10) >= 5, 0.01, 0.1)
+    ref = numpy_caffe_sgd(params, grads, lr, np.full(10, 0.9), np.full(10, 1e-3),
+                          nesterov=nesterov)
+    chex.assert_trees_all_close(caffe[-1], ref[-1], rtol=2e-5, atol=2e-6)
+    assert np.abs(np.asarray(caffe[-1]["w"]) - np.asarray(pytorch[-1]["w"])).max() > 1e-3
+
+
+def test_caffe_form_trace_is_a_complete_update():
+    params, grads = random_problem(seed=8, steps=8)
+    lr = schedules.one_cycle(8, 0.1, 1.0, step_size=3)
+    mom = schedules.one_cycle_momentum(8, step_size=3)
+    ours, _ = run_optax(transforms.trace(mom, momentum_form="caffe", learning_rate=lr),
+                        params, grads)
+    t = np.arange(8)
+    ref = numpy_caffe_sgd(params, grads, np.array([float(lr(i)) for i in t]),
+                          np.array([float(mom(i)) for i in t]), np.zeros(8), nesterov=False)
+    for a, b in zip(ours, ref):
+        chex.assert_trees_all_close(a, b, rtol=2e-5, atol=2e-6)
+
+
+def test_caffe_form_decoupled_and_multipliers_equal_their_definition():
+    """SGDW in the Caffe form: w += v - lr * wd * w, with lr_mult scaling the whole step."""
+    params, grads = random_problem(seed=9, steps=6)
+    lr = schedules.inv(0.1, 0.1, 0.75)
+    lr_mult = {"w": 1.0, "b": 2.0}
+    ours, _ = run_optax(transforms.sgd(lr, 0.9, weight_decay=1e-2, decoupled_weight_decay=True,
+                                       momentum_form="caffe",
+                                       learning_rate_multipliers=lr_mult), params, grads)
+    for name in params:
+        w, vel = params[name].astype(np.float64), np.zeros_like(params[name], np.float64)
+        for t, g in enumerate(grads):
+            rate = float(lr(t))
+            vel = 0.9 * vel - rate * g[name]
+            w = w + lr_mult[name] * (vel - rate * 1e-2 * w)
+        np.testing.assert_allclose(ours[-1][name], w, rtol=2e-5, atol=2e-6)
+
+
+def test_momentum_form_arguments():
+    with pytest.raises(ValueError, match="momentum_form"):
+        transforms.sgd(0.1, 0.9, momentum_form="keras")
+    with pytest.raises(ValueError, match="learning_rate"):
+        transforms.trace(0.9, momentum_form="caffe")

@@ -20,6 +20,7 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from hparams_jax import _validate as v
+from hparams_jax.errors import ConfigError
 
 DATA_AXIS = "data"
 
@@ -49,7 +50,7 @@ def check_batch_divisible(batch_size: int, num_devices: int) -> int:
     if batch_size % num_devices:
         lower = batch_size - batch_size % num_devices
         suggest = f"{lower} or {lower + num_devices}" if lower else f"{num_devices}"
-        raise ValueError(
+        raise ConfigError(
             f"batch_size={batch_size} does not divide over {num_devices} devices: the global "
             f"batch must be a multiple of {num_devices} (e.g. {suggest}).")
     return batch_size

@@ -21,6 +21,7 @@ import numpy as np
 
 from hparams_jax.data import catalog
 from hparams_jax.data.idx import read_idx
+from hparams_jax.errors import ConfigError
 
 FASHION_MNIST_ENV = "HPARAMS_JAX_FASHION_MNIST_DIR"
 DEBIAN_FASHION_MNIST_DIR = "/usr/share/datasets/fashion-mnist"
@@ -44,9 +45,9 @@ def load(name: str, split: str, *, data_dir: str | os.PathLike | None = None
     ds_info = catalog.info(name)
     catalog.check_split(split)
     if not ds_info.in_memory:
-        raise ValueError(f"name={name!r} is streamed, not loaded whole: use "
-                         f"hparams_jax.data.imagenet.dataset(split, batch_size, ...) for it; "
-                         f"load() takes one of {in_memory_names()}.")
+        raise ConfigError(f"name={name!r} is streamed, not loaded whole: use "
+                          f"hparams_jax.data.imagenet.dataset(split, batch_size, ...) for it; "
+                          f"load() takes one of {in_memory_names()}.")
     idx_dir = fashion_mnist_dir() if name == "fashion_mnist" else None
     return _load_cached(name, split, None if data_dir is None else str(data_dir), idx_dir)
 

@@ -4,14 +4,17 @@ An `Experiment` is one network x dataset of the paper with its settings (the 1cy
 baseline, and the learning-rate policy, momentum, weight-decay and batch-size variations of its
 figures), each beside the author's own number where his logs give one. The configs live in
 `experiments/configs/*.py` (one `EXPERIMENT` per file); `run_setting` trains a setting's runs
-as one program into `runs/NAME/SETTING`, `report` turns every finished run into
+as one program into `experiments/records/NAME/SETTING` and `run_range_test` its LR range
+tests, `report` turns every finished run into
 `experiments/RESULTS.md`.
 """
 
-from hparams_jax.experiment.spec import Experiment, PaperResult, Setting, find, load_all
+from hparams_jax.experiment.spec import (Claim, Experiment, PaperResult, RangeTest, Setting,
+                                         find, load_all)
 from hparams_jax.experiment.protocols import core_comparisons
-from hparams_jax.experiment.runner import run_setting, run_dir
+from hparams_jax.experiment.runner import DEFAULT_ROOT, run_dir, run_range_test, run_setting
 from hparams_jax.experiment.report import write_report
 
-__all__ = ["Experiment", "PaperResult", "Setting", "core_comparisons", "find", "load_all",
-           "run_dir", "run_setting", "write_report"]
+__all__ = ["DEFAULT_ROOT", "Claim", "Experiment", "PaperResult", "RangeTest", "Setting",
+           "core_comparisons", "find", "load_all", "run_dir", "run_range_test", "run_setting",
+           "write_report"]

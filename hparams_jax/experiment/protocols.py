@@ -4,6 +4,10 @@
 MNIST rows): a 1cycle run, the same 1cycle in half the epochs, a piecewise-constant baseline and
 a constant LR of the baseline's length, constant instead of cyclical momentum, and two other
 weight decays.
+
+`lenet_protocol`: the author's LeNet protocol (Caffe's `lenet_solver.prototxt` and the paper's
+Table 1, as `shared/reference` records it) with the variations each of the paper's claims
+needs, for MNIST and Fashion-MNIST alike.
 """
 
 from __future__ import annotations
@@ -69,3 +73,66 @@ CAFFE_CIFAR10_FULL = dict(lr_policy="piecewise", min_lr=0.0, max_lr=0.001, momen
                           nesterov=False, weight_decay=0.004, batch_size=128, epochs=140,
                           piecewise_boundaries=(120 / 140, 130 / 140), piecewise_gamma=0.1,
                           step_size=None)
+
+
+# Caffe's lenet_solver.prototxt: the `inv` policy, base LR 0.01, gamma 1e-4, power 0.75,
+# momentum 0.9, weight decay 5e-4, plain (not Nesterov) SGD with the LR inside the velocity.
+LENET_SOLVER = dict(lr_policy="inv", min_lr=0.0, max_lr=0.01, inv_gamma=1e-4, inv_power=0.75,
+                    momentum=0.9, nesterov=False, momentum_form="caffe", weight_decay=5e-4)
+
+
+def lenet_protocol(dataset: str, *, steps_per_epoch: int, baseline_runs: int = 2
+                   ) -> dict[str, Any]:
+    """`config`, `settings`, `baseline` and `comparisons` for `Experiment(...)`: the paper's
+    LeNet protocol at total batch 512, `steps_per_epoch` optimizer steps an epoch.
+
+    Base (`one_cycle`, Table 1): 1cycle LR 0.01-0.1 with a step size of 5 epochs (up 5, down 5)
+    then annihilation to the end of 12 epochs, cyclical momentum 0.95-0.8, weight decay 5e-4,
+    Caffe's SGD. Baselines of 85 epochs (`baseline_runs` seeds each, for their length): Caffe's
+    `inv` (`LENET_SOLVER`) and a constant LR 0.01. Variations: cyclical momentum 0.95-0.85 and
+    constant 0.9 / 0.95 (Sec. 4.3); weight decays 1e-3, 3e-4, 1e-4, 3e-5, 1e-5 under 1cycle and
+    1e-3, 1e-4 under the constant LR (Sec. 4.4); the 1cycle in half and twice the epochs, to
+    test what the curves of the 12-epoch run say (Sec. 3).
+    """
+    from hparams_jax.train import TrainConfig
+
+    def cycle(epochs: float) -> dict[str, Any]:  # step size 5/12 of the run, as 5 of 12 epochs
+        return dict(epochs=epochs, step_size=round(5 * steps_per_epoch * epochs / 12))
+
+    long = dict(runs=baseline_runs, eval_every_epochs=1.0)
+    constant = dict(LENET_SOLVER, lr_policy="constant", epochs=85)
+    wd = [1e-3, 3e-4, 1e-4, 3e-5, 1e-5]
+    settings = (
+        Setting("one_cycle", {}, note="1cycle 0.01-0.1, step 5 epochs, CM 0.95-0.8, WD 5e-4, "
+                                      "12 epochs (Table 1)"),
+        Setting("inv", dict(LENET_SOLVER, epochs=85), **long,
+                note="baseline: Caffe's LeNet solver, `inv` LR 0.01 (gamma 1e-4, power 0.75), "
+                     "momentum 0.9, 85 epochs"),
+        Setting("constant", constant, **long, note="constant LR 0.01, momentum 0.9, 85 epochs"),
+        Setting("cm_0.95-0.85", {"momentum": (0.95, 0.85)},
+                note="1cycle, cyclical momentum 0.95-0.85 (Sec. 4.3)"),
+        Setting("momentum_0.9", {"momentum": 0.9}, note="1cycle, constant momentum 0.9"),
+        Setting("momentum_0.95", {"momentum": 0.95}, note="1cycle, constant momentum 0.95"),
+        *(Setting(_wd_name(w), {"weight_decay": w}, note=f"1cycle, WD {w:g} (Sec. 4.4)")
+          for w in wd),
+        Setting("one_cycle_6ep", cycle(6), note="the 1cycle in half the epochs (step 2.5)"),
+        Setting("one_cycle_24ep", cycle(24), note="the 1cycle in twice the epochs (step 10)"),
+        *(Setting(f"constant_{_wd_name(w)}", dict(constant, weight_decay=w), **long,
+                  note=f"constant LR 0.01, WD {w:g}, 85 epochs (Sec. 4.4)") for w in (1e-3, 1e-4)),
+    )
+    return dict(
+        config=TrainConfig(model="lenet", dataset=dataset, batch_size=512, augmentation="none",
+                           nesterov=False, momentum_form="caffe", weight_decay=5e-4,
+                           lr_policy="one_cycle",
+                           min_lr=0.01, max_lr=0.1, momentum=(0.95, 0.8), **cycle(12)),
+        settings=settings,
+        baseline="inv",
+        comparisons={
+            "learning-rate policy": ("one_cycle", "one_cycle_6ep", "one_cycle_24ep", "inv",
+                                     "constant"),
+            "momentum": ("one_cycle", "cm_0.95-0.85", "momentum_0.9", "momentum_0.95"),
+            "weight decay, 1cycle": tuple(_wd_name(w) for w in wd[:2]) + ("one_cycle",) + tuple(
+                _wd_name(w) for w in wd[2:]),
+            "weight decay, constant LR": ("constant_wd1e-3", "constant", "constant_wd1e-4"),
+        },
+    )

@@ -3,86 +3,25 @@ numbers, with the super-convergence figure of merit (Smith & Topin 2017; Smith 2
 the epochs each setting needs to reach its baseline's final test accuracy.
 
 Runs are read from `ROOT/EXPERIMENT/SETTING[@scaleS]/` (`experiment.json`, `summary.json`,
-`metrics.jsonl`); a row of the grid without a finished run says "not run here".
+`metrics.jsonl`) and range tests from `ROOT/EXPERIMENT/range_tests/TEST/`; a row of the grid
+without a finished run says "not run here". The report opens with the claims tables of the
+experiments that define claims (`experiment.claims`).
 """
 
 from __future__ import annotations
 
-import dataclasses
 import datetime
-import json
-import shutil
 from pathlib import Path
 from typing import Iterable
 
 import numpy as np
 
 from hparams_jax import data, plots
-from hparams_jax.experiment.runner import EVALUATION
+from hparams_jax.experiment import claims
+from hparams_jax.experiment.records import (Run, epochs_to_reach, find_range_tests, find_runs,
+                                            mean_std)
+from hparams_jax.experiment.runner import DEFAULT_ROOT, EVALUATION, plot_range_test
 from hparams_jax.experiment.spec import Experiment
-from hparams_jax.train import History
-
-
-@dataclasses.dataclass
-class Run:
-    """One setting's finished runs (K members) at one scale."""
-
-    setting: str
-    scale: float
-    summary: dict
-    history: History
-
-    @property
-    def members(self) -> list[int]:
-        return [m["member"] for m in self.summary["members"] if not m["diverged"]]
-
-    @property
-    def diverged(self) -> int:
-        return sum(m["diverged"] for m in self.summary["members"])
-
-    def final(self, key: str) -> np.ndarray:
-        return np.array([self.summary["members"][k][key] for k in self.members], float)
-
-    def curve(self, member: int) -> tuple[np.ndarray, np.ndarray]:
-        ev = self.history.eval(member)
-        return ev.get("epoch", np.zeros(0)), ev.get("test_accuracy", np.zeros(0))
-
-
-def find_runs(root: str | Path, experiment: Experiment) -> list[Run]:
-    """The completed runs of `experiment` under `root`, sorted by scale (full first), setting."""
-    runs = []
-    for path in sorted((Path(root) / experiment.name).glob("*/experiment.json")):
-        meta = json.loads(path.read_text())
-        summary_path = path.parent / "summary.json"
-        if meta.get("setting") not in experiment.setting_names or not summary_path.exists():
-            continue
-        summary = json.loads(summary_path.read_text())
-        if summary.get("status") != "completed":
-            continue
-        runs.append(Run(meta["setting"], float(meta["scale"]), summary,
-                        History.load(path.parent)))
-    order = {name: i for i, name in enumerate(experiment.setting_names)}
-    return sorted(runs, key=lambda r: (-r.scale, order[r.setting]))
-
-
-def epochs_to_reach(run: Run, target: float) -> np.ndarray:
-    """Per member: the first evaluated epoch whose test accuracy is at least `target`
-    (NaN where the run never got there)."""
-    out = []
-    for member in run.members:
-        epoch, acc = run.curve(member)
-        hit = np.flatnonzero(acc >= target)
-        out.append(epoch[hit[0]] if len(hit) else np.nan)
-    return np.array(out, float)
-
-
-def _mean_std(x: np.ndarray, fmt: str = "{:.4f}") -> str:
-    x = x[np.isfinite(x)]
-    if not len(x):
-        return "—"
-    if len(x) == 1:
-        return fmt.format(x[0])
-    return f"{fmt.format(x.mean())} ± {fmt.format(x.std(ddof=1))}"
 
 
 def _scale_text(scale: float) -> str:
@@ -101,7 +40,7 @@ def _reach_text(epochs: np.ndarray) -> str:
     reached = np.isfinite(epochs)
     if not reached.any():
         return f"not reached (0/{len(epochs)})"
-    text = _mean_std(epochs, "{:.2f}")
+    text = mean_std(epochs, "{:.2f}")
     return text if reached.all() else f"{text} ({reached.sum()}/{len(epochs)} reached)"
 
 
@@ -119,11 +58,12 @@ def _figure(experiment: Experiment, scale: float, runs: dict[str, Run], target: 
     groups = {g: [n for n in names if n in runs] for g, names in experiment.comparisons.items()}
     groups = {g: names for g, names in groups.items() if names} or {"all": list(runs)}
     budgets = {name: r.summary["epochs"] for name, r in runs.items()}
-    return plots.plot_epochs_to_target(
-        curves, figures / f"{experiment.name}{tag}.png", groups=groups, target=target,
-        epochs_to_target=reach, budgets=budgets,
+    path = figures / f"{experiment.name}{tag}.png"
+    plots.plot_epochs_to_target(
+        curves, path, groups=groups, target=target, epochs_to_target=reach, budgets=budgets,
         title=f"{experiment.title} ({_scale_text(scale)}; "
               f"{EVALUATION[data.info(experiment.config.dataset).in_memory]})")
+    return path
 
 
 def _experiment_section(experiment: Experiment, runs: list[Run], root: Path, figures: Path,
@@ -163,7 +103,7 @@ def _experiment_section(experiment: Experiment, runs: list[Run], root: Path, fig
             lines.append(
                 f"| `{setting.name}` | {_paper_text(setting)} | {_scale_text(r.scale)} | "
                 f"{runs_text} | {r.summary['epochs']:.3g} | "
-                f"{_mean_std(r.final('test_accuracy'))} | {_mean_std(r.final('test_loss'))} | "
+                f"{mean_std(r.final('test_accuracy'))} | {mean_std(r.final('test_loss'))} | "
                 f"{_reach_text(reach) if reach is not None else '—'} | {back} | "
                 f"{r.summary['wall_time_s'] / 60:.1f} min |")
     lines.append("")
@@ -181,13 +121,62 @@ def _experiment_section(experiment: Experiment, runs: list[Run], root: Path, fig
         path = _figure(experiment, scale, group, target, reach_by_scale.get(scale, {}), figures)
         lines += ["", f"![{experiment.name} {_scale_text(scale)}]"
                       f"({_relative(path, link_base)})", ""]
-    range_test = root / experiment.name / "range_test" / "range_test.png"
-    if range_test.exists():
-        copy = figures / f"{experiment.name}_range_test.png"
-        shutil.copyfile(range_test, copy)
-        lines += [f"LR range test behind the bounds: ![range test]({_relative(copy, link_base)})",
-                  ""]
+    lines += _range_test_section(experiment, root, figures, link_base)
     lines += [f"{note}" for note in experiment.notes]
+    return lines
+
+
+def _range_test_section(experiment: Experiment, root: Path, figures: Path, link_base: Path
+                        ) -> list[str]:
+    """Each range test's suggestions (one row per member of a family) and its figure."""
+    tests = find_range_tests(root, experiment)
+    if not tests:
+        return []
+    lines = ["### LR range tests", "",
+             "| test | setting | max_lr | min_lr | lowest held-out loss | best held-out acc. | "
+             "stopped | reading |", "|---|---|---|---|---|---|---|---|"]
+    for test in experiment.range_tests:
+        family = tests.get(test.name)
+        if family is None:
+            lines.append(f"| `{test.name}` | | not run here | | | | | |")
+            continue
+        for row, result in zip(family.rows(), family.results):
+            s = result.suggest()
+            value = row[family.param]
+            loss, acc = row["best_eval_loss"], row["best_eval_accuracy"]
+            lines.append(
+                f"| `{test.name}` | {family.param}={value} | {s.max_lr:.4g} | {s.min_lr:.4g} | "
+                f"{'—' if loss is None else f'{loss:.4f}'} | "
+                f"{'—' if acc is None else f'{acc:.4f}'} | {row['stopped']} | {s.method} |")
+    lines.append("")
+    for test in experiment.range_tests:
+        if test.name in tests:
+            path = plot_range_test(experiment, test.name, tests[test.name],
+                                   figures / f"{experiment.name}_range_test_{test.name}.png")
+            lines += [f"- `{test.name}` ({test.start:g} -> {test.stop:g}, {test.num_steps} "
+                      f"steps, {test.mode}): {test.note} "
+                      f"![range test {test.name}]({_relative(path, link_base)})"]
+    return lines + [""]
+
+
+def _claims_section(experiment: Experiment, runs: list[Run], root: Path) -> list[str]:
+    """The claims table: each claim, what was run, the numbers and the verdict."""
+    full = {r.setting: r for r in runs if r.scale == 1}
+    tests = find_range_tests(root, experiment)
+    lines = [f"## The paper's claims, measured: {experiment.title} (`{experiment.name}`)", "",
+             "| claim | paper | what was run | measured (test accuracy: mean ± std over seeds) "
+             "| verdict | why |", "|---|---|---|---|---|---|"]
+    for claim in experiment.claims:
+        verdict = claims.evaluate(claim, full, tests)
+        lines.append(f"| **{claim.name}**: {claim.statement} | {claim.section} | "
+                     f"{verdict.ran or '—'} | {verdict.measured or '—'} | "
+                     f"**{verdict.verdict}** | {verdict.why} |")
+    lines += ["", "Only full-length runs enter this table; scaled runs carry no verdict. Two "
+              "settings tie when their mean final test accuracies differ by at most two "
+              "standard errors of the difference (and at least "
+              f"{claims.MIN_MARGIN:g}); each claim's rule is in `hparams_jax/experiment/"
+              "claims.py`. Range tests read the held-out loss on the test split, as the paper "
+              "does.", ""]
     return lines
 
 
@@ -198,7 +187,7 @@ def _relative(path: Path, base: Path) -> str:
         return str(path)
 
 
-def write_report(experiments: dict[str, Experiment], *, root: str | Path = "runs",
+def write_report(experiments: dict[str, Experiment], *, root: str | Path = DEFAULT_ROOT,
                  output: str | Path = "experiments/RESULTS.md") -> Path:
     """Writes `output` (and its figures beside it in `figures/`) from the runs under `root`."""
     root, output = Path(root), Path(output)
@@ -226,6 +215,9 @@ def write_report(experiments: dict[str, Experiment], *, root: str | Path = "runs
         "- Paper numbers are the final test accuracy of the author's own logged run "
         "(`shared/reference/smith2018_runs.md`); \"—\" where his logs give none.", ""]
     ordered = sorted(experiments, key=lambda n: (not all_runs[n], n))
+    for name in ordered:
+        if experiments[name].claims and all_runs[name]:
+            lines += _claims_section(experiments[name], all_runs[name], root)
     for name in ordered:
         experiment = experiments[name]
         lines += _experiment_section(experiment, all_runs[name], root, figures, output.parent)

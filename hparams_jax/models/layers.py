@@ -49,6 +49,7 @@ import numpy as np
 from flax import nnx
 
 from hparams_jax import _validate
+from hparams_jax.errors import ConfigError
 
 Dtype = Any
 
@@ -127,8 +128,8 @@ def _ceil_pool_padding(size: int, window: int, stride: int, pad: int) -> tuple[i
     """(low, high, extra) padding that makes a floor-mode window op produce Caffe's ceil-mode
     output size; ``extra`` is the part of ``high`` beyond Caffe's own ``pad``."""
     if size + 2 * pad < window:
-        raise ValueError(f"input size {size} (+2*pad={2 * pad}) is smaller than the pooling "
-                         f"window {window}: use a larger input image")
+        raise ConfigError(f"input size {size} (+2*pad={2 * pad}) is smaller than the pooling "
+                          f"window {window}: use a larger input image")
     out = math.ceil((size + 2 * pad - window) / stride) + 1
     if pad > 0 and (out - 1) * stride >= size + pad:  # Caffe: the last window must start
         out -= 1                                      # inside the image (or its left pad)
@@ -243,7 +244,7 @@ def global_avg_pool(x: jax.Array) -> jax.Array:
 
 def check_input(x: jax.Array, channels: int, name: str, min_size: int = 1,
                 size: int | None = None) -> None:
-    """Raise a clear ValueError unless ``x`` is an NHWC batch with ``channels`` channels and
+    """Raise a clear ConfigError unless ``x`` is an NHWC batch with ``channels`` channels and
     spatial size ``size`` x ``size`` (when given) or at least ``min_size``."""
     shape = getattr(x, "shape", None)
     ok = shape is not None and len(shape) == 4 and shape[3] == channels
@@ -253,8 +254,8 @@ def check_input(x: jax.Array, channels: int, name: str, min_size: int = 1,
         ok = shape[1] >= min_size and shape[2] >= min_size
     if not ok:
         hw = f"H = W = {size}" if size is not None else f"H, W >= {min_size}"
-        raise ValueError(f"{name} expects an NHWC batch of shape (N, H, W, {channels}) with "
-                         f"{hw}; got x with shape {shape}")
+        raise ConfigError(f"{name} expects an NHWC batch of shape (N, H, W, {channels}) with "
+                          f"{hw}; got x with shape {shape}")
 
 
 def validate_num_classes(num_classes: Any) -> int:

@@ -6,6 +6,7 @@ from typing import Any, Callable
 
 from flax import nnx
 
+from hparams_jax.errors import ConfigError
 from hparams_jax.models import layers
 from hparams_jax.models.cifar3 import Cifar3
 from hparams_jax.models.densenet import densenet40
@@ -53,10 +54,10 @@ def create(name: str, *, num_classes: int, rngs: nnx.Rngs, **kwargs: Any) -> nnx
       its running statistics and dropout off, ``model.train()`` back.
     """
     if not isinstance(name, str) or name not in _REGISTRY:
-        raise ValueError(f"unknown model name={name!r}: available models are "
-                         f"{', '.join(available())}")
+        raise ConfigError(f"unknown model name={name!r}: available models are "
+                          f"{', '.join(available())}")
     layers.validate_num_classes(num_classes)
     if not isinstance(rngs, nnx.Rngs):
-        raise ValueError(f"rngs={rngs!r} is not allowed: rngs must be an nnx.Rngs, e.g. "
-                         "nnx.Rngs(params=0, dropout=1)")
+        raise ConfigError(f"rngs={rngs!r} is not allowed: rngs must be an nnx.Rngs, e.g. "
+                          "nnx.Rngs(params=0, dropout=1)")
     return _REGISTRY[name](num_classes=num_classes, rngs=rngs, **kwargs)

@@ -3,6 +3,13 @@
 A run is fully described by a `TrainConfig`; `fit(config)` trains it. `members` turns one run
 into a sweep of K settings trained together in one compiled program with `jax.vmap` (Smith 2018
 ran four runs per setting and grids of weight decays: Sec. 4.4, Fig. 9-11).
+
+Each field is declared once, with `_field(default, help, choices=..., execution=...)`: `help`
+is its one-line meaning, `choices` the values a string field may take (checked by `validate`;
+None too where None is the default), and `execution=True` marks a field that changes how a run
+executes but not what it computes. The command line (`hparams_jax.options`) reads these:
+`hparams-jax train --help` lists every field with its default and help, so a new field needs
+nothing but its declaration here.
 """
 
 from __future__ import annotations
@@ -13,8 +20,10 @@ from typing import Any, Mapping
 
 from hparams_jax import _validate as v
 from hparams_jax.data.augment import POLICIES
+from hparams_jax.errors import ConfigError
+from hparams_jax.transforms import MOMENTUM_FORMS
 
-LR_POLICIES = ("one_cycle", "triangular", "constant", "piecewise", "range_test")
+LR_POLICIES = ("one_cycle", "triangular", "constant", "piecewise", "inv", "range_test")
 RANGE_MODES = ("linear", "exp")
 ANNEALS = ("linear", "cos")
 NORMALIZATIONS = ("standardize", "mean")
@@ -24,30 +33,39 @@ PLANS = ("auto", "accelerator", "cpu")
 SWEEPABLE = ("seed", "min_lr", "max_lr", "momentum", "weight_decay")
 
 
+def _field(default: Any, help: str, *, choices: tuple[str, ...] | None = None,
+           execution: bool = False) -> Any:
+    """A `TrainConfig` field with its one-line `help`, the `choices` of a string field, and
+    whether it only changes how the run executes (`execution`). A dict default is copied for
+    each instance."""
+    metadata = {"help": help, "choices": choices, "execution": execution}
+    if isinstance(default, dict):
+        return dataclasses.field(default_factory=lambda: dict(default), metadata=metadata)
+    return dataclasses.field(default=default, metadata=metadata)
+
+
 @dataclasses.dataclass(frozen=True)
 class TrainConfig:
-    """Everything one training run needs.
+    """Everything one training run needs; each field's meaning is in its `help` (`fields()`).
 
     Policies (Smith 2018, Sec. 4): `lr_policy="one_cycle"` rises from `min_lr` to `max_lr` over
     `step_size` steps, falls back and anneals to `final_lr` (`schedules.one_cycle`);
     `"triangular"` cycles between the bounds (CLR); `"constant"` uses `max_lr`; `"piecewise"` is
     the step-decay baseline: `max_lr` multiplied by `piecewise_gamma` at each fraction of the run
-    in `piecewise_boundaries`; `"range_test"` ramps from `min_lr` to `max_lr` over the run
-    (`range_mode` "linear" or "exp"; the LR range test of Sec. 4.1). `momentum` is a float
-    (constant) or `(max, min)` (cyclical, the mirror image of the LR cycle).
+    in `piecewise_boundaries` (Caffe's `multistep`); `"inv"` is Caffe's LeNet baseline,
+    `max_lr * (1 + inv_gamma * t) ** -inv_power` (Sec. 4.1, Table 1); `"range_test"` ramps from
+    `min_lr` to `max_lr` over the run (`range_mode` "linear" or "exp"; the LR range test of
+    Sec. 4.1). `momentum` is a float (constant) or `(max, min)` (cyclical, the mirror image of
+    the LR cycle). `momentum_form="caffe"` keeps the LR inside the velocity as the author's Caffe
+    solvers did (`v = m v - lr g`); `"pytorch"` (optax's) scales the velocity by the LR
+    (`transforms.sgd`).
     `param_multipliers` applies the network's per-parameter learning-rate and weight-decay
     multipliers of the author's prototxts (Caffe `lr_mult`, `decay_mult`; e.g. no decay on the
-    final bias). `model_options` are passed to `models.create` (e.g. ``{"in_channels": 1,
-    "input_size": 28}`` runs the 3-layer CIFAR net on MNIST-shaped images).
-    `normalization="standardize"` feeds ``(pixel - mean) / std``; ``"mean"`` feeds
-    ``pixel - mean`` on the 0-255 scale, as the author's Caffe data layers did (his shallow
-    CIFAR net's initialisation, std 1e-4 on conv1, assumes that scale). Step counts
-    (`step_size`, `log_every`, `eval_every`, `checkpoint_every`) are optimizer steps; `steps`,
-    when set, overrides `epochs`; `None` evaluation and checkpoint intervals mean once an epoch
-    (rounded up to whole `log_every` intervals). `train_examples` / `eval_examples` keep a
-    subset of the splits. Streamed datasets (ImageNet) only: `image_size` is the side of the
-    host's crops (None: the dataset's, 224; Inception-ResNet-v2 takes 299) and `data_workers`
-    the number of grain worker processes decoding them (0: threads of the training process).
+    final bias). `normalization="mean"` feeds ``pixel - mean`` on the 0-255 scale, as the
+    author's Caffe data layers did (his shallow CIFAR net's initialisation, std 1e-4 on conv1,
+    assumes that scale). Step counts (`step_size`, `log_every`, `eval_every`,
+    `checkpoint_every`) are optimizer steps; `None` evaluation and checkpoint intervals mean
+    once an epoch (rounded up to whole `log_every` intervals).
 
     How it computes: `precision="bfloat16"` runs activations and convolution/matrix inputs in
     bfloat16 while parameters, optimizer state, batch-norm statistics, the loss and the
@@ -58,42 +76,82 @@ class TrainConfig:
     resumed under another plan.
     """
 
-    model: str = "lenet"
-    model_options: Mapping[str, Any] = dataclasses.field(default_factory=dict)
-    dataset: str = "fashion_mnist"
-    batch_size: int = 128
-    epochs: float | None = 3.0
-    steps: int | None = None
-    lr_policy: str = "one_cycle"
-    min_lr: float = 0.01
-    max_lr: float = 0.1
-    step_size: float | None = None
-    final_lr: float | None = None
-    anneal: str = "linear"
-    piecewise_boundaries: tuple[float, ...] = (0.5, 0.75)
-    piecewise_gamma: float = 0.1
-    range_mode: str = "linear"
-    momentum: float | tuple[float, float] = 0.9
-    nesterov: bool = True
-    weight_decay: float = 5e-4
-    decoupled_weight_decay: bool = False
-    param_multipliers: bool = True
-    augmentation: str | None = None
-    normalization: str = "standardize"
-    image_size: int | None = None
-    data_workers: int = 0
-    train_examples: int | None = None
-    eval_examples: int | None = None
-    seed: int = 0
-    members: tuple[Mapping[str, Any], ...] = ()
-    precision: str = "float32"
-    plan: str = "auto"
-    log_every: int = 50
-    eval_every: int | None = None
-    checkpoint_every: int | None = None
-    keep_checkpoints: int = 3
-    workdir: str | None = None
-    progress: bool = True
+    model: str = _field("lenet", "network (see hparams_jax.models.available())")
+    model_options: Mapping[str, Any] = _field(
+        {}, "keyword arguments of models.create, e.g. {\"in_channels\": 1, \"input_size\": 28} "
+        "runs the 3-layer CIFAR net on MNIST-shaped images")
+    dataset: str = _field("fashion_mnist", "mnist, fashion_mnist, cifar10, cifar100 (held on "
+                          "the device) or imagenet2012 (streamed from prepared tfds files)")
+    batch_size: int = _field(128, "global batch, split over all devices")
+    epochs: float | None = _field(3.0, "length of the run in epochs (steps, when set, "
+                                  "overrides it)")
+    steps: int | None = _field(None, "length of the run in optimizer steps (overrides epochs)")
+    lr_policy: str = _field(
+        "one_cycle", "one_cycle (1cycle), triangular (CLR), constant (max_lr), piecewise (step "
+        "decay from max_lr), inv (Caffe's LeNet baseline) or range_test (a ramp from min_lr to "
+        "max_lr)", choices=LR_POLICIES)
+    min_lr: float = _field(0.01, "lower LR bound (1cycle starts and ends its cycle here)")
+    max_lr: float = _field(0.1, "upper LR bound, from an LR range test")
+    step_size: float | None = _field(
+        None, "optimizer steps in half a cycle (None: 45% of the run for 1cycle, an eighth of "
+        "it for triangular)")
+    final_lr: float | None = _field(None, "1cycle's LR at the end of the annihilation (None: "
+                                    "min_lr / 1000)")
+    anneal: str = _field("linear", "shape of 1cycle's and cyclical momentum's phases: linear "
+                         "or cos (half cosine)", choices=ANNEALS)
+    piecewise_boundaries: tuple[float, ...] = _field(
+        (0.5, 0.75), "piecewise: fractions of the run at which the LR is multiplied by "
+        "piecewise_gamma")
+    piecewise_gamma: float = _field(0.1, "piecewise: the factor applied at each boundary")
+    inv_gamma: float = _field(1e-4, "inv: gamma of max_lr * (1 + gamma * step) ** -power")
+    inv_power: float = _field(0.75, "inv: power of max_lr * (1 + gamma * step) ** -power")
+    range_mode: str = _field("linear", "range_test: linear ramp (the paper) or exp (equal "
+                             "ratios)", choices=RANGE_MODES)
+    momentum: float | tuple[float, float] = _field(
+        0.9, "constant (0.9) or cyclical max,min (0.95,0.85 or 0.95:0.85; it falls while the "
+        "LR rises)")
+    nesterov: bool = _field(True, "Nesterov momentum (off: heavy ball)")
+    momentum_form: str = _field("pytorch", "pytorch (optax's): the LR scales the velocity; "
+                                "caffe: the LR inside the velocity, v = m v - lr g",
+                                choices=MOMENTUM_FORMS)
+    weight_decay: float = _field(5e-4, "L2 weight decay")
+    decoupled_weight_decay: bool = _field(
+        False, "subtract lr * weight_decay * params outside the momentum buffer (SGDW) "
+        "instead of adding the decay to the gradient (the paper's Caffe solver)")
+    param_multipliers: bool = _field(True, "the network's per-parameter LR and weight-decay "
+                                     "multipliers (Caffe lr_mult, decay_mult)")
+    augmentation: str | None = _field(None, "training augmentation (None: the dataset's, as "
+                                      "in the paper)", choices=POLICIES)
+    normalization: str = _field("standardize", "standardize: (pixel - mean) / std; mean: "
+                                "pixel - mean on the 0-255 scale (Caffe)",
+                                choices=NORMALIZATIONS)
+    image_size: int | None = _field(None, "streamed datasets only: side of the crops (None: "
+                                    "224; 299 for inception_resnet_v2)")
+    data_workers: int = _field(0, "streamed datasets only: grain worker processes decoding "
+                               "images (0: threads of the training process)", execution=True)
+    train_examples: int | None = _field(None, "train on a fixed random subset of the training "
+                                        "split (None: all of it)")
+    eval_examples: int | None = _field(None, "evaluate on a fixed subset of the test split "
+                                       "(None: all of it)")
+    seed: int = _field(0, "random seed (initialisation, data order, augmentation)")
+    members: tuple[Mapping[str, Any], ...] = _field(
+        (), "a sweep trained as one vmapped program, e.g. [{\"seed\": 0}, {\"seed\": 1}]; a "
+        "member may set " + ", ".join(SWEEPABLE))
+    precision: str = _field("float32", "float32, or bfloat16: mixed precision (bfloat16 "
+                            "activations, float32 parameters and statistics)",
+                            choices=PRECISIONS)
+    plan: str = _field("auto", "execution plan: auto (from the backend), accelerator (scan, "
+                       "vmap, plain Flax layers) or cpu (host loop, XLA:CPU layers)",
+                       choices=PLANS, execution=True)
+    log_every: int = _field(50, "optimizer steps between metric rows")
+    eval_every: int | None = _field(None, "optimizer steps between test-set evaluations (None: "
+                                    "every epoch)")
+    checkpoint_every: int | None = _field(None, "optimizer steps between checkpoints (None: "
+                                          "every epoch)")
+    keep_checkpoints: int = _field(3, "newest checkpoints kept on disk", execution=True)
+    workdir: str | None = _field(None, "folder of the metrics, summary and checkpoints (None: "
+                                 "nothing written); a rerun resumes from it")
+    progress: bool = _field(True, "progress bars", execution=True)
 
     def __post_init__(self):
         if isinstance(self.momentum, list):
@@ -106,29 +164,25 @@ class TrainConfig:
     def validate(self) -> None:
         v.positive_int("batch_size", self.batch_size)
         if self.epochs is None and self.steps is None:
-            raise ValueError("epochs=None, steps=None: give the length of the run as epochs "
-                             "(a positive number) or steps (a positive integer).")
+            raise ConfigError("epochs=None, steps=None: give the length of the run as epochs "
+                              "(a positive number) or steps (a positive integer).")
         if self.epochs is not None:
             v.positive_number("epochs", self.epochs)
         if self.steps is not None:
             v.positive_int("steps", self.steps)
-        v.one_of("lr_policy", self.lr_policy, LR_POLICIES)
-        v.one_of("anneal", self.anneal, ANNEALS)
-        v.one_of("range_mode", self.range_mode, RANGE_MODES)
-        v.one_of("normalization", self.normalization, NORMALIZATIONS)
-        v.one_of("precision", self.precision, PRECISIONS)
-        v.one_of("plan", self.plan, PLANS)
+        for f in dataclasses.fields(self):  # None is allowed where it is the default
+            value = getattr(self, f.name)
+            if f.metadata.get("choices") and not (value is None and f.default is None):
+                v.one_of(f.name, value, f.metadata["choices"])
         for name, field in (("dtype", "precision"), ("layers", "plan")):
             if name in self.model_options:
-                raise ValueError(f"model_options={self.model_options!r} sets {name!r}: set "
-                                 f"the config's {field} instead.")
-        if self.augmentation is not None:
-            v.one_of("augmentation", self.augmentation, POLICIES)
+                raise ConfigError(f"model_options={self.model_options!r} sets {name!r}: set "
+                                  f"the config's {field} instead.")
         for member in self.members:
             unknown = set(member) - set(SWEEPABLE)
             if unknown:
-                raise ValueError(f"members={list(self.members)!r}: {sorted(unknown)} cannot be "
-                                 f"swept; a member may set {', '.join(SWEEPABLE)}.")
+                raise ConfigError(f"members={list(self.members)!r}: {sorted(unknown)} cannot be "
+                                  f"swept; a member may set {', '.join(SWEEPABLE)}.")
         for setting in self.members_or_self():
             _validate_rates(setting)
         if self.step_size is not None:
@@ -138,6 +192,8 @@ class TrainConfig:
                     "fractions of the run strictly between 0 and 1")
         v.check("piecewise_gamma", self.piecewise_gamma, 0 < self.piecewise_gamma <= 1,
                 "in (0, 1]")
+        v.non_negative_number("inv_gamma", self.inv_gamma)
+        v.non_negative_number("inv_power", self.inv_power)
         for name in ("log_every", "eval_every", "checkpoint_every", "train_examples",
                      "eval_examples", "image_size"):
             if getattr(self, name) is not None:
@@ -169,15 +225,26 @@ class TrainConfig:
         names = {f.name for f in dataclasses.fields(cls)}
         unknown = set(d) - names
         if unknown:
-            raise ValueError(f"unknown TrainConfig fields {sorted(unknown)}; known: "
-                             f"{sorted(names)}")
+            raise ConfigError(f"unknown TrainConfig fields {sorted(unknown)}; known: "
+                              f"{sorted(names)}")
         d = dict(d)
         if isinstance(d.get("momentum"), list):
             d["momentum"] = tuple(d["momentum"])
         return cls(**d)
 
+    def changed_fields(self, saved: Mapping[str, Any]) -> list[str]:
+        """The fields whose values differ from `saved` (a config dict written by an earlier
+        run, e.g. its `config.json`); a field it lacks was added since and had its default."""
+        current, defaults = self.to_dict(), TrainConfig().to_dict()
+        return sorted(k for k in current if saved.get(k, defaults[k]) != current[k])
+
     def replace(self, **changes) -> "TrainConfig":
         return dataclasses.replace(self, **changes)
+
+
+# Fields that change how a run executes but not what it computes (`experiment run` sets them).
+EXECUTION_FIELDS = tuple(f.name for f in dataclasses.fields(TrainConfig)
+                         if f.metadata.get("execution"))
 
 
 @dataclasses.dataclass(frozen=True)

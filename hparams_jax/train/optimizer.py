@@ -53,14 +53,10 @@ def learning_rate(config: TrainConfig, hp: HParams, total_steps: int) -> optax.S
     if policy == "range_test":
         return schedules.range_test(hp["min_lr"], hp["max_lr"], max(total_steps, 2),
                                     mode=config.range_mode)
-    boundaries = [int(round(b * total_steps)) for b in config.piecewise_boundaries]
-    gamma = config.piecewise_gamma
-
-    def piecewise(count):
-        drops = sum((jnp.asarray(count) >= b).astype(jnp.float32) for b in boundaries)
-        return hp["max_lr"] * jnp.power(gamma, drops)
-
-    return piecewise
+    if policy == "inv":
+        return schedules.inv(hp["max_lr"], config.inv_gamma, config.inv_power)
+    boundaries = sorted({max(1, int(round(b * total_steps))) for b in config.piecewise_boundaries})
+    return schedules.multistep(hp["max_lr"], config.piecewise_gamma, boundaries)
 
 
 def momentum(config: TrainConfig, hp: HParams, total_steps: int) -> optax.Schedule | jnp.ndarray:
@@ -93,6 +89,7 @@ def make_optimizer(config: TrainConfig, hp: HParams, total_steps: int, *,
         nesterov=config.nesterov,
         weight_decay=hp["weight_decay"],
         decoupled_weight_decay=config.decoupled_weight_decay,
+        momentum_form=config.momentum_form,
         weight_decay_multipliers=weight_decay_multipliers if use else None,
         learning_rate_multipliers=learning_rate_multipliers if use else None,
     )

@@ -22,6 +22,7 @@ import numpy as np
 
 from hparams_jax import _xla, data
 from hparams_jax.data import imagenet, sources
+from hparams_jax.errors import ConfigError
 from hparams_jax.train.config import TrainConfig
 from hparams_jax.train.optimizer import member_hparams
 from hparams_jax.train.steps import Engine, TrainState
@@ -43,8 +44,8 @@ class _Prepared:
         self.num_train = num_train
         self.steps_per_epoch = num_train // config.batch_size
         if self.steps_per_epoch == 0:
-            raise ValueError(f"batch_size={config.batch_size} is larger than the "
-                             f"{num_train} training examples: it must be at most that.")
+            raise ConfigError(f"batch_size={config.batch_size} is larger than the "
+                              f"{num_train} training examples: it must be at most that.")
         self.total_steps = config.steps or max(1, round(config.epochs * self.steps_per_epoch))
         info = data.info(config.dataset)
         self.engine = Engine(config, num_classes=info.num_classes, mean=info.mean, std=info.std,
@@ -73,8 +74,8 @@ class Session(_Prepared):
         self.mesh = data.make_mesh()
         data.check_batch_divisible(config.batch_size, self.mesh.size)
         if config.image_size is not None:
-            raise ValueError(f"image_size={config.image_size} applies to streamed datasets; "
-                             f"{config.dataset} is held whole at its own size: leave it None.")
+            raise ConfigError(f"image_size={config.image_size} applies to streamed datasets; "
+                              f"{config.dataset} is held whole at its own size: leave it None.")
         info = data.info(config.dataset)
         train_x, train_y = _subset(*data.load(config.dataset, "train"), config.train_examples)
         test_x, test_y = _subset(*data.load(config.dataset, "test"), config.eval_examples)
@@ -119,8 +120,8 @@ class StreamedSession(_Prepared):
         data.check_batch_divisible(config.batch_size, self.mesh.size)
         info = data.info(config.dataset)
         if config.augmentation not in (None, "none"):
-            raise ValueError(f"augmentation={config.augmentation!r}: {config.dataset} is "
-                             f"augmented on the host ({info.augmentation}); leave it None.")
+            raise ConfigError(f"augmentation={config.augmentation!r}: {config.dataset} is "
+                              f"augmented on the host ({info.augmentation}); leave it None.")
         self.image_size = config.image_size or info.image_shape[0]
         self._train = sources.open_tfds(info.tfds_name, "train")
         self._test = sources.open_tfds(info.tfds_name, "validation")

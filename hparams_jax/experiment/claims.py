@@ -1,0 +1,298 @@
+"""The paper's claims, each measured on an experiment's records and given a verdict by a stated
+rule (Smith 2018, Sec. 3-4; the claims table that opens `experiments/RESULTS.md`).
+
+A `Claim` (`spec.py`) names what it tests (`check`: a function of this module), the settings
+that play each role and the range test it reads. `evaluate` returns a `Verdict`: "holds", "does
+not hold", "inconclusive at this scale", or "not run" while a run it needs is missing. Only
+full-length runs count: a shortened (scaled) run carries no verdict.
+
+Accuracies are compared as means over seeds. Two settings tie when their means differ by at
+most `tie_margin`: two standard errors of the difference, and never less than `MIN_MARGIN`
+(0.1 percentage point), so that the spread of a few seeds decides, not a fixed threshold.
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+from typing import Mapping
+
+import numpy as np
+
+from hparams_jax.diagnose import diagnose
+from hparams_jax.experiment.records import Run, epochs_to_reach, mean_std
+from hparams_jax.experiment.spec import Claim
+from hparams_jax.range_test import Family
+
+HOLDS, FAILS, INCONCLUSIVE, NOT_RUN = ("holds", "does not hold", "inconclusive at this scale",
+                                      "not run")
+MIN_MARGIN = 0.001
+
+
+@dataclasses.dataclass(frozen=True)
+class Verdict:
+    verdict: str
+    ran: str
+    measured: str
+    why: str
+
+
+class _Missing(Exception):
+    """A run or range test the claim needs has no full-length record yet."""
+
+
+class _Diverged(Exception):
+    """Every run of a setting the claim needs diverged."""
+
+
+def tie_margin(a: np.ndarray, b: np.ndarray) -> float:
+    """Two standard errors of the difference of the means of `a` and `b` (at least
+    `MIN_MARGIN`); a single run contributes no variance of its own."""
+    var = sum(x.var(ddof=1) / len(x) for x in (a, b) if len(x) > 1)
+    return max(2 * float(np.sqrt(var)), MIN_MARGIN)
+
+
+def compare(a: np.ndarray, b: np.ndarray) -> int:
+    """+1 when `a`'s mean is above `b`'s by more than the tie margin, -1 below, 0 a tie."""
+    diff = a.mean() - b.mean()
+    margin = tie_margin(a, b)
+    return 0 if abs(diff) <= margin else int(np.sign(diff))
+
+
+class _Records:
+    def __init__(self, runs: Mapping[str, Run], tests: Mapping[str, Family]):
+        self.runs, self.tests = runs, tests
+
+    def run(self, name: str) -> Run:
+        if name not in self.runs:
+            raise _Missing(name)
+        if not self.runs[name].members:
+            raise _Diverged(name)
+        return self.runs[name]
+
+    def diverged(self, name: str) -> bool:
+        """Whether every run of `name` diverged (an ended run without a final accuracy)."""
+        try:
+            self.run(name)
+        except _Diverged:
+            return True
+        return False
+
+    def acc(self, name: str) -> np.ndarray:
+        return self.run(name).final("test_accuracy")
+
+    def loss(self, name: str) -> np.ndarray:
+        return self.run(name).final("test_loss")
+
+    def test(self, name: str) -> Family:
+        if name not in self.tests:
+            raise _Missing(f"range test {name}")
+        return self.tests[name]
+
+    def text(self, name: str) -> str:
+        r = self.run(name)
+        return f"`{name}` {mean_std(self.acc(name))} ({r.summary['epochs']:.3g} ep.)"
+
+
+def evaluate(claim: Claim, runs: Mapping[str, Run], tests: Mapping[str, Family]) -> Verdict:
+    """The verdict on `claim` from the full-length `runs` (setting -> Run) and range `tests`."""
+    records = _Records(runs, tests)
+    try:
+        return _CHECKS[claim.check](records, **claim.roles)
+    except _Missing as missing:
+        return Verdict(NOT_RUN, "", "", f"no full-length record of {missing} yet")
+    except _Diverged as name:
+        return Verdict(INCONCLUSIVE, "", "", f"every run of `{name}` diverged")
+
+
+def _epochs_text(epochs: np.ndarray) -> str:
+    reached = np.isfinite(epochs)
+    if not reached.any():
+        return f"never ({len(epochs)} runs)"
+    text = mean_std(epochs, "{:.1f}")
+    return text if reached.all() else f"{text} ({reached.sum()}/{len(epochs)} runs)"
+
+
+def super_convergence(r: _Records, *, one_cycle: str, baseline: str, others: tuple = ()
+                      ) -> Verdict:
+    """Sec. 4.1: 1cycle reaches the baseline's final test accuracy in far fewer epochs.
+    Holds when 1cycle's final accuracy ties or beats the baseline's in fewer epochs."""
+    cyc, base = r.run(one_cycle), r.run(baseline)
+    a, b = r.acc(one_cycle), r.acc(baseline)
+    to_base = epochs_to_reach(cyc, float(b.mean()))
+    back = epochs_to_reach(base, float(a.mean()))
+    measured = [r.text(one_cycle), r.text(baseline)] + [r.text(o) for o in others]
+    measured.append(f"1cycle's epochs to the baseline's final accuracy: {_epochs_text(to_base)}"
+                    f"; the baseline's epochs to 1cycle's: {_epochs_text(back)}")
+    ran = " vs ".join(f"`{n}`" for n in (one_cycle, baseline, *others))
+    side = compare(a, b)
+    ratio = base.summary["epochs"] / cyc.summary["epochs"]
+    if side >= 0:
+        why = (f"1cycle ends {'above' if side > 0 else 'level with'} the baseline "
+               f"({a.mean() - b.mean():+.4f}) in {ratio:.1f}x fewer epochs")
+        return Verdict(HOLDS, ran, "; ".join(measured), why)
+    saved = np.nanmean(back) if np.isfinite(back).any() else np.nan
+    why = (f"1cycle ends {b.mean() - a.mean():.4f} below the baseline (tie margin "
+           f"{tie_margin(a, b):.4f})")
+    if np.isfinite(saved):
+        why += (f"; the baseline needs {saved:.1f} epochs to reach 1cycle's "
+                f"{cyc.summary['epochs']:.3g}-epoch accuracy")
+    return Verdict(FAILS, ran, "; ".join(measured), why)
+
+
+def range_test_bounds(r: _Records, *, test: str, at: Mapping[str, str],
+                      min_fraction: Mapping[str, str] = {}) -> Verdict:
+    """Sec. 4.1: the range test's suggested max_lr trains, and no nearby multiple trains
+    better. `at` maps "1x", "0.5x", "2x" to settings; `min_fraction` maps a label like
+    "max/3" to a setting that only changes min_lr (compared with "1x", max/10). Holds when the
+    1x run ties or beats every other multiple (a multiple whose runs all diverged cannot)."""
+    s = r.test(test).results[0].suggest()
+    base = r.acc(at["1x"])
+    measured = [f"suggested max_lr {s.max_lr:.4g}, min_lr {s.min_lr:.4g}"]
+    measured += [f"{k}: " + ("diverged" if r.diverged(name) else r.text(name))
+                 for k, name in at.items()]
+    measured += [f"{k}: {r.text(name)}" for k, name in min_fraction.items()]
+    better = [k for k, name in at.items()
+              if k != "1x" and not r.diverged(name) and compare(r.acc(name), base) > 0]
+    ran = f"range test `{test}`, 1cycle at " + ", ".join(at) + (
+        ", min_lr " + ", ".join(min_fraction) if min_fraction else "")
+    mins = "; ".join(f"min_lr {k} {['below', 'ties', 'above'][compare(r.acc(n), base) + 1]} "
+                     "max/10" for k, n in min_fraction.items())
+    if better:
+        return Verdict(FAILS, ran, "; ".join(measured),
+                       f"{', '.join(better)} the suggestion trains better than 1x; {mins}")
+    return Verdict(HOLDS, ran, "; ".join(measured),
+                   f"1x ties or beats every other multiple; {mins}".rstrip("; "))
+
+
+def batch_size(r: _Records, *, test: str, runs: Mapping[int, str]) -> Verdict:
+    """Sec. 4.2: with 1cycle and bounds from a range test at each batch size, larger total
+    batches reach similar or better accuracy; the paper also notes smaller batches ending at a
+    lower test loss. Holds when the largest batch ties or beats the smallest."""
+    family = r.test(test)
+    bounds = {b: res.suggest().max_lr for b, res in zip(family.values, family.results)}
+    sizes = sorted(runs)
+    measured = [f"batch {b}: max_lr {bounds.get(b, float('nan')):.3g}, {r.text(runs[b])}, "
+                f"test loss {mean_std(r.loss(runs[b]))}" for b in sizes]
+    small, large = runs[sizes[0]], runs[sizes[-1]]
+    side = compare(r.acc(large), r.acc(small))
+    losses = [r.loss(runs[b]).mean() for b in sizes]
+    paradox = ("smaller batches end at lower test loss" if losses == sorted(losses)
+               else "test loss is not ordered by batch size")
+    ran = f"range test `{test}` per batch, 1cycle at batches {', '.join(map(str, sizes))}"
+    if side >= 0:
+        return Verdict(HOLDS, ran, "; ".join(measured),
+                       f"batch {sizes[-1]} {'beats' if side > 0 else 'ties'} batch {sizes[0]}; "
+                       f"{paradox}")
+    return Verdict(FAILS, ran, "; ".join(measured),
+                   f"batch {sizes[-1]} ends below batch {sizes[0]} by "
+                   f"{r.acc(small).mean() - r.acc(large).mean():.4f}; {paradox}")
+
+
+def cyclical_momentum(r: _Records, *, cyclical: tuple, constant: tuple) -> Verdict:
+    """Sec. 4.3: cyclical momentum (falling while the LR rises) under the same 1cycle LR does
+    at least as well as a constant momentum. Holds when the best cyclical setting ties or
+    beats the best constant one."""
+    best_cyc = max(cyclical, key=lambda n: r.acc(n).mean())
+    best_const = max(constant, key=lambda n: r.acc(n).mean())
+    side = compare(r.acc(best_cyc), r.acc(best_const))
+    measured = "; ".join(r.text(n) for n in (*cyclical, *constant))
+    ran = "1cycle LR with momentum " + ", ".join(f"`{n}`" for n in (*cyclical, *constant))
+    why = (f"best cyclical `{best_cyc}` {['is below', 'ties', 'beats'][side + 1]} best constant "
+           f"`{best_const}` ({r.acc(best_cyc).mean() - r.acc(best_const).mean():+.4f})")
+    return Verdict(HOLDS if side >= 0 else FAILS, ran, measured, why)
+
+
+def _best_wd(r: _Records, runs: Mapping[float, str]) -> float:
+    return max(runs, key=lambda w: r.acc(runs[w]).mean())
+
+
+def weight_decay_pick(r: _Records, *, test: str, runs: Mapping[float, str]) -> Verdict:
+    """Sec. 4.4: the weight-decay range-test family picks (`Family.pick`: the lowest held-out
+    loss, kept to the largest LR) the weight decay that then trains best. Holds when the picked
+    value's run ties the best run."""
+    family = r.test(test)
+    rows = family.rows()
+    pick, _ = family.pick()
+    if pick not in runs:
+        return Verdict(INCONCLUSIVE, "", "", f"the family picks WD {pick:g}, which no run "
+                                              "trained")
+    best = _best_wd(r, runs)
+    side = compare(r.acc(runs[pick]), r.acc(runs[best]))
+    measured = ("range test: " + ", ".join(
+        f"WD {row['weight_decay']:g} held-out loss {row['best_eval_loss']:.4f} to max_lr "
+        f"{row['max_lr']:.3g}" for row in rows)
+        + "; runs: " + "; ".join(r.text(runs[w]) for w in sorted(runs, reverse=True)))
+    ran = f"range-test family `{test}`, 1cycle at WD " + ", ".join(
+        f"{w:g}" for w in sorted(runs, reverse=True))
+    if pick == best or side >= 0:
+        return Verdict(HOLDS, ran, measured, f"the test picks WD {pick:g}; the best run is WD "
+                                             f"{best:g}" + ("" if pick == best else " (a tie)"))
+    return Verdict(FAILS, ran, measured,
+                   f"the test picks WD {pick:g}, but WD {best:g} trains better by "
+                   f"{r.acc(runs[best]).mean() - r.acc(runs[pick]).mean():.4f}")
+
+
+def weight_decay_policy(r: _Records, *, one_cycle: Mapping[float, str],
+                        constant: Mapping[float, str]) -> Verdict:
+    """Sec. 4.4: the best weight decay differs between a constant LR and 1cycle (large LRs
+    regularise, so 1cycle wants less). Holds when the two best values differ and each policy's
+    best beats the other's choice under that policy beyond the tie margin."""
+    shared = sorted(set(one_cycle) & set(constant), reverse=True)
+    best_c, best_o = _best_wd(r, constant), _best_wd(r, one_cycle)
+    measured = ("constant LR: " + "; ".join(r.text(constant[w]) for w in sorted(
+        constant, reverse=True)) + " | 1cycle: " + "; ".join(
+        r.text(one_cycle[w]) for w in sorted(one_cycle, reverse=True)))
+    ran = "WD " + ", ".join(f"{w:g}" for w in shared) + " under both policies"
+    if best_c == best_o:
+        return Verdict(FAILS, ran, measured, f"both policies train best at WD {best_c:g}")
+    distinct = (best_o in constant and best_c in one_cycle
+                and compare(r.acc(constant[best_c]), r.acc(constant[best_o])) > 0
+                and compare(r.acc(one_cycle[best_o]), r.acc(one_cycle[best_c])) > 0)
+    why = f"best WD: constant LR {best_c:g}, 1cycle {best_o:g}"
+    if distinct:
+        return Verdict(HOLDS, ran, measured, why + ", each beyond the tie margin")
+    return Verdict(INCONCLUSIVE, ran, measured,
+                   why + ", but within the tie margin of each other under one policy at least")
+
+
+def _verdict_of(run: Run) -> str:
+    kinds = collections.Counter(diagnose(run.history, member=m).verdict for m in run.members)
+    return kinds.most_common(1)[0][0]
+
+
+def curve_reading(r: _Records, *, series: tuple, others: tuple = ()) -> Verdict:
+    """Sec. 3: `diagnose` reads under/over-fitting from a run's curves. `series` is one policy
+    at increasing lengths: underfitting at a length must mean the next longer run ends at a
+    lower test loss, overfitting that it ends higher (or the shorter one lower). Holds when
+    every such reading is borne out; inconclusive when no reading names either."""
+    verdicts = {n: _verdict_of(r.run(n)) for n in (*series, *others)}
+    loss = {n: r.loss(n) for n in series}
+    checks, wrong = [], []
+    for shorter, longer in zip(series, series[1:]):
+        for name, is_short in ((shorter, True), (longer, False)):
+            kind = verdicts[name]
+            if kind not in ("underfitting", "overfitting"):
+                continue
+            side = compare(-loss[longer], -loss[shorter])  # +1: the longer run ends lower
+            expect = 1 if kind == "underfitting" else -1
+            ok = side == expect
+            checks.append(f"`{name}` {kind}: `{longer}` ends "
+                          f"{['higher', 'level', 'lower'][side + 1]} than `{shorter}`")
+            if not ok:
+                wrong.append(checks[-1])
+    measured = "; ".join(f"`{n}` {verdicts[n]} (test loss {mean_std(r.loss(n))})"
+                         for n in (*series, *others))
+    ran = "`diagnose` on " + ", ".join(f"`{n}`" for n in (*series, *others))
+    if not checks:
+        return Verdict(INCONCLUSIVE, ran, measured, "no run of the series reads as under- or "
+                                                    "over-fitting")
+    if wrong:
+        return Verdict(FAILS, ran, measured, "not borne out: " + "; ".join(wrong))
+    return Verdict(HOLDS, ran, measured, "borne out: " + "; ".join(checks))
+
+
+_CHECKS = {"super_convergence": super_convergence, "range_test_bounds": range_test_bounds,
+           "batch_size": batch_size, "cyclical_momentum": cyclical_momentum,
+           "weight_decay_pick": weight_decay_pick, "weight_decay_policy": weight_decay_policy,
+           "curve_reading": curve_reading}

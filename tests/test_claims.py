@@ -1,0 +1,128 @@
+"""The claims' rules on hand-made records with known answers: the tie margin, each check's
+verdicts both ways, missing and diverged runs, and the claims table of a report."""
+
+import numpy as np
+import pytest
+
+from hparams_jax.experiment import Claim, claims
+from hparams_jax.experiment.records import Run
+from hparams_jax.range_test import Family, RangeTestResult
+from hparams_jax.train import History
+
+
+def run(name, accs, epochs=12.0, losses=None, curve=None, diverged=()):
+    """A finished run of `name`: final accuracies per seed, and an accuracy curve over
+    `epochs` (linear to the final value unless `curve(epoch) -> acc` is given)."""
+    losses = [1 - a for a in accs] if losses is None else losses
+    members, rows = [], []
+    for k, (acc, loss) in enumerate(zip(accs, losses)):
+        members.append({"member": k, "diverged": k in diverged, "test_accuracy": acc,
+                        "test_loss": loss})
+        for ep in np.linspace(epochs / 10, epochs, 10):
+            a = curve(ep) if curve else acc * ep / epochs
+            rows.append({"kind": "eval", "step": int(ep * 100), "epoch": float(ep),
+                         "member": k, "test_accuracy": float(a), "test_loss": 1 - float(a)})
+    return Run(name, 1.0, {"members": members, "epochs": epochs}, History(rows))
+
+
+def test_tie_margin_is_two_standard_errors_with_a_floor():
+    a, b = np.array([0.90, 0.91, 0.92, 0.93]), np.array([0.95, 0.96])
+    se = np.sqrt(a.var(ddof=1) / 4 + b.var(ddof=1) / 2)
+    assert claims.tie_margin(a, b) == pytest.approx(2 * se)
+    assert claims.tie_margin(np.array([0.9]), np.array([0.9])) == claims.MIN_MARGIN
+    assert claims.compare(b, a) == 1 and claims.compare(a, b) == -1
+    assert claims.compare(np.array([0.9000, 0.9010]), np.array([0.9004, 0.9008])) == 0
+
+
+def test_super_convergence_holds_or_not_with_epochs_both_ways():
+    claim = Claim("sc", "Sec. 4.1", "s", "super_convergence",
+                  dict(one_cycle="1c", baseline="base", others=("const",)))
+    base = run("base", [0.900, 0.902], epochs=85, curve=lambda ep: min(0.901, 0.85 + ep / 100))
+    const = run("const", [0.895, 0.897], epochs=85)
+    good = claims.evaluate(claim, {"1c": run("1c", [0.905, 0.906, 0.904, 0.905]),
+                                   "base": base, "const": const}, {})
+    assert good.verdict == claims.HOLDS and "7.1x fewer epochs" in good.why
+    bad = claims.evaluate(claim, {"1c": run("1c", [0.880, 0.881, 0.879, 0.880]),
+                                  "base": base, "const": const}, {})
+    assert bad.verdict == claims.FAILS
+    # the baseline's curve crosses 0.88 at epoch 3 (0.85 + ep / 100): the evaluation after it
+    assert "the baseline needs 8.5 epochs" in bad.why
+    assert "1cycle's epochs to the baseline's final accuracy: never" in bad.measured
+
+
+def test_missing_and_diverged_runs():
+    claim = Claim("cm", "Sec. 4.3", "s", "cyclical_momentum",
+                  dict(cyclical=("a",), constant=("b",)))
+    assert claims.evaluate(claim, {"a": run("a", [0.9])}, {}).verdict == claims.NOT_RUN
+    dead = run("b", [np.nan], diverged=(0,))
+    assert claims.evaluate(claim, {"a": run("a", [0.9]), "b": dead}, {}).verdict == \
+        claims.INCONCLUSIVE
+
+
+def _family(param, values, eval_losses, max_lrs):
+    results = []
+    for loss, lr in zip(eval_losses, max_lrs):
+        ramp = np.linspace(0.001, 1.0, 100)
+        train = 2.0 - 1.5 * np.minimum(ramp / lr, 1) + 10 * np.maximum(ramp - lr, 0) ** 2
+        idx = np.arange(9, 100, 10)
+        results.append(RangeTestResult(
+            learning_rate=ramp, train_loss=train, smoothed_loss=train,
+            train_accuracy=np.zeros(100), eval_step=idx + 1.0, eval_learning_rate=ramp[idx],
+            eval_loss=loss + np.maximum(ramp[idx] - lr, 0), eval_accuracy=0.9 - 0 * idx,
+            mode="linear", start=0.001, stop=1.0, num_steps=100, stop_factor=4.0,
+            stop_reason="completed"))
+    return Family(param, list(values), results)
+
+
+def test_weight_decay_pick_and_policy():
+    family = _family("weight_decay", [1e-3, 1e-4], [0.40, 0.35], [0.5, 0.5])
+    runs = {1e-3: "wd3", 1e-4: "wd4"}
+    pick = Claim("wd", "Sec. 4.4", "s", "weight_decay_pick", dict(test="wd", runs=runs))
+    records = {"wd3": run("wd3", [0.90, 0.90]), "wd4": run("wd4", [0.92, 0.92])}
+    assert claims.evaluate(pick, records, {"wd": family}).verdict == claims.HOLDS
+    records["wd3"] = run("wd3", [0.95, 0.95])
+    verdict = claims.evaluate(pick, records, {"wd": family})
+    assert verdict.verdict == claims.FAILS and "picks WD 0.0001" in verdict.why
+
+    policy = Claim("p", "Sec. 4.4", "s", "weight_decay_policy",
+                   dict(one_cycle=runs, constant={1e-3: "c3", 1e-4: "c4"}))
+    records = {"wd3": run("wd3", [0.90, 0.90]), "wd4": run("wd4", [0.92, 0.92]),
+               "c3": run("c3", [0.91, 0.91]), "c4": run("c4", [0.89, 0.89])}
+    assert claims.evaluate(policy, records, {}).verdict == claims.HOLDS
+    records["c4"] = run("c4", [0.93, 0.93])
+    assert claims.evaluate(policy, records, {}).verdict == claims.FAILS
+
+
+def test_range_test_bounds_and_batch_size():
+    family = _family("setting", ["lr"], [0.35], [0.2])
+    claim = Claim("rt", "Sec. 4.1", "s", "range_test_bounds",
+                  dict(test="lr", at={"1x": "x1", "0.5x": "x05", "2x": "x2"},
+                       min_fraction={"max/3": "third"}))
+    records = {"x1": run("x1", [0.91, 0.91]), "x05": run("x05", [0.90, 0.90]),
+               "x2": run("x2", [np.nan], diverged=(0,)), "third": run("t", [0.91, 0.911])}
+    verdict = claims.evaluate(claim, records, {"lr": family})
+    assert verdict.verdict == claims.HOLDS and "2x: diverged" in verdict.measured
+    records["x05"] = run("x05", [0.93, 0.93])
+    assert claims.evaluate(claim, records, {"lr": family}).verdict == claims.FAILS
+
+    sizes = _family("batch_size", [128, 1024], [0.3, 0.35], [0.1, 0.3])
+    claim = Claim("bs", "Sec. 4.2", "s", "batch_size",
+                  dict(test="bs", runs={128: "b128", 1024: "b1024"}))
+    records = {"b128": run("b128", [0.90, 0.90], losses=[0.25, 0.25]),
+               "b1024": run("b1024", [0.90, 0.901], losses=[0.30, 0.30])}
+    verdict = claims.evaluate(claim, records, {"bs": sizes})
+    assert verdict.verdict == claims.HOLDS
+    assert "smaller batches end at lower test loss" in verdict.why
+
+
+def test_curve_reading_checks_each_reading_against_the_longer_run(monkeypatch):
+    claim = Claim("c", "Sec. 3", "s", "curve_reading", dict(series=("short", "long")))
+    records = {"short": run("short", [0.9, 0.9], losses=[0.30, 0.30]),
+               "long": run("long", [0.91, 0.91], losses=[0.25, 0.25])}
+    readings = {"short": "underfitting", "long": "healthy"}
+    monkeypatch.setattr(claims, "_verdict_of", lambda r: readings[r.setting])
+    assert claims.evaluate(claim, records, {}).verdict == claims.HOLDS
+    readings["short"] = "overfitting"  # but the longer run ended lower
+    assert claims.evaluate(claim, records, {}).verdict == claims.FAILS
+    readings["short"] = "healthy"
+    assert claims.evaluate(claim, records, {}).verdict == claims.INCONCLUSIVE
