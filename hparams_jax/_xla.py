@@ -7,7 +7,10 @@ test, the CLI and `demo`) and the benchmarks call `apply_cpu_defaults`, which ap
 `XLA_FLAGS` unless the user already set that flag, the plan is "accelerator", JAX has already
 started its backends (XLA reads the flags once, when the first backend starts), or
 `HPARAMS_JAX_XLA_DEFAULTS=0`. They are XLA:CPU flags: on a GPU or TPU machine, where "auto"
-picks the accelerator plan, they only reach the host's CPU backend.
+picks the accelerator plan, they only reach the host's CPU backend. They change XLA:CPU's
+kernels, hence float rounding: a run resumed in a process whose JAX started without them (a
+notebook that computed before calling `fit`) continues within rounding of, not bitwise as, an
+uninterrupted run; call `apply_cpu_defaults()` first in such a program to keep them alike.
 """
 
 from __future__ import annotations

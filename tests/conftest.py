@@ -1,5 +1,7 @@
 """Helpers shared by the test modules that train tiny LeNet runs on the offline Fashion-MNIST
-(`from conftest import ...`), and the test session's one piece of set-up: a persistent XLA
+(`from conftest import ...`), and the test session's set-up, as an entry point's: the CPU
+plan's XLA flags before anything starts JAX (so that this process computes as the runs it
+starts in subprocesses do, whichever test first touches JAX), and a persistent XLA
 compilation cache in a temporary folder, shared by the tests and the processes they start
 (through JAX's environment variables), so that the many tiny runs which compile the same
 programs (a run, its killed copy and its resumption; one plan, then the other) compile each
@@ -17,6 +19,7 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
+from hparams_jax import _xla
 from hparams_jax.train import TrainConfig
 from hparams_jax.train.checkpoint import Checkpointer
 
@@ -31,6 +34,7 @@ TINY_CLI = ["train", "--model", "lenet", "--dataset", "fashion_mnist", "--steps"
             "--log-every", "4", "--no-progress"]
 
 
+_xla.apply_cpu_defaults()
 _CACHE = tempfile.mkdtemp(prefix="hparams_jax_tests_xla_cache_")
 _SETTINGS = {"jax_compilation_cache_dir": _CACHE,
              "jax_persistent_cache_min_compile_time_secs": 0,
