@@ -60,7 +60,8 @@ class TrainConfig:
     (`transforms.sgd`). `optimizer="adamw"` trains with `transforms.adamw` instead: `momentum`
     is its beta1 (constant, or cyclical as fastai's `fit_one_cycle` cycles it), `adam_b2` and
     `adam_eps` its other constants, and `weight_decay` is decoupled (scaled by the LR); the
-    SGD-only `nesterov` and `decoupled_weight_decay` do not apply to it.
+    SGD-only `nesterov`, `momentum_form` and `decoupled_weight_decay` do not apply to it (as
+    `inv_gamma` does not to other policies), nor `adam_*` to SGD.
     `accumulate_steps=k` accumulates the gradients of k micro-batches of `batch_size / k`
     examples (`optax.MultiSteps`) into each optimizer step, inside one compiled step:
     `batch_size` stays the global batch of an optimizer step, and every step count (the
@@ -204,27 +205,14 @@ class TrainConfig:
                 f"batch_size={self.batch_size} does not split into accumulate_steps="
                 f"{self.accumulate_steps} micro-batches: batch_size (the global batch of one "
                 f"optimizer step) must be a multiple of accumulate_steps.")
-        self._validate_optimizer()
+        v.momentum("adam_b2", self.adam_b2)
+        v.non_negative_number("adam_eps", self.adam_eps)
         v.check("data_workers", self.data_workers,
                 isinstance(self.data_workers, int) and self.data_workers >= 0,
                 "an integer >= 0")
         cyclical = {isinstance(m.momentum, tuple) for m in self.members_or_self()}
         v.check("momentum", [m.momentum for m in self.members_or_self()], len(cyclical) == 1,
                 "all constant or all (max, min) pairs across members")
-
-    def _validate_optimizer(self) -> None:
-        v.momentum("adam_b2", self.adam_b2)
-        v.non_negative_number("adam_eps", self.adam_eps)
-        if self.optimizer == "adamw":
-            v.check("momentum_form", self.momentum_form, self.momentum_form == "pytorch",
-                    "'pytorch' with optimizer='adamw' (the caffe form is SGD's)")
-            return
-        defaults = {f.name: f.default for f in dataclasses.fields(self)}
-        for name in ("adam_b2", "adam_eps"):  # a value given for AdamW must not go unused
-            default = defaults[name]
-            v.check(name, getattr(self, name), getattr(self, name) == default,
-                    f"left at its default {default!r} with optimizer={self.optimizer!r} (it "
-                    "applies to optimizer='adamw')")
 
     @property
     def num_members(self) -> int:
