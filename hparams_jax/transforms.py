@@ -203,8 +203,10 @@ def adamw(
     scheduler changes `betas`) divides by `1 - b1_t**t`, the *current* `b1` to the power of
     the step count, not by `1 - prod_s b1_s`, the weight the moving average has actually
     lost to its zero start. Both products fall below 1% within ~100 steps at `b1` <= 0.95, so
-    the two corrections agree to 1% after that whatever the schedule; before, a 1cycle `b1`
-    has hardly left its start (it falls over 45% of the run), so they agree there too.
+    only the first steps differ: while a 1cycle `b1` falls from 0.95 to 0.85, `b1_t**t` is the
+    smaller, so the corrected first moment and the step come out smaller than the exact
+    correction's, at most by 12.7% (step 14) in a 100-step run, 6.2% in 300 steps, 2.4% in
+    1,000 and 0.3% in 10,000.
 
     `weight_decay_mask` (a tree of bools shaped like the params, or a function of the params
     returning one, as in `optax.adamw`) limits the decay to the leaves where it is True.
