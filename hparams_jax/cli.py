@@ -2,8 +2,10 @@
 
 The options of `train`, `range-test` and `experiment run` are `TrainConfig`'s fields
 (`hparams_jax.options`), with `--config FILE` and `--set FIELD=VALUE` where a whole config is
-built. A `ConfigError` (and a missing dataset) ends a command with a one-line message and exit
-status 2, a divergence with 3; any other exception surfaces with its traceback (status 1).
+built. A `ConfigError` (and a missing dataset, or a workdir another run holds) ends a command
+with a one-line message and exit status 2, a divergence with 3, a failed write into the workdir
+(a full disk) with 1, SIGINT/SIGTERM during training with 130/143 after saving the last
+completed step; any other exception surfaces with its traceback (status 1).
 """
 
 from __future__ import annotations
@@ -106,7 +108,15 @@ def _family(text: str):
 
 
 def _range_test(args) -> int:
-    """The LR range test (Smith 2018, Sec. 4.1) or a family of them (Sec. 4.3-4.5)."""
+    """The LR range test (Smith 2018, Sec. 4.1) or a family of them (Sec. 4.3-4.5), its
+    workdir locked while it runs."""
+    from hparams_jax.train import workdir_lock
+
+    with workdir_lock(args.workdir):
+        return _range_test_locked(args)
+
+
+def _range_test_locked(args) -> int:
     import json
 
     from hparams_jax import options, plots
@@ -117,7 +127,6 @@ def _range_test(args) -> int:
     ramp = dict(start=args.start, stop=args.stop, num_steps=args.steps, mode=args.mode,
                 eval_every=args.eval_every)
     workdir = Path(args.workdir)
-    workdir.mkdir(parents=True, exist_ok=True)
     if args.family:
         param, values = args.family
         family = range_test_family(config, param, values, **ramp)
@@ -185,6 +194,9 @@ def _experiment(args) -> int:
     _join_cluster(args)
     if not args.name:
         raise ConfigError("experiment run needs NAME (see hparams-jax experiment list)")
+    if args.runs is not None and args.runs < 1:
+        raise ConfigError(f"--runs {args.runs} is not allowed: --runs must be a positive "
+                          "integer (seeds trained together).")
     execution = {name: getattr(args, name) for name in EXECUTION_FIELDS
                  if hasattr(args, name)}
     e = experiment.find(args.name, args.configs)
@@ -240,7 +252,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="hparams-jax",
         description="Smith's disciplined approach to neural-network hyper-parameters "
-                    "(1cycle, cyclical momentum, LR range test) in JAX.")
+                    "(1cycle, cyclical momentum, LR range test) in JAX.",
+        epilog="exit status: 0 done; 1 a write into the workdir failed (a full disk); 2 bad "
+               "arguments, or a workdir another run holds or that cannot be written; 3 training "
+               "diverged; 130/143 stopped by SIGINT/SIGTERM after saving the last completed "
+               "step (run the same command again to resume).")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     demo = sub.add_parser(
         "demo", help="range test, then 1cycle vs a constant LR, on Fashion-MNIST",
@@ -347,12 +363,17 @@ def _expected_errors() -> dict[type[BaseException], tuple[int, str]]:
     """Exceptions that end a command with a one-line message: (exit status, prefix). Any other
     exception surfaces with its traceback (exit status 1)."""
     from hparams_jax.data import DatasetUnavailableError
-    from hparams_jax.train import DivergenceError
+    from hparams_jax.train import (DivergenceError, TrainingInterrupted, WorkdirLocked,
+                                   WorkdirWriteError)
 
     return {
         ConfigError: (2, "error: "),
         DatasetUnavailableError: (2, "error: "),
+        WorkdirLocked: (2, "error: "),
         DivergenceError: (3, ""),
+        WorkdirWriteError: (1, "error: "),
+        TrainingInterrupted: (130, ""),  # the status is the signal's: see `main`
+        KeyboardInterrupt: (130, ""),
     }
 
 
@@ -363,5 +384,5 @@ def main(argv: list[str] | None = None) -> int:
         return args.func(args)
     except tuple(expected) as err:
         status, prefix = next(v for cls, v in expected.items() if isinstance(err, cls))
-        print(f"hparams-jax: {prefix}{err}", file=sys.stderr)
-        return status
+        print(f"hparams-jax: {prefix}{str(err) or 'interrupted'}", file=sys.stderr)
+        return getattr(err, "exit_code", status)  # 130 for SIGINT, 143 for SIGTERM

@@ -17,7 +17,7 @@ import numpy as np
 from hparams_jax import plots
 from hparams_jax.diagnose import diagnose
 from hparams_jax.range_test import lr_range_test
-from hparams_jax.train import DivergenceError, History, TrainConfig, fit
+from hparams_jax.train import DivergenceError, History, TrainConfig, fit, workdir_lock
 from hparams_jax.train.optimizer import learning_rate, member_hparams, momentum
 
 
@@ -35,8 +35,15 @@ def _schedule_curves(config: TrainConfig, total_steps: int) -> dict[str, np.ndar
 def run(workdir: str | Path, *, epochs: float = 3.0, range_steps: int = 300,
         train_examples: int | None = None, eval_examples: int | None = None,
         progress: bool = True) -> list[dict]:
-    """Runs the demo into `workdir`; returns the comparison rows."""
-    workdir = Path(workdir)
+    """Runs the demo into `workdir`, which it locks while it runs (its range test and figures,
+    and the two training runs in `workdir/one_cycle` and `workdir/constant`); returns the
+    comparison rows."""
+    with workdir_lock(workdir):
+        return _run(Path(workdir), epochs, range_steps, train_examples, eval_examples, progress)
+
+
+def _run(workdir: Path, epochs: float, range_steps: int, train_examples: int | None,
+         eval_examples: int | None, progress: bool) -> list[dict]:
     steps_per_epoch = (train_examples or 60_000) // 128
     every = max(1, steps_per_epoch // 5)  # five test evaluations an epoch: curves to read
     base = TrainConfig(model="lenet", dataset="fashion_mnist", batch_size=128, epochs=epochs,

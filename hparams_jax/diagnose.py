@@ -373,11 +373,30 @@ def _healthy(c: _Curves) -> Finding:
                                            "test_accuracy_final": _num(c.ev_acc[-1])})
 
 
+def _stopped_diverged(history, member: int, c: _Curves) -> list[Finding]:
+    """Divergence the run itself recorded (`summary.json`: the engine stops a member at its
+    first non-finite loss), which the logged averages may not show (a run that blew up within
+    its first log interval logs one finite but huge row)."""
+    summary = history.summary or {}
+    members = summary.get("members") or []
+    if not (member < len(members) and members[member].get("diverged")):
+        return []
+    step = int(c.step[-1]) if len(c.step) else summary.get("step")
+    msg = (f"diverged: the run stopped this member on a non-finite loss (summary.json: status "
+           f"{summary.get('status')!r}, last logged step {step}). Lower max_lr or the weight "
+           "decay; the range test's max_lr is the largest LR that still trains (Sec. 4.1).")
+    return [Finding("diverged", "error", msg, {"source": "summary", "step": step,
+                                               "status": summary.get("status")}, step)]
+
+
 def diagnose(history, *, member: int = 0) -> Diagnosis:
     """Reads `history`'s curves for `member` (Smith 2018, Sec. 3): divergence, instability,
-    over- and under-fitting, an early horizontal test loss, or a healthy converged run."""
-    c = _curves(history, check_member(history, member))
-    findings = _diverged(c)
+    over- and under-fitting, an early horizontal test loss, or a healthy converged run. A
+    member the run's summary records as diverged is called so even when its curves are too
+    short to show it."""
+    member = check_member(history, member)
+    c = _curves(history, member)
+    findings = _diverged(c) or _stopped_diverged(history, member, c)
     if findings:  # the rest would read a broken curve
         return Diagnosis(findings)
     findings += _spikes(c)

@@ -344,8 +344,9 @@ def plot_epochs_to_target(curves: Mapping[str, list], path: str | Path | None = 
                           budgets: Mapping[str, float], title: str) -> Figure:
     """The super-convergence figure (Smith & Topin 2017; Smith 2018, Table 1): one panel per
     comparison with each setting's test accuracy against the epoch (mean over its runs, ±1
-    std shaded) and the baseline's final accuracy dashed; a last panel with the epochs each
-    setting needed to reach it beside the epochs it ran.
+    std shaded), the baseline's final accuracy dashed and, where a setting reached it, a star
+    at the mean epoch it did; a last panel with the epochs each setting needed to reach it
+    beside the epochs it ran. Panels wrap three to a row.
 
     `curves` maps a setting to its runs' (epochs, accuracies) pairs."""
     if not curves:
@@ -353,7 +354,13 @@ def plot_epochs_to_target(curves: Mapping[str, list], path: str | Path | None = 
                           "its runs' curves.")
     names = list(curves)
     colour = dict(zip(names, _colours(len(names))))
-    fig, axes = _figure((4.6 * (len(groups) + 1), 4.2), 1, len(groups) + 1)
+    panels = len(groups) + 1
+    cols = min(3, panels)
+    rows = -(-panels // cols)
+    fig, grid = _figure((4.8 * cols, 4.2 * rows), rows, cols, squeeze=False)
+    axes = list(grid.flat)
+    for ax in axes[panels:]:
+        ax.set_visible(False)
     for ax, (group, members) in zip(axes, groups.items()):
         finals = []
         for name in members:
@@ -364,6 +371,10 @@ def plot_epochs_to_target(curves: Mapping[str, list], path: str | Path | None = 
             ax.plot(epoch, mean, "o-", ms=3, color=colour[name],
                     label=f"{name} ({mean[-1]:.4f})" if len(mean) else name)
             ax.fill_between(epoch, mean - std, mean + std, color=colour[name], alpha=0.2)
+            hit = epochs_to_target.get(name, np.array([np.nan]))
+            if target is not None and np.isfinite(hit).any():
+                ax.plot([np.nanmean(hit)], [target], "*", ms=12, color=colour[name], mec="k",
+                        zorder=5)
         if target is not None:
             ax.axhline(target, color="k", ls="--", lw=1, label=f"baseline final {target:.4f}")
             low = min([target - 0.15] + [f - 0.05 for f in finals])  # every run's end shows
@@ -373,7 +384,7 @@ def plot_epochs_to_target(curves: Mapping[str, list], path: str | Path | None = 
         ax.set_ylabel("test accuracy")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8, loc="lower right")
-    ax = axes[-1]
+    ax = axes[panels - 1]
     y = np.arange(len(names))
     ax.barh(y, [budgets[n] for n in names], color="0.85", label="epochs run")
     reached = [np.nanmean(epochs_to_target[n]) if n in epochs_to_target

@@ -3,7 +3,12 @@
 Every function returns a plain function of the step count that works on Python ints and on
 traced int32 arrays (under `jax.jit`, `jax.vmap`, `lax.scan`), holds its final value past the
 end of the policy and never produces NaN. The scalar values (bounds, final values) may be JAX
-arrays so that `jax.vmap` can sweep them; step counts are static Python numbers.
+arrays so that `jax.vmap` can sweep them (a str, bool or list is refused); step counts are static
+Python numbers of at most 2**31 - 1 (optax counts steps in int32).
+
+The schedules of the cyclical policies and ramps carry a `horizon`: the steps `[0, horizon]`
+hold every value the schedule takes (it holds or repeats them after), which lets
+`transforms.sgd` check a scheduled momentum over its whole range.
 
 - `triangular`: cyclical learning rates (Smith 2017, Sec. 3.1): `triangular`, `triangular2`,
   `exp_range`.
@@ -18,6 +23,7 @@ arrays so that `jax.vmap` can sweep them; step counts are static Python numbers.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import jax.numpy as jnp
@@ -51,6 +57,12 @@ def _step(count) -> jnp.ndarray:
     return jnp.asarray(count, dtype=jnp.float32)
 
 
+def _spans(schedule: optax.Schedule, horizon: float) -> optax.Schedule:
+    """Records that `schedule` takes all its values within steps `[0, horizon]`."""
+    schedule.horizon = min(math.ceil(horizon), v.MAX_STEPS)
+    return schedule
+
+
 def triangular(
     min_value: Scalar,
     max_value: Scalar,
@@ -73,9 +85,9 @@ def triangular(
     v.non_negative("min_value", min_value)
     v.non_negative("max_value", max_value)
     v.ordered("min_value", min_value, "max_value", max_value)
-    step_size = v.positive_number("step_size", step_size)
+    step_size = v.step_length("step_size", step_size)
     v.one_of("mode", mode, TRIANGULAR_MODES)
-    gamma_arr = v.concrete(gamma)
+    gamma_arr = v.numeric("gamma", gamma)
     if gamma_arr is not None:
         v.check("gamma", gamma, bool((gamma_arr > 0).all() and (gamma_arr <= 1).all()),
                 "in (0, 1]")
@@ -91,14 +103,14 @@ def triangular(
             height = height * jnp.power(gamma, t)
         return min_value + (max_value - min_value) * height
 
-    return schedule
+    return _spans(schedule, 2.0 * step_size)  # later cycles stay within the first
 
 
 def _one_cycle_steps(total_steps: int, step_size: float | None) -> tuple[int, float]:
-    total_steps = v.positive_int("total_steps", total_steps)
+    total_steps = v.step_count("total_steps", total_steps)
     if step_size is None:
         step_size = 0.45 * total_steps
-    step_size = v.positive_number("step_size", step_size)
+    step_size = v.step_length("step_size", step_size)
     if 2 * step_size > total_steps:
         raise ConfigError(
             f"step_size={step_size!r} is not allowed with total_steps={total_steps}: the cycle "
@@ -148,7 +160,7 @@ def one_cycle(
             min_value, final_value, _phase(t, 2.0 * step_size, annihilation), anneal)
         return jnp.where(t <= step_size, rise, jnp.where(t <= 2.0 * step_size, fall, anneal_))
 
-    return schedule
+    return _spans(schedule, total_steps)
 
 
 def one_cycle_momentum(
@@ -177,7 +189,7 @@ def one_cycle_momentum(
         up = _interpolate(min_momentum, max_momentum, _phase(t, step_size, step_size), anneal)
         return jnp.where(t <= step_size, down, up)
 
-    return schedule
+    return _spans(schedule, total_steps)
 
 
 def range_test(start: Scalar, stop: Scalar, num_steps: int, *, mode: str = "linear"
@@ -188,7 +200,7 @@ def range_test(start: Scalar, stop: Scalar, num_steps: int, *, mode: str = "line
     the paper) rises in equal increments; `mode="exp"` in equal ratios (geometric), which gives
     more steps to small values, as fastai's and pytorch-lr-finder's finders do.
     """
-    num_steps = v.positive_int("num_steps", num_steps)
+    num_steps = v.step_count("num_steps", num_steps)
     v.check("num_steps", num_steps, num_steps >= 2, "at least 2")
     v.one_of("mode", mode, RAMP_MODES)
     if mode == "exp":
@@ -204,7 +216,7 @@ def range_test(start: Scalar, stop: Scalar, num_steps: int, *, mode: str = "line
             return start * jnp.power(stop / start, frac)
         return start + (stop - start) * frac
 
-    return schedule
+    return _spans(schedule, num_steps - 1)
 
 
 def constant(value: Scalar) -> optax.Schedule:
@@ -220,8 +232,12 @@ def linear(start: Scalar, end: Scalar, num_steps: int) -> optax.Schedule:
     """
     v.non_negative("start", start)
     v.non_negative("end", end)
-    num_steps = v.positive_int("num_steps", num_steps)
-    return optax.linear_schedule(start, end, num_steps)
+    num_steps = v.step_count("num_steps", num_steps)
+
+    def schedule(count):  # float steps: any Python int step holds `end` (no int32 overflow)
+        return _interpolate(start, end, _phase(_step(count), 0.0, num_steps), "linear")
+
+    return _spans(schedule, num_steps)
 
 
 # --- Caffe's decay policies (the baselines of the author's solvers) ---------------------------
@@ -252,7 +268,7 @@ def step(base_value: Scalar, gamma: float, step_size: int) -> optax.Schedule:
     v.non_negative("base_value", base_value)
     gamma = v.positive_number("gamma", gamma)
     v.check("gamma", gamma, gamma <= 1, "in (0, 1]")
-    step_size = v.positive_int("step_size", step_size)
+    step_size = v.step_count("step_size", step_size)
 
     def schedule(count):
         return base_value * jnp.power(gamma, jnp.floor(_step(count) / step_size))
@@ -271,7 +287,7 @@ def multistep(base_value: Scalar, gamma: float, boundaries) -> optax.Schedule:
     v.check("gamma", gamma, gamma <= 1, "in (0, 1]")
     boundaries = tuple(boundaries)
     for b in boundaries:
-        v.positive_int("boundaries", b)
+        v.step_count("boundaries", b)
     v.check("boundaries", boundaries, list(boundaries) == sorted(set(boundaries)),
             "strictly increasing step counts")
 
@@ -290,7 +306,7 @@ def poly(base_value: Scalar, power: float, num_steps: int) -> optax.Schedule:
     """
     v.non_negative("base_value", base_value)
     power = v.non_negative_number("power", power)
-    num_steps = v.positive_int("num_steps", num_steps)
+    num_steps = v.step_count("num_steps", num_steps)
 
     def schedule(count):
         remaining = jnp.clip((num_steps - _step(count)) / num_steps, 0.0, 1.0)

@@ -20,6 +20,8 @@ from __future__ import annotations
 from typing import Any, Union
 
 import jax
+import jax.numpy as jnp
+import numpy as np
 import optax
 
 from hparams_jax import _validate as v
@@ -33,9 +35,29 @@ ADAM_HYPERPARAM_NAMES = ("b1", "b2")
 MOMENTUM_FORMS = ("pytorch", "caffe")
 
 
+SCHEDULE_SAMPLES = 4097  # steps at which a schedule with a long horizon is checked
+
+
 def _check_rate(name: str, value: Any, check) -> None:
-    """Checks a constant; a schedule is checked at step 0."""
-    check(name, value(0) if callable(value) else value)
+    """Checks a constant with `check`. A schedule of `hparams_jax.schedules` is checked at every
+    step of its `horizon` (the steps that hold all its values; `SCHEDULE_SAMPLES` evenly spaced
+    steps when longer); any other callable at step 0 only, as its range is unknown."""
+    if not callable(value):
+        check(name, value)
+        return
+    first = value(0)
+    horizon = getattr(value, "horizon", 0)
+    if isinstance(first, jax.core.Tracer) or horizon == 0:
+        check(f"{name} at step 0", first)
+        return
+    steps = np.unique(np.linspace(0, horizon, min(horizon + 1, SCHEDULE_SAMPLES)).round())
+    values = np.asarray(jax.vmap(value)(jnp.asarray(steps, jnp.int32)))
+    try:
+        check(name, values)
+    except ValueError:  # name the first step whose value is not allowed
+        for t, x in zip(steps, values):
+            check(f"{name} at step {int(t)}", x.item() if x.ndim == 0 else x)
+        raise
 
 
 def _trace(momentum, learning_rate, nesterov: bool, momentum_form: str
@@ -58,6 +80,9 @@ def trace(momentum: Hyperparam, *, nesterov: bool = False, momentum_form: str = 
     `optax.scale_by_learning_rate` then scales. `momentum_form="caffe"` keeps `learning_rate`
     (required) inside the velocity, `v = m * v - lr * g` (Nesterov: `(1 + m) * v - m * v_prev`),
     and returns `v` itself: a complete update, not to be scaled again.
+
+    The momentum is checked as in `sgd`: in [0, 1) at every step of an `hparams_jax.schedules`
+    schedule's horizon, at step 0 for any other callable.
     """
     _check_rate("momentum", momentum, v.momentum)
     v.one_of("momentum_form", momentum_form, MOMENTUM_FORMS)
@@ -146,6 +171,12 @@ def sgd(
     `weight_decay_multipliers` / `learning_rate_multipliers` (trees shaped like the params, e.g.
     a zoo model's `weight_decay_multipliers()`) scale the decay and the step per parameter, as
     Caffe's `decay_mult` / `lr_mult` do in the paper's prototxts.
+
+    Checked at construction: a constant must be a number (or numeric array), the learning rate
+    and weight decay >= 0, the momentum in [0, 1). A schedule from `hparams_jax.schedules` is
+    checked at every step of its `horizon` (the steps that hold all its values; 4097 evenly
+    spaced ones when longer), so a momentum schedule that reaches 1 later is refused rather
+    than training into NaN; any other callable is checked at step 0 only.
     """
     _check_rate("learning_rate", learning_rate, v.non_negative)
     if momentum is not None:

@@ -3,6 +3,9 @@
 import json
 import subprocess
 import sys
+from pathlib import Path
+
+import pytest
 
 from hparams_jax import ConfigError, cli
 
@@ -57,6 +60,17 @@ def test_range_test_and_diagnose_commands(tmp_path, capsys):
     assert (tmp_path / "run" / "diagnosis.png").exists()
 
 
+@pytest.mark.parametrize("argv", [["train", "--runs", "0"], ["train", "--runs", "-2"],
+                                  ["experiment", "run", "x", "--runs", "0"]])
+def test_runs_must_be_positive(argv, tmp_path, capsys):
+    assert cli.main([*argv, "--workdir" if argv[0] == "train" else "--root",
+                     str(tmp_path / "run")]) == 2
+    message = capsys.readouterr().err.strip()
+    assert message.startswith(f"hparams-jax: error: --runs {argv[-1]} is not allowed")
+    assert "must be a positive integer" in message and len(message.splitlines()) == 1
+    assert not (tmp_path / "run").exists()
+
+
 def test_config_error_is_one_line_exit_2_before_anything_runs(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "hparams_jax", "train", "--set", "batch_size=0",
                            "--workdir", str(tmp_path / "run")], capture_output=True, text=True)
@@ -84,12 +98,20 @@ def test_any_other_error_surfaces_with_its_traceback_exit_1(tmp_path):
 
 
 def test_each_expected_error_has_its_exit_status(monkeypatch, capsys):
+    import signal
+
     from hparams_jax.data import DatasetUnavailableError
-    from hparams_jax.train import DivergenceError
+    from hparams_jax.train import (CheckpointMismatchError, DivergenceError, TrainingInterrupted,
+                                   WorkdirLocked, WorkdirWriteError)
 
     for error, status in ((ConfigError("max_lr=-1 is not allowed"), 2),
                           (DatasetUnavailableError("cifar10 is not on this machine"), 2),
-                          (DivergenceError("loss is nan at step 3"), 3)):
+                          (WorkdirLocked(Path("runs/x"), 4242), 2),
+                          (CheckpointMismatchError("params.fc3 only in this program"), 2),
+                          (DivergenceError("loss is nan at step 3"), 3),
+                          (WorkdirWriteError("could not write the checkpoint of step 8"), 1),
+                          (TrainingInterrupted("stopped at step 8", signal.SIGINT), 130),
+                          (TrainingInterrupted("stopped at step 8", signal.SIGTERM), 143)):
         def fail(args, error=error):
             raise error
 

@@ -203,6 +203,31 @@ def test_empty_history():
     assert d.verdict == "insufficient_data"
 
 
+def test_divergence_the_run_recorded_is_read_from_the_summary():
+    """A run that blew up within its first log interval logs one finite, huge row: too short a
+    curve to read, but its summary says the engine stopped it on a non-finite loss."""
+    rows = [{"kind": "train", "step": 8, "epoch": 1.0, "member": 0, "train_loss": 1.4e35,
+             "train_accuracy": 0.08, "learning_rate": 1.0}]
+    summary = {"status": "diverged", "step": 8, "members": [{"member": 0, "diverged": True}]}
+    d = diagnose(History(rows, summary))
+    assert d.verdict == "diverged" and d.findings[0].step == 8
+    assert "summary.json" in d.findings[0].message
+    assert diagnose(History(rows)).verdict == "insufficient_data"  # the curve alone cannot tell
+    finished = {"status": "completed", "members": [{"member": 0, "diverged": False}]}
+    assert diagnose(History(rows, finished)).verdict == "insufficient_data"
+
+
+def test_metrics_lines_that_are_not_rows_are_skipped_with_a_warning(tmp_path):
+    history = make_history(healthy_train, healthy_test)
+    lines = [json.dumps(r) for r in history.rows]
+    lines[3:3] = ["[1, 2]", "42", '"text"', '{"no": "step"}']
+    (tmp_path / "metrics.jsonl").write_text("\n".join(lines) + "\n")
+    with pytest.warns(RuntimeWarning, match=r"skipped line\(s\) 4, 5, 6, 7 \(not a metrics row"):
+        loaded = History.load(tmp_path)
+    assert loaded.rows == history.rows
+    assert diagnose(loaded).verdict == "healthy"
+
+
 def test_member_selects_the_sweep_member_and_is_checked():
     h0 = make_history(healthy_train, healthy_test)
     h1 = make_history(lambda t: np.where(t < 0.3, healthy_train(t), np.nan), healthy_test,

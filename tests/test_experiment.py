@@ -11,9 +11,11 @@ import numpy as np
 import pytest
 from flax import nnx
 
+from conftest import held_by_another_process
+
 from hparams_jax import ConfigError, data, experiment, models
 from hparams_jax.cli import main
-from hparams_jax.experiment import Experiment, PaperResult, Setting
+from hparams_jax.experiment import Experiment, PaperResult, Setting, spec
 from hparams_jax.experiment.records import Run, epochs_to_reach
 from hparams_jax.experiment.spec import steps_per_epoch
 from hparams_jax.train import History, TrainConfig
@@ -188,6 +190,38 @@ def test_run_then_report_end_to_end(tmp_path, capsys):
     assert "| `lr` | setting=lr |" in text and "fashion" not in text.split("tiny")[0]
     claim = next(line for line in text.splitlines() if line.startswith("| **Super-"))
     assert "**not run**" in claim  # scaled runs carry no verdict
+
+
+def test_a_setting_another_run_holds_is_refused(tmp_path, capsys):
+    configs, root = tmp_path / "configs", tmp_path / "runs"
+    configs.mkdir()
+    (configs / "tiny.py").write_text(TINY_CONFIG)
+    workdir = root / "tiny" / "one_cycle@scale0.5"
+    with held_by_another_process(workdir) as holder:
+        assert main(["experiment", "run", "tiny", "--configs", str(configs), "--root", str(root),
+                     "--setting", "one_cycle", "--scale", "0.5", "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert f"(process {holder.pid} holds" in err and len(err.splitlines()) == 1
+    assert not (workdir / "experiment.json").exists()
+
+
+def test_configs_come_only_from_the_checkout_or_an_explicit_folder(tmp_path, monkeypatch):
+    """Config files are code: an installed package does not run `./experiments/configs`."""
+    planted = tmp_path / "experiments" / "configs"
+    planted.mkdir(parents=True)
+    (planted / "evil.py").write_text("import pathlib; pathlib.Path('ran').write_text('x')\n")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv(spec.CONFIGS_ENV, raising=False)
+    assert spec.configs_dir() == spec._REPOSITORY / "experiments" / "configs"  # a checkout
+    monkeypatch.setattr(spec, "_REPOSITORY", tmp_path / "site-packages")  # an installed wheel
+    with pytest.raises(ValueError, match="--configs DIR .* HPARAMS_JAX_EXPERIMENTS"):
+        experiment.load_all()
+    assert main(["experiment", "list"]) == 2
+    assert not (tmp_path / "ran").exists()
+    monkeypatch.setenv(spec.CONFIGS_ENV, str(planted))  # named explicitly: then it runs
+    with pytest.raises(ValueError, match="defines no EXPERIMENT"):
+        experiment.load_all()
+    assert (tmp_path / "ran").exists()
 
 
 def test_cli_lists_the_grid(capsys):

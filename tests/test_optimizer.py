@@ -10,10 +10,10 @@ import numpy as np
 import optax
 import pytest
 
+from conftest import assert_same_checkpoints, params_of, tiny
 from hparams_jax import schedules
 from hparams_jax.train import fit
 from hparams_jax.train.session import Session
-from test_train import params_of, tiny
 
 ADAMW = dict(optimizer="adamw", min_lr=1e-3, max_lr=1e-2, weight_decay=0.05)
 
@@ -75,7 +75,4 @@ def test_adamw_with_accumulation_logs_optimizer_steps_and_resumes_exactly(tmp_pa
     assert all(not v.any() for name, v in saved.items() if "acc_grads" in name)
     again = fit(config.replace(workdir=str(resumed)))
     assert again.rows == full.rows
-    got, expected = params_of(resumed), params_of(tmp_path / "full")
-    assert got.keys() == expected.keys()
-    for name in expected:
-        np.testing.assert_array_equal(got[name], expected[name], err_msg=name)
+    assert_same_checkpoints(resumed, tmp_path / "full")

@@ -254,6 +254,19 @@ def test_vmap_over_parameters():
         (lambda: schedules.range_test(0.1, 1.0, 10, mode="log"), "mode"),
         (lambda: schedules.constant(-1e-4), "value"),
         (lambda: schedules.linear(1e-4, -1e-5, 10), "end"),
+        (lambda: schedules.triangular(0.1, 1.0, 10, mode="exp_range", gamma="0.9"), "gamma"),
+        (lambda: schedules.triangular("0.1", 1.0, 10), "min_value"),
+        (lambda: schedules.triangular(0.1, 1.0, True), "step_size"),
+        (lambda: schedules.one_cycle(100, 0.1, [1.0]), "max_value"),
+        (lambda: schedules.one_cycle_momentum(100, max_momentum="0.95"), "max_momentum"),
+        (lambda: schedules.constant(False), "value"),
+        (lambda: schedules.range_test(0.1, 1.0, 2**40), "num_steps"),
+        (lambda: schedules.range_test(0.1, 1.0, 2**31), "num_steps"),
+        (lambda: schedules.linear(0.1, 0.0, 2**31), "num_steps"),
+        (lambda: schedules.one_cycle(2**31, 0.1, 1.0), "total_steps"),
+        (lambda: schedules.triangular(0.1, 1.0, 2.0**31), "step_size"),
+        (lambda: schedules.poly(0.1, 1.0, 2**40), "num_steps"),
+        (lambda: schedules.inv("0.01", 1e-4, 0.75), "base_value"),
         (lambda: schedules.inv(0.01, -1e-4, 0.75), "gamma"),
         (lambda: schedules.inv(0.01, 1e-4, float("inf")), "power"),
         (lambda: schedules.step(0.1, 1.5, 100), "gamma"),
@@ -267,3 +280,29 @@ def test_invalid_arguments_name_argument_and_value(build, argument):
     with pytest.raises(ValueError, match=argument) as err:
         build()
     assert "must" in str(err.value)
+
+
+def test_largest_step_counts_work_at_any_step():
+    """Step counts up to 2**31 - 1 build, and a schedule called at a step beyond int32 holds
+    its final value instead of overflowing."""
+    big = 2**31 - 1
+    ramp = schedules.range_test(0.1, 1.0, big)
+    assert float(ramp(0)) == pytest.approx(0.1) and float(ramp(big)) == pytest.approx(1.0)
+    assert float(schedules.range_test(0.1, 1.0, 100)(2**40)) == pytest.approx(1.0)
+    decay = schedules.linear(1e-3, 0.0, 100)
+    for t in (2**31, 2**40):
+        assert float(decay(t)) == 0.0
+    assert float(decay(50)) == pytest.approx(5e-4)
+    assert float(schedules.linear(0.0, 1.0, big)(big)) == pytest.approx(1.0)
+
+
+def test_horizon_holds_every_value_of_the_schedule():
+    """`horizon` (read by transforms.sgd to check a schedule) covers each policy's range."""
+    cases = [(schedules.one_cycle(100, 0.1, 1.0), 100), (schedules.range_test(0.1, 1.0, 50), 49),
+             (schedules.triangular(0.1, 1.0, 7.5), 15), (schedules.linear(1.0, 0.0, 30), 30),
+             (schedules.one_cycle_momentum(80), 80)]
+    for sched, horizon in cases:
+        assert sched.horizon == horizon
+        inside = values(sched, range(horizon + 1))
+        later = values(sched, range(horizon, 4 * horizon + 10))
+        assert inside.min() <= later.min() + 1e-7 and later.max() <= inside.max() + 1e-7

@@ -2,50 +2,21 @@
 kill-and-resume, corrupt checkpoints, divergence, data parallelism, the CLI."""
 
 import json
-import os
 import signal
 import subprocess
 import sys
 import textwrap
 import warnings
-from pathlib import Path
 
 import jax
 import numpy as np
 import pytest
 
+from conftest import TINY_CLI, assert_same_checkpoints, params_of, run_cli, tiny
 from hparams_jax import schedules
 from hparams_jax.train import DivergenceError, History, TrainConfig, fit
-from hparams_jax.train.checkpoint import Checkpointer
+from hparams_jax.train.metrics import MetricsLog
 from hparams_jax.train.optimizer import learning_rate, member_hparams, momentum
-
-TINY = dict(model="lenet", dataset="fashion_mnist", batch_size=32, train_examples=256,
-            eval_examples=128, steps=16, lr_policy="one_cycle", min_lr=0.01,
-            max_lr=0.05, momentum=(0.95, 0.85), weight_decay=5e-4, log_every=4, eval_every=8,
-            checkpoint_every=8, progress=False)
-
-
-def tiny(**changes) -> TrainConfig:
-    return TrainConfig(**{**TINY, **changes})
-
-
-def params_of(workdir) -> dict:
-    """The parameters in the newest checkpoint of a finished run, as flat NumPy arrays."""
-    ckpt = Checkpointer(Path(workdir) / "checkpoints", keep=3)
-    step = ckpt.latest_step
-    restored = ckpt.manager.restore(step)
-    ckpt.close()
-    leaves = jax.tree_util.tree_leaves_with_path(restored)
-    return {jax.tree_util.keystr(p): np.asarray(x) for p, x in leaves}
-
-
-def assert_same_checkpoints(workdir, reference) -> None:
-    """The newest checkpoints of two finished runs hold bitwise-equal parameters."""
-    got, expected = params_of(workdir), params_of(reference)
-    assert got.keys() == expected.keys()
-    for name in expected:
-        np.testing.assert_array_equal(got[name], expected[name], err_msg=name)
-
 
 # --- config -------------------------------------------------------------------------------
 
@@ -227,19 +198,52 @@ def test_sigkill_then_resume_equals_uninterrupted_run(tmp_path):
     assert_same_checkpoints(tmp_path / "killed", tmp_path / "full")
 
 
-def test_corrupt_latest_checkpoint_falls_back_to_previous(tmp_path):
+def test_corrupt_latest_checkpoint_is_moved_aside_and_retrained(tmp_path):
     config = tiny(steps=16, checkpoint_every=8, keep_checkpoints=3, workdir=str(tmp_path))
-    fit(config)
+    first = fit(config)
     latest = tmp_path / "checkpoints" / "16"
     for f in latest.rglob("*"):
         if f.is_file() and f.stat().st_size > 0:
             f.write_bytes(b"\0" * 7)  # truncated garbage
+    damaged = {p.relative_to(latest): p.read_bytes() for p in latest.rglob("*") if p.is_file()}
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         history = fit(config)
-    assert any("step 16" in str(w.message) and "older" in str(w.message) for w in caught)
+    moved = tmp_path / "checkpoints" / "damaged" / "16"
+    assert any("step 16" in str(w.message) and f"moved it to {moved}" in str(w.message)
+               and "resuming from step 8" in str(w.message) for w in caught)
+    assert {p.relative_to(moved): p.read_bytes() for p in moved.rglob("*")
+            if p.is_file()} == damaged  # set aside as it was, not deleted
     assert history.summary["step"] == 16  # retrained steps 9-16 from the step-8 checkpoint
+    assert history.rows == first.rows
     assert params_of(tmp_path)  # the rewritten step-16 checkpoint reads back
+
+
+def test_resume_keeps_metric_rows_byte_for_byte(tmp_path):
+    """Rows up to the restored step stay exactly as written (not re-encoded); later rows and a
+    torn last line go; a line that is JSON but no row is kept, and readers skip it."""
+    path = tmp_path / "metrics.jsonl"
+    lines = [b'{"kind": "train", "step": 4, "member": 0, "train_loss": 1.50}\n',
+             b'{"step":8,"kind":"eval","member":0,"test_loss":1e-3}\n',
+             b'[1, 2]\n',
+             b'{"kind": "train", "step": 12, "member": 0, "train_loss": 0.9}\n',
+             b'{"kind": "train", "step": 16, "member": 0, "tr']  # torn by a kill
+    path.write_bytes(b"".join(lines))
+    with pytest.warns(RuntimeWarning, match=r"skipped line\(s\) 3 \(not a metrics row"):
+        log = MetricsLog(path, resume_step=8)
+    log.close()
+    assert path.read_bytes() == b"".join(lines[:3])
+    assert [(r["kind"], r["step"]) for r in log.rows] == [("train", 4), ("eval", 8)]
+    inode = path.stat().st_ino
+    with pytest.warns(RuntimeWarning):
+        log = MetricsLog(path, resume_step=100)  # a finished run reopened: nothing changes
+    log.write([{"kind": "train", "step": 20, "member": 0, "train_loss": 0.5}])
+    log.close()
+    assert path.stat().st_ino == inode
+    assert path.read_bytes() == b"".join(lines[:3]) + (
+        b'{"kind": "train", "step": 20, "member": 0, "train_loss": 0.5}\n')
+    with pytest.warns(RuntimeWarning, match="line\\(s\\) 3"):
+        assert [r["step"] for r in History.load(tmp_path).rows] == [4, 8, 20]
 
 
 def test_changed_config_in_same_workdir_is_refused(tmp_path):
@@ -274,18 +278,6 @@ def test_diverging_member_is_frozen_while_others_train(tmp_path):
 
 
 # --- devices and CLI -----------------------------------------------------------------------
-
-def run_cli(args, devices=1, **kwargs):
-    env = {**os.environ, "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}"}
-    return subprocess.run([sys.executable, "-m", "hparams_jax", *args], capture_output=True,
-                          text=True, env=env, **kwargs)
-
-
-TINY_CLI = ["train", "--model", "lenet", "--dataset", "fashion_mnist", "--steps", "12",
-            "--batch-size", "32", "--train-examples", "256", "--lr-policy", "one_cycle",
-            "--min-lr", "0.01", "--max-lr", "0.05", "--momentum", "0.95:0.85",
-            "--log-every", "4", "--no-progress"]
-
 
 def test_four_devices_match_one_device(tmp_path):
     results = {}

@@ -184,11 +184,42 @@ def test_vmap_over_hyperparameters_equals_separate_runs():
         (lambda: transforms.sgd(0.1, 0.9, weight_decay=-1e-4), "weight_decay"),
         (lambda: transforms.sgd(lambda t: -0.1 + 0 * t), "learning_rate"),
         (lambda: transforms.trace(1.2), "momentum"),
+        (lambda: transforms.sgd("0.1"), "learning_rate='0.1'"),
+        (lambda: transforms.trace(False), "momentum=False"),
+        (lambda: transforms.sgd(0.1, [0.9]), "momentum=\\[0.9\\]"),
+        (lambda: transforms.sgd(0.1, 0.9, weight_decay="1e-4"), "weight_decay='1e-4'"),
     ],
 )
 def test_invalid_arguments(build, argument):
     with pytest.raises(ValueError, match=argument):
         build()
+
+
+@pytest.mark.parametrize("momentum, step", [
+    (schedules.linear(0.9, 1.2, 1000), 334),  # 0.9 + 0.3 t / 1000 reaches 1 at t = 333.3
+    (schedules.one_cycle(100, 0.5, 1.05, step_size=40), 37),  # rises past 1 during the cycle
+    (schedules.triangular(0.8, 1.1, 10), 7),  # every cycle peaks at 1.1
+])
+def test_momentum_schedule_is_checked_over_its_horizon(momentum, step):
+    """A momentum schedule that is fine at step 0 but reaches 1 later (which would train into
+    NaN) is refused at construction, naming the first bad step."""
+    assert float(momentum(0)) < 1
+    for build in (lambda: transforms.sgd(0.1, momentum), lambda: transforms.trace(momentum)):
+        with pytest.raises(ValueError, match=f"momentum at step {step}=1.0"):
+            build()
+
+
+def test_schedule_beyond_the_sample_count_is_checked_at_evenly_spaced_steps():
+    lr = schedules.one_cycle(10**7, 0.5, 1.05)  # momentum > 1 around the peak at 4.5e6
+    with pytest.raises(ValueError, match="momentum at step 4"):
+        transforms.trace(lr)
+    transforms.trace(schedules.one_cycle_momentum(10**7))  # a valid one passes
+
+
+def test_callable_without_horizon_is_checked_at_step_0():
+    with pytest.raises(ValueError, match="learning_rate at step 0"):
+        transforms.sgd(lambda t: -0.1 + 0 * t)
+    transforms.sgd(lambda t: 0.1 + 0 * t, lambda t: 0.9 + 0 * t)
 
 
 def test_per_parameter_multipliers_match_caffe_semantics():

@@ -6,7 +6,8 @@ into `ROOT/NAME/range_tests/TEST/` (`range_test.json`, `range_test.png`).
 
 A setting whose `summary.json` already says "completed" with the same config is not trained
 again (its records may be the committed ones of `experiments/records`); an interrupted one
-resumes from its last checkpoint.
+resumes from its last checkpoint. Each setting's and each range test's folder is locked while
+it is read and written (`train.workdir_lock`): a second `experiment run` stops there at once.
 """
 
 from __future__ import annotations
@@ -17,9 +18,9 @@ from typing import Any
 
 from hparams_jax import _validate as v
 from hparams_jax import data, plots
-from hparams_jax.experiment.spec import Experiment
+from hparams_jax.experiment.spec import Experiment, RangeTest
 from hparams_jax.range_test import Family, lr_range_test, range_test_family
-from hparams_jax.train import History, TrainConfig, fit
+from hparams_jax.train import History, TrainConfig, fit, workdir_lock
 from hparams_jax.train.config import EXECUTION_FIELDS
 from hparams_jax.train.loop import RESUMABLE_CHANGES
 from hparams_jax.train.metrics import write_json_atomic
@@ -66,15 +67,15 @@ def run_setting(experiment: Experiment, setting: str, *, runs: int | None = None
     workdir = run_dir(root, experiment.name, setting, scale)
     config = experiment.config_for(setting, runs=runs, scale=scale, workdir=str(workdir),
                                    progress=progress).replace(**execution)
-    if is_complete(workdir, config):
-        return History.load(workdir)
-    info = data.info(config.dataset)
-    workdir.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(workdir / "experiment.json", {
-        "experiment": experiment.name, "setting": setting, "runs": config.num_members,
-        "scale": scale, "augmentation": config.augmentation or info.augmentation,
-        "evaluation": EVALUATION[info.in_memory]})
-    return fit(config)
+    with workdir_lock(workdir):  # one writer, from experiment.json to the run's summary
+        if is_complete(workdir, config):
+            return History.load(workdir)
+        info = data.info(config.dataset)
+        write_json_atomic(workdir / "experiment.json", {
+            "experiment": experiment.name, "setting": setting, "runs": config.num_members,
+            "scale": scale, "augmentation": config.augmentation or info.augmentation,
+            "evaluation": EVALUATION[info.in_memory]})
+        return fit(config)
 
 
 def run_range_test(experiment: Experiment, name: str, *, root: str | Path = DEFAULT_ROOT
@@ -83,6 +84,12 @@ def run_range_test(experiment: Experiment, name: str, *, root: str | Path = DEFA
     writes its curves and figure; an existing `range_test.json` is read instead."""
     test = experiment.range_test(name)
     out = range_test_dir(root, experiment.name, name)
+    with workdir_lock(out):
+        return _run_range_test(experiment, name, test, out)
+
+
+def _run_range_test(experiment: Experiment, name: str, test: RangeTest, out: Path
+                    ) -> Family:
     if (out / "range_test.json").exists():
         return Family.load(out / "range_test.json")
     config = experiment.config.replace(**test.changes, progress=False, workdir=None)

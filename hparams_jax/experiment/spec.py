@@ -198,21 +198,29 @@ def steps_per_epoch(config: TrainConfig) -> int:
     return max(1, size // config.batch_size)
 
 
+# The source checkout this package runs from, if it does (an installed wheel has none).
+_REPOSITORY = Path(__file__).resolve().parents[2]
+
+
 def configs_dir() -> Path:
-    """`$HPARAMS_JAX_EXPERIMENTS`, else the repository's `experiments/configs`, else
-    `./experiments/configs`."""
+    """`$HPARAMS_JAX_EXPERIMENTS`, else the `experiments/configs` of the source checkout this
+    package runs from. Config files are code: nothing else (the current directory in
+    particular) is searched, so pass another folder explicitly (`--configs DIR`)."""
     if os.environ.get(CONFIGS_ENV):
         return Path(os.environ[CONFIGS_ENV])
-    beside_package = Path(__file__).resolve().parents[2] / "experiments" / "configs"
-    return beside_package if beside_package.is_dir() else Path("experiments") / "configs"
+    if (_REPOSITORY / "pyproject.toml").is_file():
+        return _REPOSITORY / "experiments" / "configs"
+    raise ConfigError(f"this installed hparams_jax has no experiment configs of its own: pass "
+                      f"a folder of them with --configs DIR (or load_all(DIR)) or set "
+                      f"{CONFIGS_ENV}.")
 
 
 def load_all(directory: str | Path | None = None) -> dict[str, Experiment]:
     """Every `EXPERIMENT` in the config files of `directory` (see `configs_dir`), by name."""
     directory = Path(directory) if directory is not None else configs_dir()
     if not directory.is_dir():
-        raise ConfigError(f"experiment configs directory {str(directory)!r} does not exist: run "
-                          f"from the repository root or set {CONFIGS_ENV}.")
+        raise ConfigError(f"experiment configs directory {str(directory)!r} does not exist: "
+                          f"pass an existing one (--configs DIR) or set {CONFIGS_ENV}.")
     experiments = {}
     for path in sorted(directory.glob("*.py")):
         spec = importlib.util.spec_from_file_location(f"hparams_jax_experiment_{path.stem}",

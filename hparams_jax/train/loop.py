@@ -7,16 +7,24 @@ the test split, checkpoints with orbax and resumes from the newest readable chec
 same workdir. A non-finite loss freezes the member it hit (the update is not applied); a run whose
 every member diverged stops with `DivergenceError`, leaving the last good checkpoint and the
 metrics written so far on disk.
+
+Nothing written is lost: one run writes a workdir at a time (`lock`); a damaged checkpoint is
+moved aside and a differently structured one refused (`checkpoint`); SIGINT/SIGTERM stop the
+run after saving its last completed step (`interrupt`); a failed write (a full disk) stops it
+with `WorkdirWriteError`, the last good checkpoint and the metrics so far intact; a finished
+run's records are returned as they are.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 import tempfile
 import time
+import warnings
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import jax
 import numpy as np
@@ -26,6 +34,8 @@ from hparams_jax.errors import ConfigError
 from hparams_jax.transforms import ADAM_HYPERPARAM_NAMES
 from hparams_jax.train.checkpoint import Checkpointer
 from hparams_jax.train.config import EXECUTION_FIELDS, TrainConfig
+from hparams_jax.train.interrupt import TrainingInterrupted, stop_on_signals
+from hparams_jax.train.lock import workdir_lock
 from hparams_jax.train.metrics import History, MetricsLog, write_json_atomic
 from hparams_jax.train.session import open_session
 
@@ -36,6 +46,11 @@ RESUMABLE_CHANGES = ("workdir", *EXECUTION_FIELDS)
 
 class DivergenceError(RuntimeError):
     """Training met a non-finite loss (every member, for a sweep)."""
+
+
+class WorkdirWriteError(OSError):
+    """Writing the metrics or a checkpoint into the workdir failed (a full disk, a folder made
+    read-only or removed); what was written before is intact and the run resumes from it."""
 
 
 def _check_config_matches(workdir: Path, config: TrainConfig) -> None:
@@ -54,7 +69,12 @@ def fit(config: TrainConfig) -> History:
     """Trains `config` (all its sweep members at once) and returns the history.
 
     Writes `metrics.jsonl`, `summary.json`, `config.json` and `checkpoints/` into
-    `config.workdir` (a temporary folder, removed afterwards, when it is None).
+    `config.workdir` (a temporary folder, removed afterwards, when it is None), holding the
+    workdir's lock all along (`WorkdirLocked` at once if another run holds it). Resumes from
+    the newest readable checkpoint there (`CheckpointMismatchError` if the state's structure
+    changed); returns a finished run's records untouched. While it trains, SIGINT and SIGTERM
+    save the last completed step and raise `TrainingInterrupted` (the previous handlers are
+    back when `fit` returns).
     """
     if config.workdir is None:
         tmp = tempfile.mkdtemp(prefix="hparams_jax_")
@@ -62,28 +82,69 @@ def fit(config: TrainConfig) -> History:
             return fit(config.replace(workdir=tmp))
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
+    with workdir_lock(config.workdir) as workdir:
+        return _fit(config, workdir)
 
+
+def _fit(config: TrainConfig, workdir: Path) -> History:
     start_time = time.perf_counter()
-    workdir = Path(config.workdir)
     is_main = jax.process_index() == 0
+    _check_config_matches(workdir, config)
     session = open_session(config)
+    checkpointer = Checkpointer(workdir / "checkpoints", keep=config.keep_checkpoints,
+                                primary=is_main)
+    try:
+        state = session.init_state()
+        restored = checkpointer.restore_latest(state)
+        step = 0 if restored is None else restored[0]
+        if restored is not None:
+            state = restored[1]
+        with _writing(workdir):
+            log = MetricsLog(workdir / "metrics.jsonl", resume_step=step, enabled=is_main)
+        summary_path = workdir / "summary.json"
+        if step >= session.total_steps and _completed(summary_path):  # returned untouched
+            log.close()
+            return History(log.rows, json.loads(summary_path.read_text()))
+        if is_main:
+            with _writing(workdir):
+                _write_if_changed(workdir / "config.json", config.to_dict())
+        with stop_on_signals() as stop:
+            return _train(config, session, state, step, log, checkpointer, stop, start_time,
+                          summary_path if is_main else None)
+    finally:
+        checkpointer.close()
+
+
+@contextlib.contextmanager
+def _writing(workdir: Path) -> Iterator[None]:
+    try:
+        yield
+    except OSError as err:
+        raise WorkdirWriteError(f"could not write into workdir={str(workdir)!r} ({err}); what "
+                                "it holds is intact. Free space (or fix the folder) and run "
+                                "again.") from err
+
+
+def _completed(summary_path: Path) -> bool:
+    return summary_path.exists() and json.loads(summary_path.read_text()).get(
+        "status") == "completed"
+
+
+def _write_if_changed(path: Path, obj: Any) -> None:
+    if not path.exists() or json.loads(path.read_text()) != obj:
+        write_json_atomic(path, obj)
+
+
+def _train(config, session, state, step, log, checkpointer, stop, start_time,
+           summary_path) -> History:
+    """Trains from `step` to the end, writing rows and checkpoints, then the summary (also when
+    it stops early: diverged, interrupted or failed)."""
     steps_per_epoch, total_steps = session.steps_per_epoch, session.total_steps
     # "once an epoch" rounds up to whole logging intervals, so no chunk is cut short
     epoch_in_logs = -(-steps_per_epoch // config.log_every) * config.log_every
     eval_every = config.eval_every or epoch_in_logs
     checkpoint_every = config.checkpoint_every or epoch_in_logs
-
-    workdir.mkdir(parents=True, exist_ok=True)
-    _check_config_matches(workdir, config)
-    if is_main:
-        write_json_atomic(workdir / "config.json", config.to_dict())
-    checkpointer = Checkpointer(workdir / "checkpoints", keep=config.keep_checkpoints)
-    state = session.init_state()
-    restored = checkpointer.restore_latest(state)
-    step = 0
-    if restored is not None:
-        step, state = restored
-    log = MetricsLog(workdir / "metrics.jsonl", resume_step=step, enabled=is_main)
+    start = step
 
     def evaluate() -> list[dict[str, Any]]:
         m = session.evaluate(state)
@@ -91,14 +152,39 @@ def fit(config: TrainConfig) -> History:
                  "test_loss": m["loss"][k], "test_accuracy": m["accuracy"][k]}
                 for k in range(session.num_members)]
 
-    bar = tqdm(total=total_steps, initial=step, disable=not (config.progress and is_main),
+    def kept() -> str:
+        latest = checkpointer.latest_step
+        return (f"the last good checkpoint is step {latest} in {checkpointer.directory}"
+                if latest is not None else "no checkpoint had been written yet")
+
+    def save() -> None:
+        try:
+            log.sync()
+            checkpointer.save(step, state)
+        except Exception as err:  # orbax and tensorstore raise many kinds for a failed write
+            raise WorkdirWriteError(
+                f"could not write the checkpoint of step {step} ({type(err).__name__}: "
+                f"{' '.join(str(err).split())[:200]}); {kept()}, the metrics so far are in "
+                f"{log.path}. Free space (or fix the folder) and run again to resume.") from err
+
+    bar = tqdm(total=total_steps, initial=step, disable=not (config.progress and summary_path),
                unit="step", dynamic_ncols=True)
     # Throughput excludes the chunks that compiled (the first of each length).
     train_seconds, trained_steps, timed_seconds, timed_steps = 0.0, 0, 0.0, 0
     compiled_lengths: set[int] = set()
-    status, diverged = "interrupted", np.zeros(session.num_members, bool)
+    status, diverged = "failed", np.zeros(session.num_members, bool)
     try:
         while step < total_steps:
+            if stop.requested():
+                status = "interrupted"
+                if step > start:
+                    save()
+                    where = f"saved a checkpoint of step {step} in {checkpointer.directory}"
+                else:
+                    where = kept()
+                raise TrainingInterrupted(
+                    f"training interrupted by {stop.name} at step {step} of {total_steps}; "
+                    f"{where}. Run it again with the same workdir to resume.", stop.signum)
             n = session.chunk_length(step, config.log_every, eval_every, checkpoint_every)
             t0 = time.perf_counter()
             state, m = session.chunk(state, step, n)
@@ -122,7 +208,12 @@ def fit(config: TrainConfig) -> History:
                 due_eval = step // eval_every > prev // eval_every or step == total_steps
                 if due_eval:
                     rows += evaluate()
-            log.write(rows)
+            try:
+                log.write(rows)
+            except OSError as err:
+                raise WorkdirWriteError(
+                    f"could not append the metrics of step {step} to {log.path} ({err}); "
+                    f"{kept()}. Free space (or fix the folder) and run again to resume.") from err
             bar.update(n)
             bar.set_postfix(loss=f"{rows[0]['train_loss']:.4f}",
                             lr=f"{rows[0]['learning_rate']:.3g}")
@@ -131,29 +222,36 @@ def fit(config: TrainConfig) -> History:
                 bad = np.argmax(~m["finite"], axis=0)
                 first = prev + 1 + int(bad.min())
                 lr = float(m["learning_rate"][bad.min(), 0])
-                kept = (f"the last good checkpoint is step {checkpointer.latest_step} in "
-                        f"{checkpointer.directory}" if checkpointer.latest_step is not None
-                        else "no checkpoint had been written yet")
                 raise DivergenceError(
                     f"training diverged: non-finite loss at step {first} (learning rate "
-                    f"{lr:.4g}). The metrics so far are in {log.path}; {kept}. Lower max_lr "
+                    f"{lr:.4g}). The metrics so far are in {log.path}; {kept()}. Lower max_lr "
                     "or weight_decay.")
             if step // checkpoint_every > prev // checkpoint_every or step == total_steps:
-                log.sync()
-                checkpointer.save(step, state)
+                save()
         status = "completed"
+    except KeyboardInterrupt:  # a second Ctrl-C stops at once
+        status = "interrupted"
+        raise
     finally:
         bar.close()
-        log.close()
+        failing = status != "completed"
         wall = time.perf_counter() - start_time
         per_step = (timed_seconds / timed_steps if timed_steps
                     else train_seconds / max(trained_steps, 1))
         summary = _summary(config, log.rows, status, np.flatnonzero(diverged), step,
                            total_steps, steps_per_epoch, wall, train_seconds,
                            per_step * steps_per_epoch)
-        if is_main:
-            write_json_atomic(workdir / "summary.json", summary)
-        checkpointer.close()
+        try:
+            log.close()
+            # a finished run's summary is replaced only by that of a run that finished again
+            if summary_path is not None and not (failing and _completed(summary_path)):
+                write_json_atomic(summary_path, summary)
+        except OSError as err:
+            if not failing:
+                raise WorkdirWriteError(f"could not write the summary or the metrics of the "
+                                        f"finished run in {summary_path.parent} ({err}).") from err
+            warnings.warn(f"could not write the summary of the stopped run ({err}).",
+                          RuntimeWarning, stacklevel=2)
     return History(log.rows, summary)
 
 

@@ -2,8 +2,8 @@
 `summary.json`, and `History`, the in-memory view `fit` returns.
 
 Rows carry `kind` ("train" or "eval"), `step`, `epoch` and `member` (the sweep member, 0 for a
-single run). Resuming from a checkpoint drops the rows written after it, so a resumed run's
-file equals an uninterrupted run's.
+single run). Resuming from a checkpoint drops the rows written after it and keeps the others
+byte for byte, so a resumed run's file equals an uninterrupted run's.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import warnings
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -30,40 +31,81 @@ def _read_value(x: Any) -> Any:
     return float(x) if x in ("nan", "inf", "-inf") else x
 
 
-def read_rows(path: str | Path) -> list[dict[str, Any]]:
-    """The rows of a metrics file; a torn last line (a kill mid-write) is ignored."""
-    rows = []
-    path = Path(path)
+def _parse(line: bytes) -> dict[str, Any] | str:
+    """The row a line holds, or why it holds none."""
+    try:
+        row = json.loads(line)
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return "not JSON (a torn write)"
+    if not isinstance(row, dict) or not isinstance(row.get("step"), int):
+        return "not a metrics row (a JSON object with an integer step)"
+    return {k: _read_value(v) for k, v in row.items()}
+
+
+def _read_lines(path: Path) -> list[tuple[bytes, dict[str, Any] | str]]:
+    """Each line of `path` (with its newline) and its row or problem; a problem other than a
+    torn last line (a kill mid-write) is reported once, as a warning."""
     if not path.exists():
-        return rows
-    for line in path.read_text().splitlines():
-        try:
-            rows.append({k: _read_value(v) for k, v in json.loads(line).items()})
-        except json.JSONDecodeError:
-            continue
-    return rows
+        return []
+    lines = [(raw, _parse(raw)) for raw in path.read_bytes().splitlines(keepends=True)]
+    bad = [i for i, (raw, row) in enumerate(lines, 1) if isinstance(row, str)
+           and not (i == len(lines) and not raw.endswith(b"\n"))]
+    if bad:
+        what = "; ".join(sorted({lines[i - 1][1] for i in bad}))
+        warnings.warn(f"{path}: skipped line(s) {', '.join(map(str, bad[:5]))}"
+                      f"{' ...' if len(bad) > 5 else ''} ({what}).", RuntimeWarning,
+                      stacklevel=3)
+    return lines
+
+
+def read_rows(path: str | Path) -> list[dict[str, Any]]:
+    """The rows of a metrics file; lines that hold no row (a torn last line after a kill,
+    anything but a JSON object with a step) are skipped."""
+    return [row for _, row in _read_lines(Path(path)) if isinstance(row, dict)]
 
 
 def write_json_atomic(path: str | Path, obj: Any) -> None:
+    """Writes `obj` to a temporary file beside `path` and renames it into place (a reader sees
+    the old file or the new one; the temporary file is removed if the write fails)."""
     path = Path(path)
+    _replace(path, json.dumps(obj, indent=2, default=_json_value).encode())
+
+
+def _replace(path: Path, data: bytes) -> None:
     tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=2, default=_json_value))
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 class MetricsLog:
-    """Appends rows to `metrics.jsonl`, keeping only those at or before `resume_step`."""
+    """Appends rows to `metrics.jsonl`, keeping only those at or before `resume_step`.
+
+    Kept lines stay byte for byte as they were; the file is rewritten only when something is
+    dropped (rows past `resume_step`, a torn last line), so reopening a finished run's log
+    changes nothing. Lines that hold no row are kept as they are (readers skip them).
+    """
 
     def __init__(self, path: str | Path, *, resume_step: int = 0, enabled: bool = True):
         self.path = Path(path)
         self.enabled = enabled
-        self.rows = [r for r in read_rows(self.path) if r["step"] <= resume_step]
+        lines = _read_lines(self.path)
+        keep = [(raw, row) for raw, row in lines
+                if (isinstance(row, dict) and row["step"] <= resume_step)
+                or (isinstance(row, str) and raw.endswith(b"\n"))]
+        self.rows = [row for _, row in keep if isinstance(row, dict)]
         if enabled:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = self.path.with_suffix(".jsonl.tmp")
-            tmp.write_text("".join(json.dumps(r, default=_json_value) + "\n"
-                                   for r in map(_clean, self.rows)))
-            os.replace(tmp, self.path)
+            kept = b"".join(raw for raw, _ in keep)
+            if kept and not kept.endswith(b"\n"):  # a whole row cut just before its newline
+                kept += b"\n"
+            if kept != b"".join(raw for raw, _ in lines):
+                _replace(self.path, kept)
             self._file = open(self.path, "a")
 
     def write(self, rows: Iterable[dict[str, Any]]) -> None:
@@ -79,9 +121,11 @@ class MetricsLog:
             os.fsync(self._file.fileno())
 
     def close(self) -> None:
-        if self.enabled:
-            self.sync()
-            self._file.close()
+        if self.enabled and not self._file.closed:
+            try:
+                self.sync()
+            finally:
+                self._file.close()
 
 
 def _clean(row: dict[str, Any]) -> dict[str, Any]:
