@@ -128,7 +128,7 @@ class RangeTestResult:
     stop_reason: str
     label: str = ""
     setting: dict = dataclasses.field(default_factory=dict)
-    optimizer: str = "sgd"  # the bounds are the optimizer's: AdamW's lie ~100x below SGD's
+    optimizer: str = "sgd"  # the bounds are the optimizer's: AdamW's lie 10-100x below SGD's
 
     @property
     def steps_run(self) -> int:

@@ -160,7 +160,7 @@ def test_momentum_family_mixes_constant_and_cyclical(optimizer, start, stop):
 
 
 def test_adamw_range_test_with_accumulation_counts_optimizer_steps():
-    """AdamW's range test (an exponential ramp over AdamW's ~100x smaller LRs) with 2
+    """AdamW's range test (an exponential ramp over AdamW's smaller LRs) with 2
     micro-batches per step takes one ramp step per optimizer step, at the LRs of the test
     without accumulation, and records the same losses to float32 rounding (LeNet has no batch
     norm, so the two compute the same gradients)."""
