@@ -1,6 +1,8 @@
 """Speed of the CIFAR networks of `hparams_jax.models` on this machine's default JAX device.
 
-For each network: the jitted training step's forward + backward (cross-entropy, gradients of
+Each network is built from the layers of this backend's execution plan (`train.plan`: the
+XLA:CPU forms on a CPU, plain Flax elsewhere). For each network: the jitted training step's
+forward + backward (cross-entropy, gradients of
 all parameters, batch-norm statistics updated, dropout on) at batch 128 -- compile time, then
 the median over a few timed steps after a warm-up -- as images/s; and the forward FLOPs per
 image, two ways:
@@ -37,9 +39,11 @@ import optax
 from flax import nnx
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from step_timers import xla_flops  # noqa: E402
 from timing import median_seconds, table  # noqa: E402
 
-from hparams_jax import models  # noqa: E402
+from hparams_jax import _xla, models  # noqa: E402
+from hparams_jax.train.plan import resolve  # noqa: E402
 
 CIFAR_MODELS = ["cifar3", "resnet20", "resnet56", "resnet110", "wide_resnet32_4", "densenet40"]
 EPOCH_IMAGES = 50_000
@@ -72,7 +76,7 @@ def conv_fc_macs(jaxpr: jax.extend.core.Jaxpr) -> int:
 
 def bench_model(name: str, batch: int, steps: int, warmup: int) -> dict:
     rngs = nnx.Rngs(params=0, dropout=1)
-    model = models.create(name, num_classes=10, rngs=rngs)
+    model = models.create(name, num_classes=10, rngs=rngs, layers=resolve().layers)
     model.train()
     graphdef, params, rest = nnx.split(model, nnx.Param, ...)
     n_params = models.count_params(params)
@@ -100,16 +104,13 @@ def bench_model(name: str, batch: int, steps: int, warmup: int) -> dict:
     def forward(state, x):
         return nnx.merge(eval_graph, state)(x)
 
-    cost = jax.jit(forward).lower(eval_state, x).compile().cost_analysis()
-    if isinstance(cost, (list, tuple)):  # older JAX returns one dict per device
-        cost = cost[0]
-    xla_flops = float(cost.get("flops", float("nan"))) / batch
+    flops = (xla_flops(jax.jit(forward).lower(eval_state, x).compile()) or math.nan) / batch
     macs = conv_fc_macs(jax.make_jaxpr(forward)(eval_state, x).jaxpr) / batch
     steps_per_epoch = math.ceil(EPOCH_IMAGES / batch)
     return {
         "model": name,
         "params": f"{n_params:,}",
-        "XLA GFLOP/img": f"{xla_flops / 1e9:.3f}",
+        "XLA GFLOP/img": f"{flops / 1e9:.3f}",
         "conv+fc GMAC/img": f"{macs / 1e9:.3f}",
         "compile s": f"{compile_s:.1f}",
         "step ms": f"{step_s * 1e3:.0f}",
@@ -165,6 +166,7 @@ def main(argv=None) -> None:
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--quick", action="store_true", help="1 warm-up + 3 timed steps")
     args = parser.parse_args(argv)
+    _xla.apply_cpu_defaults()  # the CPU plan's flags (on a CPU), before JAX starts
     names = [n.strip() for n in args.models.split(",") if n.strip()]
     unknown = [n for n in names if n not in models.available()]
     if unknown:

@@ -19,7 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from hparams_jax import schedules, transforms
+from hparams_jax import _xla, schedules, transforms
 from timing import interleaved, table
 
 LAYERS = (784, 1024, 256, 10)  # 1,068,810 parameters
@@ -75,6 +75,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=30)
     args = parser.parse_args()
+    _xla.apply_cpu_defaults()  # the package's XLA:CPU flags, as a run on the CPU has them
 
     key = jax.random.PRNGKey(0)
     params = init_mlp(key)

@@ -14,6 +14,7 @@ import time
 
 import jax
 
+from hparams_jax import _xla
 from hparams_jax.range_test import lr_range_test
 from hparams_jax.train import TrainConfig
 from hparams_jax.train.session import Session
@@ -46,6 +47,7 @@ def main():
     parser.add_argument("--eval-examples", type=int, default=1000)
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
+    _xla.apply_cpu_defaults()  # the CPU plan's flags (on a CPU), before JAX starts
     config = TrainConfig(model="lenet", dataset="fashion_mnist", batch_size=128,
                          eval_examples=args.eval_examples, momentum=0.9, weight_decay=5e-4,
                          progress=False)

@@ -10,7 +10,7 @@ shape held on the device, as the engine holds small datasets.
     python experiments/bench_train.py                    # both networks
     python experiments/bench_train.py --models lenet --rounds 5
     python experiments/bench_train.py --flags            # each default XLA:CPU flag's effect
-    python experiments/bench_train.py --batch-norm --models resnet56  # the zoo's batch norm
+    python experiments/bench_train.py --batch-norm --models resnet56  # the CPU batch norm
     python experiments/bench_train.py --conv-layers      # each convolution alone
 
 PyTorch is a benchmark-only extra (`pip install torch==2.13.0`); it is skipped when missing.
@@ -26,31 +26,11 @@ import time
 
 import numpy as np
 
-SHAPES = {"lenet": (28, 28, 1), "resnet56": (32, 32, 3)}
+import step_timers
+from hparams_jax import _xla
+
+MODELS = ("lenet", "resnet56")
 BATCH = 128
-
-
-# --- JAX ---------------------------------------------------------------------------------
-
-def jax_engine(model: str, num_examples: int = 2048):
-    import jax
-
-    from hparams_jax.train import TrainConfig
-    from hparams_jax.train.optimizer import member_hparams
-    from hparams_jax.data import DeviceDataset, make_mesh, put
-    from hparams_jax.train.steps import Engine
-
-    config = TrainConfig(model=model, dataset="cifar10", batch_size=BATCH, steps=10_000,
-                         momentum=(0.95, 0.85), weight_decay=5e-4, progress=False)
-    mesh = make_mesh()
-    h, w, c = SHAPES[model]
-    engine = Engine(config, num_classes=10, mean=[127.0] * c, std=[64.0] * c,
-                    augmentation="none", total_steps=10_000, mesh=mesh)
-    rng = np.random.default_rng(0)
-    ds = DeviceDataset.from_arrays(rng.integers(0, 256, (num_examples, h, w, c), dtype=np.uint8),
-                                   rng.integers(0, 10, num_examples).astype(np.int32), mesh)
-    hp = jax.tree.map(lambda a: put(a, engine.replicated), member_hparams(config))
-    return engine, engine.init(hp), hp, ds
 
 
 def jax_timers(model: str, steps: int):
@@ -59,25 +39,16 @@ def jax_timers(model: str, steps: int):
     metrics read back (what `fit` does)."""
     import jax
 
-    from hparams_jax.data import put
-
-    engine, state, hp, ds = jax_engine(model)
     steps = 1 << (steps - 1).bit_length()  # the engine's chunk shapes are powers of two
+    bare, _ = step_timers.jax_step_timer(model, batch=BATCH)
+    engine, state, hp, ds = step_timers.jax_engine(model, batch=BATCH)
     rng = np.random.default_rng(1)
     host_idx = rng.integers(0, len(ds), (steps, 1, BATCH)).astype(np.int32)
-    device_idx = put(host_idx, engine.chunk_sharding)
     held = [state]
     # warm-up: compile for this chunk length, then settle the allocator and thread pool
     for _ in range(2):
         held[0], m = engine.train_chunk(held[0], hp, ds, host_idx)
         jax.block_until_ready(m)
-
-    def bare() -> float:
-        start = time.perf_counter()
-        for i in range(steps):
-            held[0], m = engine._step(held[0], hp, ds, device_idx, np.int32(i))
-        jax.block_until_ready(m)
-        return (time.perf_counter() - start) / steps
 
     def looped() -> float:
         start = time.perf_counter()
@@ -85,79 +56,13 @@ def jax_timers(model: str, steps: int):
         jax.device_get(m)
         return (time.perf_counter() - start) / steps
 
-    return bare, looped
-
-
-# --- PyTorch -----------------------------------------------------------------------------
-
-def torch_model(name: str):
-    from torch import nn
-
-    if name == "lenet":
-        return nn.Sequential(nn.Conv2d(1, 20, 5), nn.MaxPool2d(2), nn.Conv2d(20, 50, 5),
-                             nn.MaxPool2d(2), nn.Flatten(), nn.Linear(800, 500), nn.ReLU(),
-                             nn.Linear(500, 10))
-
-    class Block(nn.Module):  # the author's block: no ReLU after the sum, 2x2/2 projection
-        def __init__(self, cin, cout, stride):
-            super().__init__()
-            self.body = nn.Sequential(
-                nn.Conv2d(cin, cout, 3, stride, 1, bias=False), nn.BatchNorm2d(cout),
-                nn.ReLU(), nn.Conv2d(cout, cout, 3, 1, 1, bias=False), nn.BatchNorm2d(cout))
-            self.proj = (nn.Sequential(nn.Conv2d(cin, cout, stride, stride, bias=False),
-                                       nn.BatchNorm2d(cout)) if stride > 1 or cin != cout
-                         else nn.Identity())
-
-        def forward(self, x):
-            return self.body(x) + self.proj(x)
-
-    layers = [nn.Conv2d(3, 16, 3, 1, 1, bias=False), nn.BatchNorm2d(16), nn.ReLU()]
-    cin = 16
-    for i, (n, width) in enumerate(zip((8, 9, 9), (16, 32, 64))):
-        for j in range(n):
-            layers.append(Block(cin, width, 2 if i > 0 and j == 0 else 1))
-            cin = width
-    layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(64, 10)]
-    return nn.Sequential(*layers)
+    return (lambda: bare(steps)), looped
 
 
 def torch_timer(name: str, steps: int, threads: int):
     """A function that runs `steps` PyTorch eager steps and returns seconds per step."""
-    import torch
-
-    torch.set_num_threads(threads)
-    torch.manual_seed(0)
-    model = torch_model(name)
-    h, w, c = SHAPES[name]
-    total = 10_000
-    opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, nesterov=True,
-                          weight_decay=5e-4)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=0.1, total_steps=total,
-                                                base_momentum=0.85, max_momentum=0.95)
-    images = torch.randint(0, 256, (2048, c, h, w), dtype=torch.uint8)
-    labels = torch.randint(0, 10, (2048,))
-    loss_fn = torch.nn.CrossEntropyLoss()
-
-    def step():
-        idx = torch.randint(0, 2048, (BATCH,))
-        x = (images[idx].float() - 127.0) / 64.0
-        loss = loss_fn(model(x), labels[idx])
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        sched.step()
-        return loss.item()
-
-    for _ in range(2):
-        step()
-
-    def timed() -> float:
-        start = time.perf_counter()
-        for _ in range(steps):
-            step()
-        return (time.perf_counter() - start) / steps
-
-    return timed
+    timer, _ = step_timers.torch_step_timer(name, batch=BATCH, threads=threads)
+    return lambda: timer(steps)
 
 
 # --- report ------------------------------------------------------------------------------
@@ -202,8 +107,6 @@ def run(models: list[str], steps: dict[str, int], rounds: int) -> None:
 
 def flag_sweep(models: list[str], steps: dict[str, int]) -> None:
     """Each default XLA:CPU flag's effect, one subprocess per setting (flags are read once)."""
-    from hparams_jax import _xla
-
     variants = {"none (XLA defaults)": ""}
     for flag in _xla.CPU_FLAGS:
         variants[f"only {flag}"] = flag
@@ -216,26 +119,28 @@ def flag_sweep(models: list[str], steps: dict[str, int]) -> None:
 
 
 def batch_norm_ab(models: list[str], rounds: int = 7) -> None:
-    """The JAX step with ``flax.nnx.BatchNorm`` against the zoo's lane-dense
-    `layers.BatchNorm`: both engines built in one process, timed in alternating rounds."""
+    """The CPU plan's JAX step with ``flax.nnx.BatchNorm`` against its lane-dense
+    `xla_cpu.BatchNorm` (the rest of the XLA:CPU layers alike): both engines built in one
+    process, timed in alternating rounds."""
+    import dataclasses
+
     from flax import nnx
 
-    from hparams_jax.models import layers
+    from hparams_jax.models import xla_cpu
+    from hparams_jax.train.plan import resolve
     from timing import interleaved
 
-    zoo = layers.BatchNorm
+    cpu = resolve("cpu")
+    plans = {"nnx.BatchNorm": dataclasses.replace(cpu, layers=dataclasses.replace(
+                 cpu.layers, batch_norm_type=nnx.BatchNorm)),
+             "xla_cpu.BatchNorm": cpu}
+    assert cpu.layers.batch_norm_type is xla_cpu.BatchNorm
     for name in models:
-        steps = {}
-        for label, cls in (("nnx.BatchNorm", nnx.BatchNorm), ("layers.BatchNorm", zoo)):
-            layers.BatchNorm = cls  # the class `BatchNormSpec.make` builds
-            try:
-                steps[label] = engine_step(name)
-            finally:
-                layers.BatchNorm = zoo
+        steps = {label: engine_step(name, plan) for label, plan in plans.items()}
         ms = {k: v * 1e3 for k, v in interleaved(steps, rounds=rounds, per_round=2).items()}
         print(f"{name}: JAX step with nnx.BatchNorm {ms['nnx.BatchNorm']:.1f} ms, with "
-              f"layers.BatchNorm {ms['layers.BatchNorm']:.1f} ms "
-              f"({ms['nnx.BatchNorm'] / ms['layers.BatchNorm']:.2f}x)")
+              f"xla_cpu.BatchNorm {ms['xla_cpu.BatchNorm']:.1f} ms "
+              f"({ms['nnx.BatchNorm'] / ms['xla_cpu.BatchNorm']:.2f}x)")
 
 
 # (H, C_in, C_out, kernel, pad) of the networks' stride-1 convolutions, batch 128
@@ -250,8 +155,6 @@ def conv_layers(rounds: int = 7) -> None:
     three passes. (Training never needs LeNet conv1's input gradient.)"""
     import jax
     import torch
-
-    import hparams_jax  # noqa: F401 - the package's XLA:CPU flags, set before JAX starts
 
     from timing import interleaved, table
 
@@ -300,11 +203,11 @@ def conv_layers(rounds: int = 7) -> None:
     print(table(rows, list(rows[0])))
 
 
-def engine_step(model: str):
+def engine_step(model: str, plan):
     """A function that runs one compiled train step of a fresh engine and returns its metrics."""
     from hparams_jax.data import put
 
-    engine, state, hp, ds = jax_engine(model)
+    engine, state, hp, ds = step_timers.jax_engine(model, batch=BATCH, plan=plan)
     idx = put(np.random.default_rng(1).integers(0, len(ds), (1, 1, BATCH)).astype(np.int32),
               engine.chunk_sharding)
     held = [state]
@@ -318,7 +221,7 @@ def engine_step(model: str):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--models", nargs="+", default=list(SHAPES), choices=list(SHAPES))
+    parser.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS))
     parser.add_argument("--steps", nargs="+", type=int, default=None,
                         help="timed steps per network, rounded up to a power of two "
                              "(default: lenet 32, resnet56 4)")
@@ -327,13 +230,15 @@ def main():
     parser.add_argument("--flags", action="store_true",
                         help="measure the effect of each default XLA:CPU flag")
     parser.add_argument("--batch-norm", action="store_true",
-                        help="time the JAX step with flax.nnx.BatchNorm and with the zoo's "
-                             "lane-dense layers.BatchNorm")
+                        help="time the CPU plan's JAX step with flax.nnx.BatchNorm and with "
+                             "the lane-dense xla_cpu.BatchNorm")
     parser.add_argument("--conv-layers", action="store_true",
                         help="time each convolution's forward and gradients alone, JAX vs "
                              "PyTorch")
     parser.add_argument("--jax-only", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if not args.flags:
+        _xla.apply_cpu_defaults("cpu")  # the CPU plan's flags, before JAX starts
     defaults = {"lenet": 32, "resnet56": 4}
     steps = dict(zip(args.models, args.steps)) if args.steps else defaults
     if args.flags:

@@ -5,10 +5,7 @@ arXiv:1803.09820): cyclical learning rates, the LR range test, the 1cycle policy
 momentum and weight decay, as optax building blocks and a jit training loop.
 """
 
-from hparams_jax import _xla
 from hparams_jax.errors import ConfigError
-
-_xla.apply_cpu_defaults()
 
 __version__ = "0.1.0"
 __all__ = ["ConfigError", "__version__"]

@@ -11,6 +11,7 @@ completed step; any other exception surfaces with its traceback (status 1).
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -28,10 +29,35 @@ def _demo(args) -> int:
 
 
 def _join_cluster(args) -> None:
-    if args.distributed:
-        import jax
+    """Joins a multi-process run before JAX starts: the processes named by --coordinator,
+    --num-processes and --process-id (CPU processes talk through gloo collectives), or, with
+    --distributed alone, the cluster `jax.distributed.initialize()` detects (a TPU VM's)."""
+    explicit = {"--coordinator": args.coordinator, "--num-processes": args.num_processes,
+                "--process-id": args.process_id}
+    given = [name for name, value in explicit.items() if value is not None]
+    if not given and not args.distributed:
+        return
+    import jax
 
+    if not given:
         jax.distributed.initialize()
+        return
+    if len(given) < 3:
+        missing = ", ".join(name for name in explicit if name not in given)
+        raise ConfigError(f"{', '.join(given)} given without {missing}: a multi-process run "
+                          "needs all three of --coordinator, --num-processes and --process-id.")
+    host, _, port = args.coordinator.rpartition(":")
+    if not host or not port.isdigit():
+        raise ConfigError(f"--coordinator {args.coordinator!r} is not allowed: --coordinator "
+                          "must be HOST:PORT, e.g. 10.0.0.1:1234.")
+    if args.num_processes < 1 or not 0 <= args.process_id < args.num_processes:
+        raise ConfigError(f"--num-processes {args.num_processes} --process-id "
+                          f"{args.process_id}: --num-processes must be >= 1 and --process-id "
+                          f"in [0, {args.num_processes}).")
+    if "JAX_CPU_COLLECTIVES_IMPLEMENTATION" not in os.environ:  # the user's choice stands
+        jax.config.update("jax_cpu_collectives_implementation", "gloo")
+    jax.distributed.initialize(coordinator_address=args.coordinator,
+                               num_processes=args.num_processes, process_id=args.process_id)
 
 
 def _train_defaults():
@@ -243,6 +269,9 @@ def _add_launch_arguments(parser: argparse.ArgumentParser) -> None:
     """What the commands that train full runs share: multi-host."""
     parser.add_argument("--distributed", action="store_true",
                         help="call jax.distributed.initialize() first (multi-host TPU/GPU)")
+    parser.add_argument("--coordinator", metavar="HOST:PORT", help="multi-process: process 0's")
+    parser.add_argument("--num-processes", type=int, help="multi-process: how many processes")
+    parser.add_argument("--process-id", type=int, help="multi-process: this one's, 0 to N-1")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -378,7 +407,10 @@ def _expected_errors() -> dict[type[BaseException], tuple[int, str]]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from hparams_jax import _xla
+
     args = build_parser().parse_args(argv)
+    _xla.apply_cpu_defaults(getattr(args, "plan", None) or "auto")  # before JAX starts
     expected = _expected_errors()
     try:
         return args.func(args)

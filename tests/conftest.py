@@ -1,15 +1,25 @@
 """Helpers shared by the test modules that train tiny LeNet runs on the offline Fashion-MNIST
-(`from conftest import ...`)."""
+(`from conftest import ...`), and the test session's set-up, as an entry point's: the CPU
+plan's XLA flags before anything starts JAX (so that this process computes as the runs it
+starts in subprocesses do, whichever test first touches JAX), and a persistent XLA
+compilation cache in a temporary folder, shared by the tests and the processes they start
+(through JAX's environment variables), so that the many tiny runs which compile the same
+programs (a run, its killed copy and its resumption; one plan, then the other) compile each
+program once. It is removed at the end."""
 
 import contextlib
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import jax
 import numpy as np
+import orbax.checkpoint as ocp
 
+from hparams_jax import _xla
 from hparams_jax.train import TrainConfig
 from hparams_jax.train.checkpoint import Checkpointer
 
@@ -24,16 +34,36 @@ TINY_CLI = ["train", "--model", "lenet", "--dataset", "fashion_mnist", "--steps"
             "--log-every", "4", "--no-progress"]
 
 
+_xla.apply_cpu_defaults()
+_CACHE = tempfile.mkdtemp(prefix="hparams_jax_tests_xla_cache_")
+_SETTINGS = {"jax_compilation_cache_dir": _CACHE,
+             "jax_persistent_cache_min_compile_time_secs": 0,
+             "jax_persistent_cache_min_entry_size_bytes": -1}
+for _name, _value in _SETTINGS.items():
+    os.environ[_name.upper()] = str(_value)
+    jax.config.update(_name, _value)
+
+
+def pytest_sessionfinish(session, exitstatus):
+    shutil.rmtree(_CACHE, ignore_errors=True)
+
+
 def tiny(**changes) -> TrainConfig:
     return TrainConfig(**{**TINY, **changes})
 
 
 def params_of(workdir) -> dict:
-    """The parameters in the newest checkpoint of a finished run, as flat NumPy arrays."""
+    """The parameters in the newest checkpoint of a finished run, as flat NumPy arrays (read
+    onto this process's first device, whatever devices or processes wrote them)."""
     ckpt = Checkpointer(Path(workdir) / "checkpoints", keep=3)
     step = ckpt.latest_step
-    restored = ckpt.manager.restore(step)
     ckpt.close()
+    path = Path(workdir) / "checkpoints" / str(step) / "default"
+    reader = ocp.StandardCheckpointer()
+    device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
+    target = jax.tree.map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=device),
+                          reader.metadata(path).item_metadata)
+    restored = reader.restore(path, target)
     leaves = jax.tree_util.tree_leaves_with_path(restored)
     return {jax.tree_util.keystr(p): np.asarray(x) for p, x in leaves}
 

@@ -1,6 +1,7 @@
 """Model zoo: registry and errors; output shapes; parameter counts against closed forms written
 here from the architecture descriptions (prototxts / papers) and against published numbers;
-Caffe pooling; train/eval behaviour of batch norm and dropout; gradients; optimiser metadata.
+Caffe pooling; the two layer forms (plain Flax and XLA:CPU) against each other; train/eval
+behaviour of batch norm and dropout; gradients; optimiser metadata.
 
 Kept cheap: real forwards only for the small CIFAR nets (jit, batch 2); the deep ones and the
 ImageNet nets are checked with `jax.eval_shape`.
@@ -19,7 +20,9 @@ import pytest
 from flax import nnx
 
 from hparams_jax import models
-from hparams_jax.models import layers
+from hparams_jax.models import layers, xla_cpu
+
+FORMS = {"plain": models.PLAIN_LAYERS, "xla_cpu": models.XLA_CPU_LAYERS}
 
 NAMES = ["cifar3", "densenet40", "inception_resnet_v2", "lenet", "resnet110", "resnet20",
          "resnet50", "resnet56", "wide_resnet32_4"]
@@ -312,36 +315,127 @@ def caffe_pool_reference(x, k, s, p, op):
     return y
 
 
+@pytest.mark.parametrize("form", FORMS)
 @pytest.mark.parametrize("h,k,s,p", [(32, 3, 2, 0), (16, 3, 2, 0), (8, 3, 2, 0), (7, 3, 2, 0),
                                      (112, 3, 2, 0), (8, 2, 2, 0), (9, 3, 1, 1), (10, 3, 2, 1)])
-def test_caffe_pooling(h, k, s, p):
+def test_caffe_pooling(h, k, s, p, form):
+    ops = FORMS[form]
     x = np.asarray(normal(h, (2, h, h + 1, 3)))
-    np.testing.assert_allclose(layers.max_pool(jnp.asarray(x), k, s, p),
+    np.testing.assert_allclose(ops.max_pool(jnp.asarray(x), k, s, p),
                                caffe_pool_reference(x, k, s, p, "max"), rtol=1e-6)
-    np.testing.assert_allclose(layers.avg_pool(jnp.asarray(x), k, s, p),
+    np.testing.assert_allclose(ops.avg_pool(jnp.asarray(x), k, s, p),
                                caffe_pool_reference(x, k, s, p, "ave"), rtol=1e-5, atol=1e-6)
     assert layers.pooled_size(h, k, s, p) == caffe_pool_reference(x, k, s, p, "max").shape[1]
 
 
+@pytest.mark.parametrize("h,k,s,p", [(7, 3, 2, 0), (9, 3, 1, 1), (8, 2, 2, 0)])
+def test_pooling_gradients_agree_between_forms(h, k, s, p):
+    """The strided-slice pooling of the XLA:CPU form has the gradient of lax.reduce_window
+    (ties broken alike: the inputs are distinct, so each window has one maximum)."""
+    x = normal(h, (2, h, h + 1, 3))
+    dy = normal(h + 1, (2, layers.pooled_size(h, k, s, p), layers.pooled_size(h + 1, k, s, p),
+                        3))
+    grads = {}
+    for form, ops in FORMS.items():
+        def loss(x):
+            return jnp.sum(dy * ops.max_pool(x, k, s, p)) + jnp.sum(dy * ops.avg_pool(x, k, s, p))
+        grads[form] = jax.grad(loss)(x)
+    np.testing.assert_allclose(grads["xla_cpu"], grads["plain"], rtol=1e-6, atol=1e-6)
+    assert float(jnp.abs(grads["plain"]).max()) > 0
+
+
+@pytest.mark.parametrize("form", FORMS)
 @pytest.mark.parametrize("k,stride,pad", [(1, 1, 0), (1, 2, 0), (3, 2, 1), (2, 2, 0)])
-def test_conv_matches_lax(k, stride, pad):
-    conv = layers.conv(8, 5, k, strides=stride, pad=pad, use_bias=True, rngs=nnx.Rngs(0))
+def test_conv_matches_lax(k, stride, pad, form):
+    conv = FORMS[form].conv(8, 5, k, strides=stride, pad=pad, use_bias=True, rngs=nnx.Rngs(0))
     x = normal(0, (2, 7, 9, 8))
     expected = jax.lax.conv_general_dilated(
         x, conv.kernel[...], (stride, stride), layers.pad2d(pad),
         dimension_numbers=("NHWC", "HWIO", "NHWC")) + conv.bias[...]
     np.testing.assert_allclose(conv(x), expected, rtol=1e-5, atol=1e-5)
     prims = {e.primitive.name for e in jax.make_jaxpr(conv)(x).jaxpr.eqns}
-    assert ("dot_general" in prims) == (k == 1)  # 1x1 convs run as a GEMM
+    # the XLA:CPU form runs 1x1 convs as a GEMM; the plain form is lax's convolution
+    assert ("dot_general" in prims) == (k == 1 and form == "xla_cpu")
+    assert ("conv_general_dilated" in prims) == (k != 1 or form == "plain")
 
 
-def test_lrn_within_channel():
+@pytest.mark.parametrize("form", FORMS)
+def test_lrn_within_channel(form):
     from hparams_jax.models.cifar3 import lrn_within_channel
     x = np.asarray(normal(1, (1, 5, 6, 2))) * 30
     padded = np.pad(x ** 2, ((0, 0), (1, 1), (1, 1), (0, 0)))
     mean = sum(padded[:, i:i + 5, j:j + 6] for i in range(3) for j in range(3)) / 9
     expected = x / (1 + 5e-5 * mean) ** 0.75
-    np.testing.assert_allclose(lrn_within_channel(jnp.asarray(x)), expected, rtol=1e-5)
+    np.testing.assert_allclose(lrn_within_channel(jnp.asarray(x), layers=FORMS[form]),
+                               expected, rtol=1e-5)
+
+
+# --- the two layer forms: the same variables, values and gradients ------------------------
+
+def variable_tree(model):
+    """(path, variable type, shape, dtype) of every variable of a module."""
+    return [(path, type(var).__name__, var.shape, var.dtype)
+            for path, var in nnx.to_flat_state(nnx.state(model))]
+
+
+# every network's kinds of layers, at depths that build quickly (the variable tree of a deeper
+# network only repeats these blocks)
+SHALLOW = {"lenet": {}, "cifar3": {}, "resnet20": {},
+           "wide_resnet32_4": {"blocks": (1, 1, 1)}, "densenet40": {"depth": 7},
+           "resnet50": {"blocks": (1, 1, 1, 1)}, "inception_resnet_v2": {"blocks": (1, 1, 2)}}
+SMALL = {  # networks with every XLA:CPU layer form, sized to compile quickly
+    "cifar3": ({}, (2, 32, 32, 3)),  # ceil-mode max- and avg-pools with overhang, LRN
+    "wide_resnet32_4": ({"blocks": (1, 1, 1), "widths": (8, 16, 32)},
+                        (4, 16, 16, 3)),  # batch norm, strided 2x2 projections
+    "densenet40": ({"depth": 7, "growth_rate": 4, "dropout_rate": 0.0},
+                   (4, 16, 16, 3)),  # batch norm, 1x1 transitions, 2x2 avg-pool
+}
+
+
+@pytest.mark.parametrize("name", SHALLOW)
+def test_layer_forms_build_the_same_variables(name):
+    """Checkpoints move between the plans: the XLA:CPU form of every network has the plain
+    form's variable tree, and the plain form is Flax's own layers (no XLA:CPU code)."""
+    build = lambda ops: nnx.eval_shape(lambda: models.create(
+        name, num_classes=10, layers=ops, rngs=nnx.Rngs(params=0, dropout=1), **SHALLOW[name]))
+    plain, cpu = build(models.PLAIN_LAYERS), build(models.XLA_CPU_LAYERS)
+    assert variable_tree(cpu) == variable_tree(plain)
+    norms = lambda model: {type(m) for _, m in nnx.iter_graph(model)
+                           if isinstance(m, nnx.BatchNorm)}
+    assert norms(plain) <= {nnx.BatchNorm}
+    assert norms(cpu) == ({xla_cpu.BatchNorm} if norms(plain) else set())
+    convs = [m for _, m in nnx.iter_graph(plain) if isinstance(m, nnx.Conv)]
+    assert convs and all(c.conv_general_dilated is jax.lax.conv_general_dilated for c in convs)
+
+
+@pytest.mark.parametrize("name", SMALL)
+def test_layer_forms_compute_the_same_values_and_gradients(name):
+    """One training-mode forward and backward of each form from the same initialisation:
+    logits, updated batch-norm statistics and parameter gradients agree to float32 rounding
+    of differently ordered sums (rtol 1e-4 of each tensor's largest entry)."""
+    options, shape = SMALL[name]
+    x = 2.0 + normal(7, shape)
+    labels = jnp.arange(shape[0]) % 10
+    out = {}
+    for form, ops in FORMS.items():
+        model = models.create(name, num_classes=10, layers=ops,
+                              rngs=nnx.Rngs(params=0, dropout=1), **options)
+        graph, params, rest = nnx.split(model, nnx.Param, ...)
+
+        @jax.jit
+        def step(params, rest):
+            def loss(params):
+                m = nnx.merge(graph, params, rest, copy=True)
+                logits = m(x)
+                ce = -jnp.mean(jax.nn.log_softmax(logits)[jnp.arange(shape[0]), labels])
+                return ce, (logits, nnx.state(m, nnx.BatchStat))
+            (_, aux), grads = jax.value_and_grad(loss, has_aux=True)(params)
+            return aux, grads
+
+        out[form] = step(params, rest)
+    assert_trees_close(out["xla_cpu"], out["plain"], rtol=1e-4)
+    grads = jax.tree.leaves(out["plain"][1])
+    assert grads and all(float(jnp.abs(g).max()) > 0 for g in grads)
 
 
 # --- train / eval ---------------------------------------------------------------------------
@@ -370,8 +464,9 @@ def test_batch_norm_train_eval():
 
 
 def batch_norm_pair(c, seed=0):
-    """`layers.BatchNorm` and ``nnx.BatchNorm`` with the same (non-trivial) variables."""
-    ours = layers.BatchNormSpec(momentum=0.9).make(c, dtype=None, rngs=nnx.Rngs(0))
+    """`xla_cpu.BatchNorm` and ``nnx.BatchNorm`` with the same (non-trivial) variables."""
+    ours = xla_cpu.LAYERS.batch_norm(c, layers.BatchNormSpec(momentum=0.9), rngs=nnx.Rngs(0))
+    assert type(ours) is xla_cpu.BatchNorm
     ref = nnx.BatchNorm(c, momentum=0.9, epsilon=1e-5, rngs=nnx.Rngs(0))
     for bn in (ours, ref):
         bn.scale[...] = 1.0 + 0.5 * normal(seed + 1, (c,))
@@ -435,8 +530,8 @@ SHARDED_BATCH_NORM = """
 import jax, jax.numpy as jnp, numpy as np
 from flax import nnx
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
-from hparams_jax.models import layers
-bn = layers.BatchNormSpec().make(16, dtype=None, rngs=nnx.Rngs(0))
+from hparams_jax.models import layers, xla_cpu
+bn = xla_cpu.LAYERS.batch_norm(16, layers.BatchNormSpec(), rngs=nnx.Rngs(0))
 graph, params, stats = nnx.split(bn, nnx.Param, nnx.BatchStat)
 
 def loss(params, stats, x):

@@ -23,18 +23,17 @@ def test_accumulated_micro_batches_equal_one_batch():
     gradient of the batch of B: after 3 steps the parameters agree to float32 rounding (the
     mean is summed in another order), within 2e-7, a few ulps of the largest weights (~0.4)
     and far below how far the weights move. So do the micro-batches scanned (`lax.scan`, the
-    accelerators' way) and unrolled (XLA:CPU's)."""
+    accelerator plan) and unrolled (the CPU plan)."""
     atol = 2e-7
     out = {}
-    for k, scan in ((1, False), (4, False), (4, True)):
-        session = Session(tiny(accumulate_steps=k))
-        session.engine.scan_steps = scan  # read when the step is first traced
+    for k, plan in ((1, "cpu"), (4, "cpu"), (4, "accelerator")):
+        session = Session(tiny(accumulate_steps=k, plan=plan))
         state = session.init_state()
         start = jax.device_get(state.params)
         state, metrics = session.chunk(state, 0, 3)
-        out[k, scan] = jax.device_get((state.params, metrics["loss"], state.opt_state))
-    one, loss_one, _ = out[1, False]
-    for accumulated, loss, opt_state in (out[4, False], out[4, True]):
+        out[k, plan] = jax.device_get((state.params, metrics["loss"], state.opt_state))
+    one, loss_one, _ = out[1, "cpu"]
+    for accumulated, loss, opt_state in (out[4, "cpu"], out[4, "accelerator"]):
         jax.tree.map(lambda a, b: np.testing.assert_allclose(b, a, rtol=0, atol=atol), one,
                      accumulated)
         np.testing.assert_allclose(loss, loss_one, rtol=1e-5)

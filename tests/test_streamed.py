@@ -124,7 +124,10 @@ STREAMED_CHILD = textwrap.dedent("""
 
 def test_four_devices_stream_like_one(tmp_path):
     """Each of 4 (simulated) devices gets its quarter of every host batch: same losses."""
-    config = streamed(steps=4, eval_every=4, checkpoint_every=4)
+    # a small LR keeps the comparison well conditioned: at max_lr 0.05 four steps leave the
+    # logits large (test loss ~23), and the float32 rounding of batch-norm statistics summed in
+    # another order over 4 devices moves that loss by ~1e-3 relative
+    config = streamed(steps=4, eval_every=4, checkpoint_every=4, min_lr=0.001, max_lr=0.005)
     results = {}
     for devices in (1, 4):
         env = {**os.environ, "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}"}
@@ -136,9 +139,7 @@ def test_four_devices_stream_like_one(tmp_path):
         count, results[devices] = json.loads(proc.stdout.strip().splitlines()[-1])
         assert count == devices
     assert results[4]["train_loss"] == pytest.approx(results[1]["train_loss"], rel=1e-4)
-    # four steps leave logits large (test loss ~23), which magnifies the float32 rounding of
-    # the batch-norm statistics summed in another order over 4 devices
-    assert results[4]["test_loss"] == pytest.approx(results[1]["test_loss"], rel=1e-3)
+    assert results[4]["test_loss"] == pytest.approx(results[1]["test_loss"], rel=1e-4)
 
 
 @pytest.mark.parametrize("make, argument", [

@@ -109,8 +109,15 @@ def _read_only(images: np.ndarray, labels: np.ndarray):
 
 def open_tfds(name: str, split: str, *, data_dir=None, idx_dir: str | None = None, decoders=None):
     """`tfds.data_source(...)` of an array_record dataset already prepared (never downloads);
-    `DatasetUnavailableError` with instructions when it is not there."""
-    import tensorflow_datasets as tfds
+    `DatasetUnavailableError` with instructions when it is not there (or tensorflow-datasets,
+    which reads it, is not installed)."""
+    try:
+        import tensorflow_datasets as tfds
+    except ImportError as err:
+        raise DatasetUnavailableError(
+            f"dataset {name!r} is read with tensorflow-datasets, which is not installed here: "
+            "pip install tensorflow-datasets (Fashion-MNIST also reads Debian's IDX files: "
+            f"set ${FASHION_MNIST_ENV} to their folder).") from err
 
     tfds_split = "validation" if (name == "imagenet2012" and split == "test") else split
     try:

@@ -22,6 +22,11 @@ weights, biases, BN scale and bias -- not BN running statistics.) Prototxts are 
 ``lnsmith54/hyperParam1``; each module's docstring lists its deviations from them. Shared
 Caffe conventions (initialisers, padding, ceil-mode pooling, BN settings) are in `layers`.
 
+Layers: every network takes ``layers=``, the implementations of its convolutions, batch norms
+and poolings: ``PLAIN_LAYERS`` (plain Flax, the default) or ``XLA_CPU_LAYERS`` (the same
+functions and variables in forms XLA:CPU runs faster; see `xla_cpu`). The training engine picks
+one from its execution plan (`hparams_jax.train.plan`).
+
 Modes: ``model.train()`` (the state after construction) uses batch statistics and updates
 the BN running averages, and applies dropout; ``model.eval()`` uses the running averages and
 no dropout. Dropout masks come from the ``dropout`` stream of the ``nnx.Rngs`` given at
@@ -33,13 +38,16 @@ decay on its last layer) are available as ``model.weight_decay_multipliers()`` /
 from hparams_jax.models.cifar3 import Cifar3
 from hparams_jax.models.densenet import DenseNet
 from hparams_jax.models.inception_resnet_v2 import InceptionResNetV2
-from hparams_jax.models.layers import count_params, param_multipliers
+from hparams_jax.models.layers import PLAIN as PLAIN_LAYERS
+from hparams_jax.models.layers import Layers, count_params, param_multipliers
 from hparams_jax.models.lenet import LeNet
 from hparams_jax.models.registry import available, create
 from hparams_jax.models.resnet50 import ResNet50
 from hparams_jax.models.resnet_cifar import CifarResNet
+from hparams_jax.models.xla_cpu import LAYERS as XLA_CPU_LAYERS
 
 __all__ = [
     "available", "create", "count_params", "param_multipliers",
+    "Layers", "PLAIN_LAYERS", "XLA_CPU_LAYERS",
     "LeNet", "Cifar3", "CifarResNet", "DenseNet", "ResNet50", "InceptionResNetV2",
 ]

@@ -39,47 +39,50 @@ import jax.numpy as jnp
 from flax import nnx
 
 from hparams_jax import _validate
-from hparams_jax.models import layers
+from hparams_jax.models.layers import (PLAIN, Layers, ZooModel, gaussian, pooled_size,
+                                        validate_num_classes, zeros)
 
 
 def lrn_within_channel(x: jax.Array, local_size: int = 3, alpha: float = 5e-5,
-                       beta: float = 0.75) -> jax.Array:
+                       beta: float = 0.75, *, layers: Layers = PLAIN) -> jax.Array:
     """Caffe ``LRN { norm_region: WITHIN_CHANNEL }`` on NHWC ``x``."""
     pad = (local_size - 1) // 2
     mean_sq = layers.avg_pool(jnp.square(x), local_size, 1, pad)
     return x * (1.0 + alpha * mean_sq) ** (-beta)
 
 
-class Cifar3(layers.ZooModel):
+class Cifar3(ZooModel):
     """The author's 3-layer CIFAR net (see the module docstring)."""
 
     WEIGHT_DECAY_MULTIPLIERS = {"fc/kernel": 250.0, "fc/bias": 0.0}
     LR_MULTIPLIERS = {"conv1/bias": 2.0, "conv2/bias": 2.0, "fc/bias": 2.0}
 
     def __init__(self, *, num_classes: int = 10, input_size: int = 32, in_channels: int = 3,
-                 dtype=None, rngs: nnx.Rngs):
-        num_classes = layers.validate_num_classes(num_classes)
+                 dtype=None, layers: Layers = PLAIN, rngs: nnx.Rngs):
+        num_classes = validate_num_classes(num_classes)
         self.INPUT_CHANNELS = _validate.positive_int("in_channels", in_channels)
         self.input_size = _validate.positive_int("input_size", input_size)
         _validate.check("input_size", input_size, input_size >= 3, "at least 3")
         side = input_size
         for _ in range(3):
-            side = layers.pooled_size(side, 3, 2)
+            side = pooled_size(side, 3, 2)
+        self.layers = layers
 
         def conv(cin, cout, std):
             return layers.conv(cin, cout, 5, pad=2, use_bias=True,
-                               kernel_init=layers.gaussian(std), dtype=dtype, rngs=rngs)
+                               kernel_init=gaussian(std), dtype=dtype, rngs=rngs)
 
         self.conv1 = conv(in_channels, 32, 1e-4)
         self.conv2 = conv(32, 32, 0.01)
         self.conv3 = conv(32, 64, 0.01)
         self.fc = nnx.Linear(side * side * 64, num_classes,
-                             kernel_init=layers.gaussian(0.01), bias_init=layers.zeros,
+                             kernel_init=gaussian(0.01), bias_init=zeros,
                              dtype=dtype, rngs=rngs)
 
     def __call__(self, x: jax.Array) -> jax.Array:
         self.check_input(x)
-        x = lrn_within_channel(jax.nn.relu(layers.max_pool(self.conv1(x), 3, 2)))
-        x = lrn_within_channel(layers.avg_pool(jax.nn.relu(self.conv2(x)), 3, 2))
-        x = layers.avg_pool(jax.nn.relu(self.conv3(x)), 3, 2)
+        ops = self.layers
+        x = lrn_within_channel(jax.nn.relu(ops.max_pool(self.conv1(x), 3, 2)), layers=ops)
+        x = lrn_within_channel(ops.avg_pool(jax.nn.relu(self.conv2(x)), 3, 2), layers=ops)
+        x = ops.avg_pool(jax.nn.relu(self.conv3(x)), 3, 2)
         return self.fc(x.reshape(x.shape[0], -1)).astype(jnp.float32)

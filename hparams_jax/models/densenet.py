@@ -27,15 +27,17 @@ import jax.numpy as jnp
 from flax import nnx
 
 from hparams_jax import _validate
-from hparams_jax.models import layers
+from hparams_jax.models.layers import (PLAIN, BatchNormSpec, Layers, ZooModel,
+                                        global_avg_pool, validate_num_classes, xavier, zeros)
 
 
 class BNReLUConv(nnx.Module):
     """BN -> ReLU -> conv (no bias) -> dropout: a dense layer or a transition's first part."""
 
     def __init__(self, in_features: int, out_features: int, kernel_size: int, *,
-                 dropout_rate: float, bn: layers.BatchNormSpec, dtype=None, rngs: nnx.Rngs):
-        self.bn = bn.make(in_features, dtype=dtype, rngs=rngs)
+                 dropout_rate: float, bn: BatchNormSpec, dtype=None, layers: Layers = PLAIN,
+                 rngs: nnx.Rngs):
+        self.bn = layers.batch_norm(in_features, bn, dtype=dtype, rngs=rngs)
         self.conv = layers.conv(in_features, out_features, kernel_size, pad=kernel_size // 2,
                                 dtype=dtype, rngs=rngs)
         self.dropout = nnx.Dropout(dropout_rate, rngs=rngs)
@@ -44,7 +46,7 @@ class BNReLUConv(nnx.Module):
         return self.dropout(self.conv(jax.nn.relu(self.bn(x))))
 
 
-class DenseNet(layers.ZooModel):
+class DenseNet(ZooModel):
     """DenseNet for 32x32 images (see the module docstring).
 
     Args:
@@ -55,6 +57,7 @@ class DenseNet(layers.ZooModel):
       dropout_rate: after every conv (train mode only).
       bn_momentum, bn_epsilon: batch-norm settings.
       dtype: computation dtype.
+      layers: the layer implementations (`layers.Layers`).
       rngs: ``nnx.Rngs`` with ``params`` and ``dropout`` streams (or one default stream).
     """
 
@@ -63,16 +66,17 @@ class DenseNet(layers.ZooModel):
     def __init__(self, *, num_classes: int = 10, depth: int = 40, growth_rate: int = 12,
                  init_features: int = 16, dropout_rate: float = 0.2,
                  bn_momentum: float = 0.999, bn_epsilon: float = 1e-5, dtype=None,
-                 rngs: nnx.Rngs):
-        num_classes = layers.validate_num_classes(num_classes)
+                 layers: Layers = PLAIN, rngs: nnx.Rngs):
+        num_classes = validate_num_classes(num_classes)
         _validate.check("depth", depth, isinstance(depth, int) and depth > 4
                         and (depth - 4) % 3 == 0, "an integer 3*n + 4 with n >= 1")
         growth_rate = _validate.positive_int("growth_rate", growth_rate)
         init_features = _validate.positive_int("init_features", init_features)
         _validate.check("dropout_rate", dropout_rate, 0.0 <= dropout_rate < 1.0, "in [0, 1)")
-        bn = layers.BatchNormSpec(bn_momentum, bn_epsilon)
+        bn = BatchNormSpec(bn_momentum, bn_epsilon)
         n = (depth - 4) // 3
-        kw = dict(dropout_rate=dropout_rate, bn=bn, dtype=dtype, rngs=rngs)
+        kw = dict(dropout_rate=dropout_rate, bn=bn, dtype=dtype, layers=layers, rngs=rngs)
+        self.layers = layers
         self.stem = layers.conv(3, init_features, 3, pad=1, dtype=dtype, rngs=rngs)
         blocks, transitions = [], []
         c = init_features
@@ -86,9 +90,9 @@ class DenseNet(layers.ZooModel):
                 transitions.append(BNReLUConv(c, c, 1, **kw))
         self.blocks = nnx.List(blocks)
         self.transitions = nnx.List(transitions)
-        self.final_bn = bn.make(c, dtype=dtype, rngs=rngs)
-        self.fc = nnx.Linear(c, num_classes, kernel_init=layers.xavier,
-                             bias_init=layers.zeros, dtype=dtype, rngs=rngs)
+        self.final_bn = layers.batch_norm(c, bn, dtype=dtype, rngs=rngs)
+        self.fc = nnx.Linear(c, num_classes, kernel_init=xavier, bias_init=zeros, dtype=dtype,
+                             rngs=rngs)
 
     def __call__(self, x: jax.Array) -> jax.Array:
         self.check_input(x)
@@ -97,9 +101,9 @@ class DenseNet(layers.ZooModel):
             for layer in block:
                 x = jnp.concatenate([layer(x), x], axis=-1)
             if b < len(self.transitions):
-                x = layers.avg_pool(self.transitions[b](x), 2, 2)
+                x = self.layers.avg_pool(self.transitions[b](x), 2, 2)
         x = jax.nn.relu(self.final_bn(x))
-        return self.fc(layers.global_avg_pool(x)).astype(jnp.float32)
+        return self.fc(global_avg_pool(x)).astype(jnp.float32)
 
 
 def densenet40(*, num_classes: int, rngs: nnx.Rngs, **kwargs) -> DenseNet:

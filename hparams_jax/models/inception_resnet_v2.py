@@ -47,7 +47,8 @@ import jax.numpy as jnp
 from flax import nnx
 
 from hparams_jax import _validate
-from hparams_jax.models import layers
+from hparams_jax.models.layers import (PLAIN, BatchNormSpec, ConvBN, Layers, ZooModel,
+                                        global_avg_pool, validate_num_classes, xavier, zeros)
 
 # A branch: a chain of (out_channels, (kh, kw), (pad_h, pad_w), stride) ConvBN-ReLU units.
 BranchSpec = Sequence[tuple[int, tuple[int, int], tuple[int, int], int]]
@@ -61,12 +62,12 @@ def _unit(c, k, s=1, p=None):
 class Branch(nnx.Module):
     """A chain of ConvBN-ReLU units."""
 
-    def __init__(self, in_features: int, spec: BranchSpec, *, bn: layers.BatchNormSpec,
-                 dtype=None, rngs: nnx.Rngs):
+    def __init__(self, in_features: int, spec: BranchSpec, *, bn: BatchNormSpec,
+                 dtype=None, layers: Layers = PLAIN, rngs: nnx.Rngs):
         units = []
         for out, kernel, pad, strides in spec:
-            units.append(layers.ConvBN(in_features, out, kernel, strides=strides, pad=pad,
-                                       bn=bn, dtype=dtype, rngs=rngs))
+            units.append(ConvBN(in_features, out, kernel, strides=strides, pad=pad, bn=bn,
+                                dtype=dtype, layers=layers, rngs=rngs))
             in_features = out
         self.units = nnx.List(units)
         self.out_features = in_features
@@ -82,11 +83,12 @@ class InceptionResBlock(nnx.Module):
     [-> ReLU] (blocks A, B, C of the paper, Figs. 16, 17, 19 in the TF-slim sizes)."""
 
     def __init__(self, features: int, branches: Sequence[BranchSpec], *, scale: float,
-                 relu: bool, bn: layers.BatchNormSpec, dtype=None, rngs: nnx.Rngs):
-        self.branches = nnx.List([Branch(features, spec, bn=bn, dtype=dtype, rngs=rngs)
-                                  for spec in branches])
+                 relu: bool, bn: BatchNormSpec, dtype=None, layers: Layers = PLAIN,
+                 rngs: nnx.Rngs):
+        self.branches = nnx.List([Branch(features, spec, bn=bn, dtype=dtype, layers=layers,
+                                         rngs=rngs) for spec in branches])
         concat = sum(b.out_features for b in self.branches)
-        self.up = layers.conv(concat, features, 1, use_bias=True, kernel_init=layers.xavier,
+        self.up = layers.conv(concat, features, 1, use_bias=True, kernel_init=xavier,
                               dtype=dtype, rngs=rngs)
         self.scale = scale
         self.relu = relu
@@ -100,15 +102,16 @@ class InceptionResBlock(nnx.Module):
 class Reduction(nnx.Module):
     """Conv branches plus a 3x3/2 max-pool branch, concatenated (mixed 6a / 7a)."""
 
-    def __init__(self, features: int, branches: Sequence[BranchSpec], *,
-                 bn: layers.BatchNormSpec, dtype=None, rngs: nnx.Rngs):
-        self.branches = nnx.List([Branch(features, spec, bn=bn, dtype=dtype, rngs=rngs)
-                                  for spec in branches])
+    def __init__(self, features: int, branches: Sequence[BranchSpec], *, bn: BatchNormSpec,
+                 dtype=None, layers: Layers = PLAIN, rngs: nnx.Rngs):
+        self.branches = nnx.List([Branch(features, spec, bn=bn, dtype=dtype, layers=layers,
+                                         rngs=rngs) for spec in branches])
         self.out_features = features + sum(b.out_features for b in self.branches)
+        self.layers = layers
 
     def __call__(self, x: jax.Array) -> jax.Array:
         outs = [branch(x) for branch in self.branches]
-        return jnp.concatenate(outs + [layers.max_pool(x, 3, 2)], axis=-1)
+        return jnp.concatenate(outs + [self.layers.max_pool(x, 3, 2)], axis=-1)
 
 
 _BLOCK_A = ([_unit(32, 1)], [_unit(32, 1), _unit(32, 3)],
@@ -137,7 +140,7 @@ def supported_input_size(size: int) -> bool:
     return ((s - 3) // 2 + 1) % 2 == 1
 
 
-class InceptionResNetV2(layers.ZooModel):
+class InceptionResNetV2(ZooModel):
     """Inception-ResNet-v2 (see the module docstring).
 
     Args:
@@ -146,6 +149,7 @@ class InceptionResNetV2(layers.ZooModel):
       dropout_rate: before the fc (train mode only).
       bn_momentum, bn_epsilon: batch-norm settings.
       dtype: computation dtype.
+      layers: the layer implementations (`layers.Layers`).
       rngs: ``nnx.Rngs`` with ``params`` and ``dropout`` streams (or one default stream).
     """
 
@@ -155,15 +159,17 @@ class InceptionResNetV2(layers.ZooModel):
 
     def __init__(self, *, num_classes: int = 1000, blocks: Sequence[int] = (10, 20, 10),
                  dropout_rate: float = 0.2, bn_momentum: float = 0.9,
-                 bn_epsilon: float = 1e-3, dtype=None, rngs: nnx.Rngs):
-        num_classes = layers.validate_num_classes(num_classes)
+                 bn_epsilon: float = 1e-3, dtype=None, layers: Layers = PLAIN,
+                 rngs: nnx.Rngs):
+        num_classes = validate_num_classes(num_classes)
         blocks = tuple(blocks)
         _validate.check("blocks", blocks, len(blocks) == 3, "three block counts (A, B, C)")
         for n in blocks:
             _validate.positive_int("blocks[i]", n)
         _validate.check("dropout_rate", dropout_rate, 0.0 <= dropout_rate < 1.0, "in [0, 1)")
-        bn = layers.BatchNormSpec(bn_momentum, bn_epsilon)
-        kw = dict(bn=bn, dtype=dtype, rngs=rngs)
+        bn = BatchNormSpec(bn_momentum, bn_epsilon)
+        kw = dict(bn=bn, dtype=dtype, layers=layers, rngs=rngs)
+        self.layers = layers
         self.stem_a = Branch(3, [_unit(32, 3, 2, 0), _unit(32, 3, 1, 0), _unit(64, 3)], **kw)
         self.stem_b = Branch(64, [_unit(80, 1), _unit(192, 3, 1, 0)], **kw)
         self.mixed_5b = nnx.List([
@@ -182,10 +188,10 @@ class InceptionResNetV2(layers.ZooModel):
         self.blocks_c = nnx.List([
             InceptionResBlock(2080, _BLOCK_C, scale=0.2 if i < n_c - 1 else 1.0,
                               relu=i < n_c - 1, **kw) for i in range(n_c)])
-        self.conv_final = layers.ConvBN(2080, 1536, 1, **kw)
+        self.conv_final = ConvBN(2080, 1536, 1, **kw)
         self.dropout = nnx.Dropout(dropout_rate, rngs=rngs)
-        self.fc = nnx.Linear(1536, num_classes, kernel_init=layers.xavier,
-                             bias_init=layers.zeros, dtype=dtype, rngs=rngs)
+        self.fc = nnx.Linear(1536, num_classes, kernel_init=xavier, bias_init=zeros,
+                             dtype=dtype, rngs=rngs)
 
     def __call__(self, x: jax.Array) -> jax.Array:
         self.check_input(x)
@@ -193,10 +199,11 @@ class InceptionResNetV2(layers.ZooModel):
             _validate.check("input size", x.shape, supported_input_size(side),
                             "a side that keeps both reductions' maps odd: 299 (the "
                             "author's crop), 75-76, or 101-108, 133-140, ... every 32")
-        x = layers.max_pool(self.stem_a(x), 3, 2)
-        x = layers.max_pool(self.stem_b(x), 3, 2)
+        ops = self.layers
+        x = ops.max_pool(self.stem_a(x), 3, 2)
+        x = ops.max_pool(self.stem_b(x), 3, 2)
         b0, b1, b2, b3 = self.mixed_5b
-        x = jnp.concatenate([b0(x), b1(x), b2(x), b3(layers.avg_pool(x, 3, 1, 1))], axis=-1)
+        x = jnp.concatenate([b0(x), b1(x), b2(x), b3(ops.avg_pool(x, 3, 1, 1))], axis=-1)
         for block in self.blocks_a:
             x = block(x)
         x = self.reduction_a(x)
@@ -205,7 +212,7 @@ class InceptionResNetV2(layers.ZooModel):
         x = self.reduction_b(x)
         for block in self.blocks_c:
             x = block(x)
-        x = layers.global_avg_pool(self.conv_final(x))
+        x = global_avg_pool(self.conv_final(x))
         return self.fc(self.dropout(x)).astype(jnp.float32)
 
 

@@ -1,5 +1,12 @@
 """Layers and conventions shared by the model zoo (Flax NNX, NHWC, float32 by default).
 
+Every network takes ``layers=`` (a `Layers`), the implementations of its convolutions, batch
+norms and poolings: `PLAIN` (plain Flax, the default, for every backend) or
+``models.xla_cpu.LAYERS`` (the same functions in forms XLA:CPU runs faster), as Flax's examples
+pass ``conv=`` / ``norm=`` module factories. ``dtype`` is the computation dtype (e.g.
+``jnp.bfloat16``); parameters and batch-norm statistics stay float32 and the logits are
+returned as float32.
+
 Caffe semantics, because the paper's networks are the author's Caffe prototxts
 (``lnsmith54/hyperParam1``, ``*/architectures/*.prototxt``):
 
@@ -11,12 +18,11 @@ Caffe semantics, because the paper's networks are the author's Caffe prototxts
   ``((p, p), (p, p))`` padding (never ``'SAME'``, whose stride-2 padding is asymmetric and
   shifts the sampling grid relative to Caffe).
 * **Pooling.** Caffe rounds a pooling layer's output size *up*
-  (``ceil((H + 2p - k) / s) + 1``); `max_pool` and `avg_pool` reproduce that, and `avg_pool`
-  divides by the number of window elements that lie inside the zero-padded input (Caffe counts
-  the explicit ``pad`` but not the ceil-mode overhang).
+  (``ceil((H + 2p - k) / s) + 1``); `Layers.max_pool` and `Layers.avg_pool` reproduce that,
+  and ``avg_pool`` divides by the number of window elements that lie inside the zero-padded
+  input (Caffe counts the explicit ``pad`` but not the ceil-mode overhang).
 * **Batch norm.** A Caffe ``BatchNorm`` + ``Scale(bias_term: true)`` pair is one
-  ``nnx.BatchNorm`` (scale initialised to 1, bias to 0), as `BatchNorm`, which computes the
-  same values faster on XLA:CPU. Caffe's ``moving_average_fraction``
+  ``nnx.BatchNorm`` (scale initialised to 1, bias to 0). Caffe's ``moving_average_fraction``
   is Flax's ``momentum``; Caffe normalises its running sums by ``sum_t maf^t`` (a
   bias-corrected average) whereas Flax keeps a plain exponential moving average started at
   mean 0 / variance 1, so with momentum 0.999 the running statistics need a few thousand
@@ -35,13 +41,12 @@ import fnmatch
 import functools
 import math
 import numbers
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
-from jax.sharding import PartitionSpec as P
 
 from hparams_jax import _validate
 from hparams_jax.errors import ConfigError
@@ -118,122 +123,6 @@ class BatchNormSpec:
         _validate.check("bn_momentum", self.momentum, ok, "a number in [0, 1)")
         _validate.positive_number("bn_epsilon", self.epsilon)
 
-    def make(self, num_features: int, *, dtype: Dtype, rngs: nnx.Rngs) -> nnx.BatchNorm:
-        return BatchNorm(num_features, momentum=self.momentum, epsilon=self.epsilon,
-                         dtype=dtype, rngs=rngs)
-
-
-class BatchNorm(nnx.BatchNorm):
-    """``nnx.BatchNorm`` (same variables and values) whose training-mode pass computes on a
-    lane-dense view of a channels-last input, ``(-1, lcm(C, 128))`` rows, with the per-channel
-    vectors tiled to that width.
-
-    XLA:CPU sums an NHWC tensor over N, H, W with a few channels in the minor dimension ~7x
-    slower than it sums the ``(-1, 128)`` view of the same data (also ~2x slower than an
-    ``(N, -1, 128)`` view), and the gradients of the per-channel shift and scale are such sums
-    too: on ResNet-56's 32x32x16 stage (batch 128), batch norm + ReLU forward and backward
-    take 20 ms as ``nnx.BatchNorm`` and 9-13 ms here. Statistics as in ``nnx.BatchNorm``: one
-    pass, var = E[x^2] - E[x]^2 (clipped at 0).
-    """
-
-    def __call__(self, x, use_running_average: bool | None = None, *, mask=None):
-        if use_running_average is None:
-            use_running_average = self.use_running_average
-        lanes = math.lcm(x.shape[-1], 128)
-        if (use_running_average or mask is not None or self.axis_name is not None
-                or self.axis not in (-1, x.ndim - 1) or self.scale is None or self.bias is None
-                or x.ndim < 2 or math.prod(x.shape[1:]) % lanes
-                or any(jax.typeof(x).sharding.spec[1:])):
-            return super().__call__(x, use_running_average, mask=mask)
-        x, scale, bias = self.promote_dtype((x, self.scale[...], self.bias[...]),
-                                            dtype=self.dtype)
-        sharding = jax.typeof(x).sharding
-        rows = jax.lax.reshape(x, (x.size // lanes, lanes),
-                               out_sharding=sharding.update(spec=P(sharding.spec[0], None)))
-        mean, var = _lane_dense_stats(rows, x.shape[-1])
-        self._update_running_stats(mean, var)
-        mul = jax.lax.rsqrt(var + self.epsilon) * scale
-        tile = lambda v: jnp.tile(v, lanes // x.shape[-1]).astype(x.dtype)
-        y = (rows - tile(mean)) * tile(mul) + tile(bias)
-        return jax.lax.reshape(y, x.shape, out_sharding=sharding)
-
-    def _update_running_stats(self, mean: jax.Array, var: jax.Array) -> None:
-        """``nnx.BatchNorm``'s exponential moving averages of the batch statistics."""
-        stop_gradient = (jax.lax.stop_gradient if self.mean._can_update or self.var._can_update
-                         else lambda v: v)
-        self.mean[...] = stop_gradient(self.momentum * self.mean[...]
-                                       + (1 - self.momentum) * mean)
-        self.var[...] = stop_gradient(self.momentum * self.var[...]
-                                      + (1 - self.momentum) * var)
-
-
-def _lane_dense_stats(rows: jax.Array, channels: int) -> tuple[jax.Array, jax.Array]:
-    """Per-channel mean and biased variance, in at least float32, of ``rows``: a channels-last
-    tensor viewed as ``(-1, lanes)``, lane ``i`` holding channel ``i % channels``."""
-    rows = rows.astype(jnp.promote_types(rows.dtype, jnp.float32))
-    count = rows.shape[0] * (rows.shape[1] // channels)
-    mean = rows.sum(0).reshape(-1, channels).sum(0) / count
-    mean_sq = (rows * rows).sum(0).reshape(-1, channels).sum(0) / count
-    return mean, jnp.maximum(0.0, mean_sq - mean * mean)
-
-
-_NHWC = ("NHWC", "HWIO", "NHWC")
-
-
-def conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None,
-                         rhs_dilation=None, dimension_numbers=None, feature_group_count=1,
-                         precision=None, **kwargs):
-    """``lax.conv_general_dilated``, except that an unpadded, undilated 1x1 convolution of an
-    NHWC input is computed as a matrix product (after a strided slice when its stride is > 1).
-
-    Same result; on XLA:CPU the kernel gradient of a 1x1 ``conv_general_dilated`` runs ~10x
-    slower than the equivalent GEMM (DenseNet transitions, ResNet-50 bottlenecks)."""
-    one_by_one = (
-        rhs.ndim == 4 and rhs.shape[:2] == (1, 1) and feature_group_count == 1
-        and all(d in (None, 1) for d in tuple(lhs_dilation or ()) + tuple(rhs_dilation or ()))
-        and (padding == "VALID" or (not isinstance(padding, str)
-                                    and all(tuple(p) == (0, 0) for p in padding)))
-        and dimension_numbers == jax.lax.conv_dimension_numbers(lhs.shape, rhs.shape, _NHWC))
-    if not one_by_one:
-        return jax.lax.conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation,
-                                            rhs_dilation, dimension_numbers,
-                                            feature_group_count, precision=precision, **kwargs)
-    sh, sw = window_strides
-    if sh > 1 or sw > 1:
-        lhs = lhs[:, ::sh, ::sw, :]
-    n, h, w, c = lhs.shape
-    out = jax.lax.dot_general(lhs.reshape(n * h * w, c), rhs.reshape(c, rhs.shape[3]),
-                              (((1,), (0,)), ((), ())), precision=precision,
-                              preferred_element_type=kwargs.get("preferred_element_type"))
-    return out.reshape(n, h, w, rhs.shape[3])
-
-
-def conv(in_features: int, out_features: int, kernel_size: int | Sequence[int], *,
-         strides: int = 1, pad: int | tuple[int, int] = 0, use_bias: bool = False,
-         kernel_init=msra, bias_init=zeros, dtype: Dtype = None, rngs: nnx.Rngs) -> nnx.Conv:
-    """An ``nnx.Conv`` with Caffe's symmetric ``pad``, the zoo's initialisers and the fast 1x1
-    path of `conv_general_dilated`."""
-    ks = (kernel_size, kernel_size) if isinstance(kernel_size, int) else tuple(kernel_size)
-    return nnx.Conv(in_features, out_features, ks, strides=strides, padding=pad2d(pad),
-                    use_bias=use_bias, kernel_init=kernel_init, bias_init=bias_init,
-                    conv_general_dilated=conv_general_dilated, dtype=dtype, rngs=rngs)
-
-
-class ConvBN(nnx.Module):
-    """Caffe's Convolution (no bias) -> BatchNorm -> Scale [-> ReLU] unit."""
-
-    def __init__(self, in_features: int, out_features: int, kernel_size: int | Sequence[int],
-                 *, strides: int = 1, pad: int | tuple[int, int] = 0, relu: bool = True,
-                 bn: BatchNormSpec, kernel_init=msra, dtype: Dtype = None, rngs: nnx.Rngs):
-        self.conv = conv(in_features, out_features, kernel_size, strides=strides, pad=pad,
-                         kernel_init=kernel_init, dtype=dtype, rngs=rngs)
-        self.bn = bn.make(out_features, dtype=dtype, rngs=rngs)
-        self.relu = relu
-
-    def __call__(self, x: jax.Array) -> jax.Array:
-        y = self.bn(self.conv(x))
-        return jax.nn.relu(y) if self.relu else y
-
 
 def _ceil_pool_padding(size: int, window: int, stride: int, pad: int) -> tuple[int, int, int]:
     """(low, high, extra) padding that makes a floor-mode window op produce Caffe's ceil-mode
@@ -254,49 +143,98 @@ def pooled_size(size: int, window: int, stride: int, pad: int = 0) -> int:
     return (size + low + high - window) // stride + 1
 
 
-def _window_reduce(x: jax.Array, window: int, stride: int, pads, combine, fill) -> jax.Array:
-    """``combine``-reduce ``window`` x ``window`` windows of NHWC ``x`` padded with ``fill``.
-
-    Written as ``window**2`` strided slices rather than ``lax.reduce_window``: XLA fuses them
-    into one loop, and their gradient (pads and selects) is 3-4x faster on XLA:CPU than
-    reduce_window's (``select_and_scatter_add`` / a padded window sum)."""
-    (lh, hh), (lw, hw) = pads
-    if any((lh, hh, lw, hw)):
-        x = jnp.pad(x, ((0, 0), (lh, hh), (lw, hw), (0, 0)), constant_values=fill)
-    n, h, w, c = x.shape
-    oh, ow = (h - window) // stride + 1, (w - window) // stride + 1
-    out = None
-    for i in range(window):
-        for j in range(window):
-            view = jax.lax.slice(x, (0, i, j, 0),
-                                 (n, i + (oh - 1) * stride + 1, j + (ow - 1) * stride + 1, c),
-                                 (1, stride, stride, 1))
-            out = view if out is None else combine(out, view)
-    return out
+def reduce_window(x: jax.Array, window: int, stride: int, pads, op: str) -> jax.Array:
+    """``op`` ("max" or "sum") over ``window`` x ``window`` windows of NHWC ``x`` padded by
+    ``pads = ((low_h, high_h), (low_w, high_w))`` (with -inf for "max", zeros for "sum"):
+    ``lax.reduce_window``, the standard op every backend's autodiff and kernels know."""
+    init, combine = (-jnp.inf, jax.lax.max) if op == "max" else (0.0, jax.lax.add)
+    return jax.lax.reduce_window(x, init, combine,
+                                 (1, window, window, 1), (1, stride, stride, 1),
+                                 ((0, 0), *pads, (0, 0)))
 
 
-def max_pool(x: jax.Array, window: int, stride: int, pad: int = 0) -> jax.Array:
-    """Caffe ``Pooling { pool: MAX }`` on NHWC ``x`` (ceil-mode output size)."""
-    ph, pw = (_ceil_pool_padding(x.shape[1], window, stride, pad),
-              _ceil_pool_padding(x.shape[2], window, stride, pad))
-    return _window_reduce(x, window, stride, (ph[:2], pw[:2]), jnp.maximum, -jnp.inf)
+@dataclasses.dataclass(frozen=True)
+class Layers:
+    """The layer implementations a network is built from, with Caffe's conventions (see the
+    module docstring) applied on top: the one seam between the networks and a backend.
+
+    `PLAIN` (the default of every network) is plain Flax: ``nnx.Conv`` on
+    ``lax.conv_general_dilated``, ``nnx.BatchNorm``, pooling with ``lax.reduce_window``.
+    ``models.xla_cpu.LAYERS`` computes the same functions in forms XLA:CPU runs faster. Both
+    build the same variables (paths, shapes, dtypes, initial values), so a parameter or
+    checkpoint tree moves between them; only the computation differs.
+
+    Fields: ``conv_general_dilated`` is given to ``nnx.Conv`` (None: its default),
+    ``batch_norm_type`` is an ``nnx.BatchNorm`` (sub)class, and ``window_reduce`` has the
+    signature of `reduce_window`.
+    """
+
+    name: str
+    conv_general_dilated: Callable | None = None
+    batch_norm_type: type[nnx.BatchNorm] = nnx.BatchNorm
+    window_reduce: Callable = reduce_window
+
+    def conv(self, in_features: int, out_features: int, kernel_size: int | Sequence[int], *,
+             strides: int = 1, pad: int | tuple[int, int] = 0, use_bias: bool = False,
+             kernel_init=msra, bias_init=zeros, dtype: Dtype = None,
+             rngs: nnx.Rngs) -> nnx.Conv:
+        """An ``nnx.Conv`` with Caffe's symmetric ``pad`` and the zoo's initialisers
+        (parameters float32; computation in ``dtype``)."""
+        ks = (kernel_size, kernel_size) if isinstance(kernel_size, int) else tuple(kernel_size)
+        extra = ({} if self.conv_general_dilated is None
+                 else {"conv_general_dilated": self.conv_general_dilated})
+        return nnx.Conv(in_features, out_features, ks, strides=strides, padding=pad2d(pad),
+                        use_bias=use_bias, kernel_init=kernel_init, bias_init=bias_init,
+                        dtype=dtype, rngs=rngs, **extra)
+
+    def batch_norm(self, num_features: int, spec: BatchNormSpec, *, dtype: Dtype = None,
+                   rngs: nnx.Rngs) -> nnx.BatchNorm:
+        """Caffe's BatchNorm + Scale(bias) pair: scale 1, bias 0, statistics in float32."""
+        return self.batch_norm_type(num_features, momentum=spec.momentum,
+                                    epsilon=spec.epsilon, dtype=dtype, rngs=rngs)
+
+    def max_pool(self, x: jax.Array, window: int, stride: int, pad: int = 0) -> jax.Array:
+        """Caffe ``Pooling { pool: MAX }`` on NHWC ``x`` (ceil-mode output size)."""
+        ph, pw = (_ceil_pool_padding(x.shape[1], window, stride, pad),
+                  _ceil_pool_padding(x.shape[2], window, stride, pad))
+        return self.window_reduce(x, window, stride, (ph[:2], pw[:2]), "max")
+
+    def avg_pool(self, x: jax.Array, window: int, stride: int, pad: int = 0) -> jax.Array:
+        """Caffe ``Pooling { pool: AVE }`` on NHWC ``x``: ceil-mode output size, zero padding
+        counted in the divisor, the ceil-mode overhang not counted."""
+        ph, pw = (_ceil_pool_padding(x.shape[1], window, stride, pad),
+                  _ceil_pool_padding(x.shape[2], window, stride, pad))
+        summed = self.window_reduce(x, window, stride, (ph[:2], pw[:2]), "sum")
+        if ph[2] == 0 and pw[2] == 0:
+            return summed * (1.0 / (window * window))
+        # Divisor per output position (a compile-time constant).
+        ones = np.zeros((x.shape[1] + ph[0] + ph[1], x.shape[2] + pw[0] + pw[1]), np.float32)
+        ones[: x.shape[1] + 2 * pad, : x.shape[2] + 2 * pad] = 1.0
+        oh, ow = summed.shape[1], summed.shape[2]
+        count = np.array([[ones[i * stride:i * stride + window,
+                                j * stride:j * stride + window].sum() for j in range(ow)]
+                          for i in range(oh)], np.float32)
+        return summed * jnp.asarray(1.0 / count, x.dtype)[None, :, :, None]
 
 
-def avg_pool(x: jax.Array, window: int, stride: int, pad: int = 0) -> jax.Array:
-    """Caffe ``Pooling { pool: AVE }`` on NHWC ``x``: ceil-mode output size, zero padding
-    counted in the divisor, the ceil-mode overhang not counted."""
-    ph, pw = (_ceil_pool_padding(x.shape[1], window, stride, pad),
-              _ceil_pool_padding(x.shape[2], window, stride, pad))
-    summed = _window_reduce(x, window, stride, (ph[:2], pw[:2]), jnp.add, 0.0)
-    if ph[2] == 0 and pw[2] == 0:
-        return summed * (1.0 / (window * window))
-    # Divisor per output position (a compile-time constant).
-    ones = np.zeros((x.shape[1] + ph[0] + ph[1], x.shape[2] + pw[0] + pw[1]), np.float32)
-    ones[: x.shape[1] + 2 * pad, : x.shape[2] + 2 * pad] = 1.0
-    oh, ow = summed.shape[1], summed.shape[2]
-    count = np.array([[ones[i * stride:i * stride + window, j * stride:j * stride + window].sum()
-                       for j in range(ow)] for i in range(oh)], np.float32)
-    return summed * jnp.asarray(1.0 / count, x.dtype)[None, :, :, None]
+PLAIN = Layers("plain")
+
+
+class ConvBN(nnx.Module):
+    """Caffe's Convolution (no bias) -> BatchNorm -> Scale [-> ReLU] unit."""
+
+    def __init__(self, in_features: int, out_features: int, kernel_size: int | Sequence[int],
+                 *, strides: int = 1, pad: int | tuple[int, int] = 0, relu: bool = True,
+                 bn: BatchNormSpec, kernel_init=msra, dtype: Dtype = None,
+                 layers: Layers = PLAIN, rngs: nnx.Rngs):
+        self.conv = layers.conv(in_features, out_features, kernel_size, strides=strides,
+                                pad=pad, kernel_init=kernel_init, dtype=dtype, rngs=rngs)
+        self.bn = layers.batch_norm(out_features, bn, dtype=dtype, rngs=rngs)
+        self.relu = relu
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        y = self.bn(self.conv(x))
+        return jax.nn.relu(y) if self.relu else y
 
 
 def global_avg_pool(x: jax.Array) -> jax.Array:

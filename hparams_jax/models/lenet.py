@@ -17,24 +17,26 @@ import jax
 from flax import nnx
 
 from hparams_jax import _validate
-from hparams_jax.models import layers
+from hparams_jax.models.layers import (PLAIN, Layers, ZooModel, pooled_size,
+                                        validate_num_classes, xavier, zeros)
 
 _LAYERS = ("conv1", "conv2", "fc1", "fc2")
 
 
-class LeNet(layers.ZooModel):
+class LeNet(ZooModel):
     """Caffe LeNet (see the module docstring)."""
 
     INPUT_CHANNELS = 1
     LR_MULTIPLIERS = {f"{name}/bias": 2.0 for name in _LAYERS}
 
     def __init__(self, *, num_classes: int = 10, input_size: int = 28, dtype=None,
-                 rngs: nnx.Rngs):
-        num_classes = layers.validate_num_classes(num_classes)
+                 layers: Layers = PLAIN, rngs: nnx.Rngs):
+        num_classes = validate_num_classes(num_classes)
         self.input_size = _validate.positive_int("input_size", input_size)
         _validate.check("input_size", input_size, input_size >= 16, "at least 16")
-        side = layers.pooled_size(layers.pooled_size(input_size - 4, 2, 2) - 4, 2, 2)  # 28 -> 4
-        kw = dict(kernel_init=layers.xavier, bias_init=layers.zeros, dtype=dtype, rngs=rngs)
+        side = pooled_size(pooled_size(input_size - 4, 2, 2) - 4, 2, 2)  # 28 -> 4
+        kw = dict(kernel_init=xavier, bias_init=zeros, dtype=dtype, rngs=rngs)
+        self.layers = layers
         self.conv1 = layers.conv(1, 20, 5, use_bias=True, **kw)
         self.conv2 = layers.conv(20, 50, 5, use_bias=True, **kw)
         self.fc1 = nnx.Linear(side * side * 50, 500, **kw)
@@ -42,7 +44,7 @@ class LeNet(layers.ZooModel):
 
     def __call__(self, x: jax.Array) -> jax.Array:
         self.check_input(x)
-        x = layers.max_pool(self.conv1(x), 2, 2)
-        x = layers.max_pool(self.conv2(x), 2, 2)
+        x = self.layers.max_pool(self.conv1(x), 2, 2)
+        x = self.layers.max_pool(self.conv2(x), 2, 2)
         x = jax.nn.relu(self.fc1(x.reshape(x.shape[0], -1)))
         return self.fc2(x).astype(jax.numpy.float32)

@@ -43,8 +43,10 @@ def create(name: str, *, num_classes: int, rngs: nnx.Rngs, **kwargs: Any) -> nnx
       rngs: ``nnx.Rngs``; networks with dropout (``densenet40``, ``inception_resnet_v2``) draw
         their masks from its ``dropout`` stream (e.g. ``nnx.Rngs(params=0, dropout=1)``),
         falling back to its default stream.
-      **kwargs: network-specific options (``dtype``, ``bn_momentum``, ``bn_epsilon``,
-        ``dropout_rate``, ``input_size``, ...; see each network's class).
+      **kwargs: network-specific options (``dtype``, ``layers``, ``bn_momentum``,
+        ``bn_epsilon``, ``dropout_rate``, ``input_size``, ...; see each network's class).
+        ``dtype`` is the computation dtype (parameters stay float32); ``layers`` the layer
+        implementations, `layers.PLAIN` (default) or ``xla_cpu.LAYERS``.
 
     Returns:
       An ``nnx.Module`` mapping an NHWC float batch ``(N, H, W, C)`` to float32 logits

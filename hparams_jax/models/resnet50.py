@@ -36,21 +36,22 @@ import jax.numpy as jnp
 from flax import nnx
 
 from hparams_jax import _validate
-from hparams_jax.models import layers
+from hparams_jax.models.layers import (PLAIN, BatchNormSpec, ConvBN, Layers, ZooModel,
+                                        global_avg_pool, validate_num_classes, xavier, zeros)
 
 
 class Bottleneck(nnx.Module):
     """ResNet v1 bottleneck block (stride on the first 1x1 conv), ReLU after the sum."""
 
-    def __init__(self, in_features: int, width: int, *, strides: int,
-                 bn: layers.BatchNormSpec, dtype=None, rngs: nnx.Rngs):
+    def __init__(self, in_features: int, width: int, *, strides: int, bn: BatchNormSpec,
+                 dtype=None, layers: Layers = PLAIN, rngs: nnx.Rngs):
         out = 4 * width
-        kw = dict(bn=bn, dtype=dtype, rngs=rngs)
-        self.conv_a = layers.ConvBN(in_features, width, 1, strides=strides, **kw)
-        self.conv_b = layers.ConvBN(width, width, 3, pad=1, **kw)
-        self.conv_c = layers.ConvBN(width, out, 1, relu=False, **kw)
+        kw = dict(bn=bn, dtype=dtype, layers=layers, rngs=rngs)
+        self.conv_a = ConvBN(in_features, width, 1, strides=strides, **kw)
+        self.conv_b = ConvBN(width, width, 3, pad=1, **kw)
+        self.conv_c = ConvBN(width, out, 1, relu=False, **kw)
         if strides != 1 or in_features != out:
-            self.proj = layers.ConvBN(in_features, out, 1, strides=strides, relu=False, **kw)
+            self.proj = ConvBN(in_features, out, 1, strides=strides, relu=False, **kw)
         else:
             self.proj = None
 
@@ -59,7 +60,7 @@ class Bottleneck(nnx.Module):
         return jax.nn.relu(self.conv_c(self.conv_b(self.conv_a(x))) + shortcut)
 
 
-class ResNet50(layers.ZooModel):
+class ResNet50(ZooModel):
     """ResNet-50 v1 (see the module docstring); ``blocks`` gives other bottleneck depths."""
 
     MIN_INPUT_SIZE = 32
@@ -68,13 +69,15 @@ class ResNet50(layers.ZooModel):
 
     def __init__(self, *, num_classes: int = 1000, blocks: Sequence[int] = (3, 4, 6, 3),
                  bn_momentum: float = 0.999, bn_epsilon: float = 1e-5, dtype=None,
-                 rngs: nnx.Rngs):
-        num_classes = layers.validate_num_classes(num_classes)
+                 layers: Layers = PLAIN, rngs: nnx.Rngs):
+        num_classes = validate_num_classes(num_classes)
         blocks = tuple(blocks)
         for n in blocks:
             _validate.positive_int("blocks[i]", n)
-        bn = layers.BatchNormSpec(bn_momentum, bn_epsilon)
-        self.stem = layers.ConvBN(3, 64, 7, strides=2, pad=3, bn=bn, dtype=dtype, rngs=rngs)
+        bn = BatchNormSpec(bn_momentum, bn_epsilon)
+        self.layers = layers
+        self.stem = ConvBN(3, 64, 7, strides=2, pad=3, bn=bn, dtype=dtype, layers=layers,
+                           rngs=rngs)
         stages, cin = [], 64
         for i, n in enumerate(blocks):
             width = 64 * 2 ** i
@@ -82,20 +85,20 @@ class ResNet50(layers.ZooModel):
             for j in range(n):
                 strides = 2 if (i > 0 and j == 0) else 1
                 stage.append(Bottleneck(cin, width, strides=strides, bn=bn, dtype=dtype,
-                                        rngs=rngs))
+                                        layers=layers, rngs=rngs))
                 cin = 4 * width
             stages.append(nnx.List(stage))
         self.stages = nnx.List(stages)
-        self.fc = nnx.Linear(cin, num_classes, kernel_init=layers.xavier,
-                             bias_init=layers.zeros, dtype=dtype, rngs=rngs)
+        self.fc = nnx.Linear(cin, num_classes, kernel_init=xavier, bias_init=zeros,
+                             dtype=dtype, rngs=rngs)
 
     def __call__(self, x: jax.Array) -> jax.Array:
         self.check_input(x)
-        x = layers.max_pool(self.stem(x), 3, 2)
+        x = self.layers.max_pool(self.stem(x), 3, 2)
         for stage in self.stages:
             for block in stage:
                 x = block(x)
-        return self.fc(layers.global_avg_pool(x)).astype(jnp.float32)
+        return self.fc(global_avg_pool(x)).astype(jnp.float32)
 
 
 def resnet50(*, num_classes: int, rngs: nnx.Rngs, **kwargs) -> ResNet50:

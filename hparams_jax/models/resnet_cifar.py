@@ -35,22 +35,23 @@ import jax.numpy as jnp
 from flax import nnx
 
 from hparams_jax import _validate
-from hparams_jax.models import layers
+from hparams_jax.models.layers import (PLAIN, BatchNormSpec, ConvBN, Layers, ZooModel,
+                                        global_avg_pool, msra, validate_num_classes, zeros)
 
 
 class BasicBlock(nnx.Module):
     """Two 3x3 ConvBN units plus shortcut, no ReLU after the sum (see the module docstring)."""
 
     def __init__(self, in_features: int, out_features: int, *, strides: int,
-                 bn: layers.BatchNormSpec, dtype=None, rngs: nnx.Rngs):
-        self.conv0 = layers.ConvBN(in_features, out_features, 3, strides=strides, pad=1,
-                                   relu=True, bn=bn, dtype=dtype, rngs=rngs)
-        self.conv1 = layers.ConvBN(out_features, out_features, 3, pad=1, relu=False,
-                                   bn=bn, dtype=dtype, rngs=rngs)
+                 bn: BatchNormSpec, dtype=None, layers: Layers = PLAIN, rngs: nnx.Rngs):
+        kw = dict(bn=bn, dtype=dtype, layers=layers, rngs=rngs)
+        self.conv0 = ConvBN(in_features, out_features, 3, strides=strides, pad=1, relu=True,
+                            **kw)
+        self.conv1 = ConvBN(out_features, out_features, 3, pad=1, relu=False, **kw)
         if strides != 1 or in_features != out_features:
             # Caffe `proj`: kernel = stride (2x2/2), no padding, then BN.
-            self.proj = layers.ConvBN(in_features, out_features, strides, strides=strides,
-                                      relu=False, bn=bn, dtype=dtype, rngs=rngs)
+            self.proj = ConvBN(in_features, out_features, strides, strides=strides,
+                               relu=False, **kw)
         else:
             self.proj = None
 
@@ -59,7 +60,7 @@ class BasicBlock(nnx.Module):
         return self.conv1(self.conv0(x)) + shortcut
 
 
-class CifarResNet(layers.ZooModel):
+class CifarResNet(ZooModel):
     """ResNet for 32x32 images in the author's block style (see the module docstring).
 
     Args:
@@ -69,7 +70,9 @@ class CifarResNet(layers.ZooModel):
       widths: channels of the stages (the stem has ``widths[0]``).
       bn_momentum, bn_epsilon: batch-norm settings (Flax momentum = Caffe
         ``moving_average_fraction``).
+      in_channels: channels of the input images (3; 1 runs the network on MNIST-type data).
       dtype: computation dtype (parameters stay float32; logits are returned as float32).
+      layers: the layer implementations (`layers.Layers`).
       rngs: ``nnx.Rngs`` with a ``params`` (or default) stream.
     """
 
@@ -78,8 +81,10 @@ class CifarResNet(layers.ZooModel):
 
     def __init__(self, *, num_classes: int = 10, blocks: Sequence[int] = (8, 9, 9),
                  widths: Sequence[int] = (16, 32, 64), bn_momentum: float = 0.9,
-                 bn_epsilon: float = 1e-5, dtype=None, rngs: nnx.Rngs):
-        num_classes = layers.validate_num_classes(num_classes)
+                 bn_epsilon: float = 1e-5, in_channels: int = 3, dtype=None,
+                 layers: Layers = PLAIN, rngs: nnx.Rngs):
+        num_classes = validate_num_classes(num_classes)
+        self.INPUT_CHANNELS = _validate.positive_int("in_channels", in_channels)
         blocks, widths = tuple(blocks), tuple(widths)
         _validate.check("blocks", blocks, len(blocks) == len(widths) and len(blocks) > 0,
                         f"one block count per width (widths={widths})")
@@ -87,9 +92,9 @@ class CifarResNet(layers.ZooModel):
             _validate.positive_int("blocks[i]", n)
         for w in widths:
             _validate.positive_int("widths[i]", w)
-        bn = layers.BatchNormSpec(bn_momentum, bn_epsilon)
-        self.stem = layers.ConvBN(3, widths[0], 3, pad=1, relu=True, bn=bn, dtype=dtype,
-                                  rngs=rngs)
+        bn = BatchNormSpec(bn_momentum, bn_epsilon)
+        self.stem = ConvBN(in_channels, widths[0], 3, pad=1, relu=True, bn=bn, dtype=dtype,
+                           layers=layers, rngs=rngs)
         stages = []
         cin = widths[0]
         for i, (n, width) in enumerate(zip(blocks, widths)):
@@ -97,12 +102,12 @@ class CifarResNet(layers.ZooModel):
             for j in range(n):
                 strides = 2 if (i > 0 and j == 0) else 1
                 stage.append(BasicBlock(cin, width, strides=strides, bn=bn, dtype=dtype,
-                                        rngs=rngs))
+                                        layers=layers, rngs=rngs))
                 cin = width
             stages.append(nnx.List(stage))
         self.stages = nnx.List(stages)
-        self.fc = nnx.Linear(cin, num_classes, kernel_init=layers.msra,
-                             bias_init=layers.zeros, dtype=dtype, rngs=rngs)
+        self.fc = nnx.Linear(cin, num_classes, kernel_init=msra, bias_init=zeros,
+                             dtype=dtype, rngs=rngs)
 
     def __call__(self, x: jax.Array) -> jax.Array:
         self.check_input(x)
@@ -110,19 +115,22 @@ class CifarResNet(layers.ZooModel):
         for stage in self.stages:
             for block in stage:
                 x = block(x)
-        return self.fc(layers.global_avg_pool(x)).astype(jnp.float32)
+        return self.fc(global_avg_pool(x)).astype(jnp.float32)
 
 
 def resnet20(*, num_classes: int, rngs: nnx.Rngs, **kwargs) -> CifarResNet:
     """He et al.'s ResNet-20 depth (3/3/3 blocks) in the author's block style."""
-    return CifarResNet(num_classes=num_classes, blocks=(3, 3, 3), rngs=rngs, **kwargs)
+    kwargs.setdefault("blocks", (3, 3, 3))
+    return CifarResNet(num_classes=num_classes, rngs=rngs, **kwargs)
 
 
 def resnet56(*, num_classes: int, rngs: nnx.Rngs, **kwargs) -> CifarResNet:
     """The author's ResNet-56 (``gResnet56.prototxt``: 26 blocks, 9/9/8 in its grouping)."""
-    return CifarResNet(num_classes=num_classes, blocks=(8, 9, 9), rngs=rngs, **kwargs)
+    kwargs.setdefault("blocks", (8, 9, 9))
+    return CifarResNet(num_classes=num_classes, rngs=rngs, **kwargs)
 
 
 def resnet110(*, num_classes: int, rngs: nnx.Rngs, **kwargs) -> CifarResNet:
     """He et al.'s ResNet-110 depth (18/18/18 blocks) in the author's block style."""
-    return CifarResNet(num_classes=num_classes, blocks=(18, 18, 18), rngs=rngs, **kwargs)
+    kwargs.setdefault("blocks", (18, 18, 18))
+    return CifarResNet(num_classes=num_classes, rngs=rngs, **kwargs)

@@ -28,6 +28,8 @@ RANGE_MODES = ("linear", "exp")
 ANNEALS = ("linear", "cos")
 NORMALIZATIONS = ("standardize", "mean")
 OPTIMIZERS = ("sgd", "adamw")
+PRECISIONS = ("float32", "bfloat16")
+PLANS = ("auto", "accelerator", "cpu")
 # Settings a sweep member may override; each becomes a (K,) array in one compiled program.
 SWEEPABLE = ("seed", "min_lr", "max_lr", "momentum", "weight_decay")
 
@@ -75,6 +77,14 @@ class TrainConfig:
     assumes that scale). Step counts (`step_size`, `log_every`, `eval_every`,
     `checkpoint_every`) are optimizer steps; `None` evaluation and checkpoint intervals mean
     once an epoch (rounded up to whole `log_every` intervals).
+
+    How it computes: `precision="bfloat16"` runs activations and convolution/matrix inputs in
+    bfloat16 while parameters, optimizer state, batch-norm statistics, the loss and the
+    softmax stay float32 (mixed precision, as Flax's ImageNet example and big_vision train).
+    `plan` is the execution plan (`train.plan`): "auto" picks "accelerator" (`lax.scan`
+    chunks, `vmap` members, plain Flax layers) on GPU/TPU and "cpu" (host loop, unrolled
+    members, XLA:CPU layer forms) on the CPU; both compute the same function, and a run may be
+    resumed under another plan.
     """
 
     model: str = _field("lenet", "network (see hparams_jax.models.available())")
@@ -147,6 +157,12 @@ class TrainConfig:
     members: tuple[Mapping[str, Any], ...] = _field(
         (), "a sweep trained as one vmapped program, e.g. [{\"seed\": 0}, {\"seed\": 1}]; a "
         "member may set " + ", ".join(SWEEPABLE))
+    precision: str = _field("float32", "float32, or bfloat16: mixed precision (bfloat16 "
+                            "activations, float32 parameters and statistics)",
+                            choices=PRECISIONS)
+    plan: str = _field("auto", "execution plan: auto (from the backend), accelerator (scan, "
+                       "vmap, plain Flax layers) or cpu (host loop, XLA:CPU layers)",
+                       choices=PLANS, execution=True)
     log_every: int = _field(50, "optimizer steps between metric rows")
     eval_every: int | None = _field(None, "optimizer steps between test-set evaluations (None: "
                                     "every epoch)")
@@ -178,6 +194,10 @@ class TrainConfig:
             value = getattr(self, f.name)
             if f.metadata.get("choices") and not (value is None and f.default is None):
                 v.one_of(f.name, value, f.metadata["choices"])
+        for name, field in (("dtype", "precision"), ("layers", "plan")):
+            if name in self.model_options:
+                raise ConfigError(f"model_options={self.model_options!r} sets {name!r}: set "
+                                  f"the config's {field} instead.")
         for member in self.members:
             unknown = set(member) - set(SWEEPABLE)
             if unknown:

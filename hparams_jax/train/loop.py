@@ -30,6 +30,7 @@ import jax
 import numpy as np
 from tqdm.auto import tqdm
 
+from hparams_jax import _xla
 from hparams_jax.errors import ConfigError
 from hparams_jax.transforms import ADAM_HYPERPARAM_NAMES
 from hparams_jax.train.checkpoint import Checkpointer
@@ -76,6 +77,7 @@ def fit(config: TrainConfig) -> History:
     save the last completed step and raise `TrainingInterrupted` (the previous handlers are
     back when `fit` returns).
     """
+    _xla.apply_cpu_defaults(config.plan)  # before anything starts JAX (the lock asks it)
     if config.workdir is None:
         tmp = tempfile.mkdtemp(prefix="hparams_jax_")
         try:
@@ -238,9 +240,9 @@ def _train(config, session, state, step, log, checkpointer, stop, start_time,
         wall = time.perf_counter() - start_time
         per_step = (timed_seconds / timed_steps if timed_steps
                     else train_seconds / max(trained_steps, 1))
-        summary = _summary(config, log.rows, status, np.flatnonzero(diverged), step,
-                           total_steps, steps_per_epoch, wall, train_seconds,
-                           per_step * steps_per_epoch)
+        summary = _summary(config, session.engine.plan.name, log.rows, status,
+                           np.flatnonzero(diverged), step, total_steps, steps_per_epoch, wall,
+                           train_seconds, per_step * steps_per_epoch)
         try:
             log.close()
             # a finished run's summary is replaced only by that of a run that finished again
@@ -255,7 +257,7 @@ def _train(config, session, state, step, log, checkpointer, stop, start_time,
     return History(log.rows, summary)
 
 
-def _summary(config, rows, status, diverged, step, total_steps, steps_per_epoch, wall,
+def _summary(config, plan, rows, status, diverged, step, total_steps, steps_per_epoch, wall,
              train_seconds, seconds_per_epoch) -> dict[str, Any]:
     members = []
     for k in range(config.num_members):
@@ -277,6 +279,8 @@ def _summary(config, rows, status, diverged, step, total_steps, steps_per_epoch,
         "epochs": step / steps_per_epoch,
         "devices": jax.device_count(),
         "backend": jax.default_backend(),
+        "plan": plan,
+        "precision": config.precision,
         "optimizer": config.optimizer,
         "accumulate_steps": config.accumulate_steps,
         "wall_time_s": wall,

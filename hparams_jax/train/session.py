@@ -20,7 +20,7 @@ import itertools
 import jax
 import numpy as np
 
-from hparams_jax import data
+from hparams_jax import _xla, data
 from hparams_jax.data import imagenet, sources
 from hparams_jax.errors import ConfigError
 from hparams_jax.train.config import TrainConfig
@@ -154,7 +154,10 @@ class StreamedSession(_Prepared):
 
 
 def open_session(config: TrainConfig) -> Session | StreamedSession:
-    """The session `config`'s dataset needs: held whole on the device(s), or streamed."""
+    """The session `config`'s dataset needs: held whole on the device(s), or streamed. The
+    entry point of every run: it sets the CPU plan's XLA flags (`_xla`) if JAX has not
+    started yet."""
+    _xla.apply_cpu_defaults(config.plan)
     if data.info(config.dataset).in_memory:
         return Session(config)
     return StreamedSession(config)

@@ -1,12 +1,14 @@
-"""The compiled parts of training: member initialisation, a chunk of train steps under
-`lax.scan`, and evaluation, each a pure function jitted once; for streamed datasets, a step and
-an evaluation on one global batch fed from the host.
+"""The compiled parts of training: member initialisation, a chunk of train steps, and
+evaluation, each a pure function jitted once; for streamed datasets, a step and an evaluation
+on one global batch fed from the host.
 
 The train state of K sweep members carries a leading axis K; one member's step is written
-once and lifted to K members with `jax.vmap` on accelerators. On XLA:CPU, vmap turns each
-convolution into a grouped convolution that ran 2.6x slower per member than separate
-convolutions (LeNet, 4 members: 28.1 against 10.9 s per member-epoch), so there the members
-are unrolled: each member's step is traced once into the same compiled program.
+once and lifted to K members, batched with `jax.vmap` or unrolled (each member's step traced
+once into the same program). A chunk of steps is one `lax.scan` or a host loop over the jitted
+step. Which, and which layer implementations the network is built from, is the execution plan
+(`plan.Plan`, chosen from the backend; see `plan` for why XLA:CPU differs). The network
+computes in the config's `precision` (float32 or bfloat16) with float32 parameters, optimizer
+state and batch-norm statistics; logits, loss and softmax are float32.
 The global batch is sharded over the mesh's "data" axis; parameters are replicated, so batch
 norm sees global-batch statistics. Random keys derive from (seed, step): a resumed run draws
 exactly the keys an uninterrupted run would.
@@ -14,16 +16,10 @@ exactly the keys an uninterrupted run would.
 One step is one optimizer step. With `accumulate_steps` k > 1 it augments the global batch as
 a whole, splits it into k micro-batches each spread over all devices (`data.micro_batches`)
 and feeds their gradients in turn to the `optax.MultiSteps` optimizer, which updates the
-parameters after the k-th: a `lax.scan` over the micro-batches where chunks are scanned,
-unrolled on XLA:CPU for the reason below. Batch norm runs on each micro-batch in turn (its
-statistics are the micro-batch's; its running averages move k times a step).
-
-On accelerators a chunk of steps is one `lax.scan`. On XLA:CPU a convolution's weight gradient
-inside a loop body misses the fast convolution path and runs 10-100x slower (jax-ml/jax#12868),
-so there the chunk is a host loop over the jitted step, whose asynchronous dispatch keeps the
-host's share of the step time small (with several CPU devices, which only exist simulated via
-`--xla_force_host_platform_device_count`, each step is awaited: overlapping steps starve the
-in-process all-reduce of threads).
+parameters after the k-th: a `lax.scan` over the micro-batches where the plan scans chunks,
+unrolled where it loops on the host (XLA:CPU, for the reason `plan` gives). Batch norm runs on
+each micro-batch in turn (its statistics are the micro-batch's; its running averages move k
+times a step).
 """
 
 from __future__ import annotations
@@ -40,6 +36,7 @@ from jax.sharding import Mesh
 from hparams_jax import data, models, transforms
 from hparams_jax.train.config import TrainConfig
 from hparams_jax.train.optimizer import make_optimizer
+from hparams_jax.train.plan import Plan, resolve
 
 
 class TrainState(NamedTuple):
@@ -73,11 +70,13 @@ def _lift(fn: Callable, num_members: int, shared: tuple[int, ...] = (),
 
 
 class Engine:
-    """Builds and holds the jitted init / train-chunk / evaluate functions of one config."""
+    """Builds and holds the jitted init / train-chunk / evaluate functions of one config, run
+    as `plan` says (default: `plan.resolve(config.plan)`)."""
 
     def __init__(self, config: TrainConfig, *, num_classes: int, mean, std, augmentation: str,
-                 total_steps: int, mesh: Mesh):
+                 total_steps: int, mesh: Mesh, plan: Plan | None = None):
         self.config = config
+        self.plan = resolve(config.plan) if plan is None else plan
         self.total_steps = total_steps
         self.mesh = mesh
         self.num_members = config.num_members
@@ -99,8 +98,8 @@ class Engine:
         self.replicated = data.replicated(mesh)
         self.chunk_sharding = data.batch_sharding(mesh, leading=2)
         self.init = jax.jit(self._init, out_shardings=self.replicated)
-        self.scan_steps = jax.default_backend() != "cpu"
-        self.vectorize = self.scan_steps
+        self.scan_steps = self.plan.scan_chunks
+        self.vectorize = self.plan.vmap_members
         self.lift = lambda fn, shared=(): _lift(fn, self.num_members, shared, self.vectorize)
         self._scan = jax.jit(self._train_scan, donate_argnums=0)
         self._step = jax.jit(self._train_step, donate_argnums=0)
@@ -113,6 +112,7 @@ class Engine:
         key = jax.random.key(seed)
         return models.create(self.config.model, num_classes=self.num_classes,
                              rngs=nnx.Rngs(params=key, dropout=jax.random.fold_in(key, 1)),
+                             dtype=jnp.dtype(self.config.precision), layers=self.plan.layers,
                              **self.config.model_options)
 
     def _model(self, graph, state: TrainState, dropout_key=None):
@@ -188,8 +188,8 @@ class Engine:
         return state, metrics
 
     def _micro_loop(self, body: Callable, carry, xs):
-        """`lax.scan(body, carry, xs)`, unrolled in the program where chunks are host loops
-        (XLA:CPU: see the module docstring)."""
+        """`lax.scan(body, carry, xs)`, unrolled in the program where the plan runs chunks as
+        host loops (XLA:CPU: see `plan`)."""
         if self.scan_steps:
             return jax.lax.scan(body, carry, xs)
         outs = []
@@ -230,8 +230,8 @@ class Engine:
         metrics = []
         for step in steps:
             state, m = step(state)
-            if self.mesh.size > 1:  # simulated CPU devices deadlock in all-reduce when steps
-                jax.block_until_ready(m)  # overlap on a small thread pool: one at a time
+            if self.plan.sync_each_step:  # several CPU devices in one process: see `plan`
+                jax.block_until_ready(m)
             metrics.append(m)
         return state, jax.tree.map(lambda *x: jnp.stack(x), *metrics)
 
