@@ -162,13 +162,14 @@ def _range_test_locked(args) -> int:
              "results": [r.to_dict() for r in family.results]}, indent=1))
         plots.plot_family(family.results, workdir / "range_test.png",
                           title=f"LR range tests over {param} ({config.model}, "
-                                f"{config.dataset})")
+                                f"{config.dataset}, {config.optimizer})")
         print(family.text())
         for r in family.results:
             print(f"{r.label}: {r.suggest().text()}")
     else:
         result = lr_range_test(config, **ramp)
-        result.label = f"{config.model}, {config.dataset}, weight_decay={config.weight_decay:g}"
+        result.label = (f"{config.model}, {config.dataset}, {config.optimizer}, "
+                        f"weight_decay={config.weight_decay:g}")
         result.save(workdir / "range_test.json")
         plots.plot_range_test(result, workdir / "range_test.png")
         print(result.suggest().text())

@@ -2,10 +2,11 @@
 
 A short run whose learning rate rises from `start` to `stop` (linearly, as in the paper, or
 exponentially) records the training loss every step and, every `eval_every` steps, the loss and
-accuracy on a fixed held-out subset. It runs the training engine's compiled step in chunks of
-`lax.scan`, checks between chunks and stops once the smoothed loss exceeds `stop_factor` x its
-minimum or turns non-finite. It builds its own state: no model or optimizer of the caller's is
-touched.
+accuracy on a fixed held-out subset. It runs the training engine's compiled step (the config's
+optimizer, SGD or AdamW; a step is one optimizer step, of `accumulate_steps` micro-batches) in
+chunks of `lax.scan`, checks between chunks and stops once the smoothed loss exceeds
+`stop_factor` x its minimum or turns non-finite. It builds its own state: no model or optimizer
+of the caller's is touched.
 
 `RangeTestResult.suggest()` reads the curve by the paper's rule: the largest LR before the
 held-out loss or accuracy worsens (never past the lowest training loss), or, without enough
@@ -127,6 +128,7 @@ class RangeTestResult:
     stop_reason: str
     label: str = ""
     setting: dict = dataclasses.field(default_factory=dict)
+    optimizer: str = "sgd"  # the bounds are the optimizer's: AdamW's lie 10-100x below SGD's
 
     @property
     def steps_run(self) -> int:
@@ -369,7 +371,8 @@ def _run(config: TrainConfig, *, start, stop, num_steps, mode, eval_every, stop_
             eval_step=cols[0], eval_learning_rate=cols[1], eval_loss=cols[2],
             eval_accuracy=cols[3], mode=mode, start=float(start), stop=float(stop),
             num_steps=num_steps, stop_factor=stop_factor, stop_reason=reasons[j],
-            label=labels[j], setting=dataclasses.asdict(settings[j])))
+            label=labels[j], setting=dataclasses.asdict(settings[j]),
+            optimizer=config.optimizer))
     return results
 
 

@@ -1,9 +1,9 @@
 """Optax transforms whose hyper-parameters may be schedules (Smith 2018, Sec. 4).
 
-`sgd` and `trace` are built from optax's own parts (`add_decayed_weights`, `trace`,
-`scale_by_learning_rate`) wrapped in `optax.inject_hyperparams`, which evaluates each schedule
-at the transform's step count and keeps the values it used in the optimizer state, where
-`hyperparams` reads them for logging.
+`sgd`, `trace` and `adamw` are built from optax's own parts (`add_decayed_weights`, `trace`,
+`scale_by_adam`, `scale_by_learning_rate`) wrapped in `optax.inject_hyperparams`, which
+evaluates each schedule at the transform's step count and keeps the values it used in the
+optimizer state, where `hyperparams` reads them for logging.
 
 Two forms of momentum SGD (`momentum_form`), equal at a constant learning rate:
 
@@ -29,6 +29,9 @@ from hparams_jax import _validate as v
 Hyperparam = Union[float, jax.Array, optax.Schedule]
 
 HYPERPARAM_NAMES = ("learning_rate", "momentum", "weight_decay")
+# Adam's decay rates, read besides HYPERPARAM_NAMES where the optimizer has them (b1 is also
+# reported as `momentum`).
+ADAM_HYPERPARAM_NAMES = ("b1", "b2")
 MOMENTUM_FORMS = ("pytorch", "caffe")
 
 
@@ -190,22 +193,92 @@ def sgd(
         learning_rate_multipliers=learning_rate_multipliers)
 
 
+def _adamw(learning_rate, b1, b2, eps, weight_decay, weight_decay_mask,
+           weight_decay_multipliers, learning_rate_multipliers) -> optax.GradientTransformation:
+    decay = add_decayed_weights(weight_decay, weight_decay_multipliers)
+    if weight_decay_mask is not None:
+        decay = optax.masked(decay, weight_decay_mask)
+    parts = [optax.scale_by_adam(b1=b1, b2=b2, eps=eps), decay]
+    if learning_rate_multipliers is not None:
+        parts.append(scale_by_multipliers(learning_rate_multipliers))
+    parts.append(optax.scale_by_learning_rate(learning_rate))
+    return optax.chain(*parts)
+
+
+def adamw(
+    learning_rate: Hyperparam,
+    b1: Hyperparam = 0.9,
+    b2: Hyperparam = 0.999,
+    eps: Hyperparam = 1e-8,
+    weight_decay: Hyperparam = 0.0,
+    *,
+    weight_decay_mask: Any = None,
+    weight_decay_multipliers: Any = None,
+    learning_rate_multipliers: Any = None,
+) -> optax.GradientTransformation:
+    """AdamW (Loshchilov & Hutter 2019, "Decoupled Weight Decay Regularization") whose learning
+    rate, `b1`, `b2`, `eps` and weight decay are each a constant or a schedule: a 1cycle LR
+    with `schedules.one_cycle_momentum` as `b1` is fastai's `fit_one_cycle`, Adam's first-moment
+    decay cycled as the paper cycles momentum (Smith 2018, Sec. 4.3). At update `t` (from 1),
+    with the values the schedules give at step `t - 1`::
+
+        m_t = b1_t * m_{t-1} + (1 - b1_t) * g_t;   v_t = b2_t * v_{t-1} + (1 - b2_t) * g_t**2
+        p_t = p_{t-1} - lr_t * (m_t / (1 - b1_t**t) / (sqrt(v_t / (1 - b2_t**t)) + eps)
+                                + wd_t * p_{t-1})
+
+    as `optax.adamw` and PyTorch's `AdamW` compute it (with constants this is
+    `optax.adamw(lr, b1, b2, eps, weight_decay=wd)` step for step). The decay is decoupled:
+    it bypasses the moments and is scaled by the learning rate.
+
+    Bias correction with a moving `b1`: `optax.scale_by_adam` (like PyTorch's Adam when a
+    scheduler changes `betas`) divides by `1 - b1_t**t`, the *current* `b1` to the power of
+    the step count, not by `1 - prod_s b1_s`, the weight the moving average has actually
+    lost to its zero start. Both products fall below 1% within ~100 steps at `b1` <= 0.95, so
+    only the first steps differ: while a 1cycle `b1` falls from 0.95 to 0.85, `b1_t**t` is the
+    smaller, so the corrected first moment and the step come out smaller than the exact
+    correction's, at most by 12.7% (step 14) in a 100-step run, 6.2% in 300 steps, 2.4% in
+    1,000 and 0.3% in 10,000.
+
+    `weight_decay_mask` (a tree of bools shaped like the params, or a function of the params
+    returning one, as in `optax.adamw`) limits the decay to the leaves where it is True.
+    `weight_decay_multipliers` / `learning_rate_multipliers` are per-parameter factors, as in
+    `sgd` (Caffe's `decay_mult` / `lr_mult`); the LR multipliers scale the whole update.
+    """
+    _check_rate("learning_rate", learning_rate, v.non_negative)
+    _check_rate("b1", b1, v.momentum)
+    _check_rate("b2", b2, v.momentum)
+    _check_rate("eps", eps, v.non_negative)
+    _check_rate("weight_decay", weight_decay, v.non_negative)
+    return optax.inject_hyperparams(
+        _adamw, static_args=("weight_decay_mask", "weight_decay_multipliers",
+                             "learning_rate_multipliers"))(
+        learning_rate=learning_rate, b1=b1, b2=b2, eps=eps, weight_decay=weight_decay,
+        weight_decay_mask=weight_decay_mask, weight_decay_multipliers=weight_decay_multipliers,
+        learning_rate_multipliers=learning_rate_multipliers)
+
+
 def _is_injected(x) -> bool:
     return isinstance(x, optax.InjectStatefulHyperparamsState)
 
 
 def hyperparams(opt_state: optax.OptState) -> dict[str, jax.Array | float]:
-    """The `learning_rate`, `momentum` and `weight_decay` used by the last update.
+    """The `learning_rate`, `momentum` and `weight_decay` used by the last update, and Adam's
+    `b1` and `b2` where the optimizer has them (`adamw`; its `b1` is also its `momentum`, so
+    logs and plots read the same key for SGD's momentum and Adam's first-moment decay).
 
     Looks through `optax.chain`, `optax.MultiSteps`, `optax.apply_if_finite` and any other
-    wrapper for the states of `sgd`/`trace`/`optax.inject_hyperparams`; a hyper-parameter the
-    optimizer does not have (no momentum, no weight decay) reads 0. Before the first update the
-    values are those the first update will use.
+    wrapper for the states of `sgd`/`trace`/`adamw`/`optax.inject_hyperparams`; a
+    hyper-parameter of HYPERPARAM_NAMES the optimizer does not have (no momentum, no weight
+    decay) reads 0. Before the first update the values are those the first update will use.
     """
     found: dict[str, jax.Array] = {}
     for state in jax.tree_util.tree_leaves(opt_state, is_leaf=_is_injected):
         if _is_injected(state):
-            for name in HYPERPARAM_NAMES:
+            for name in (*HYPERPARAM_NAMES, *ADAM_HYPERPARAM_NAMES):
                 if name in state.hyperparams:
                     found.setdefault(name, state.hyperparams[name])
-    return {name: found.get(name, 0.0) for name in HYPERPARAM_NAMES}
+    if "b1" in found:
+        found.setdefault("momentum", found["b1"])
+    out = {name: found.get(name, 0.0) for name in HYPERPARAM_NAMES}
+    out.update({name: found[name] for name in ADAM_HYPERPARAM_NAMES if name in found})
+    return out

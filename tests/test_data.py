@@ -159,6 +159,8 @@ def test_unavailable_tfds_datasets(tmp_path, fresh_cache):
      "policy='mixup'.*'none', 'flip', 'crop_flip'"),
     (lambda: data.random_crop(jax.random.key(0), jnp.zeros((1, 4, 4, 1)), pad=-1), "pad"),
     (lambda: data.check_batch_divisible(30, 4), "batch_size=30.*4 devices.*28 or 32"),
+    (lambda: data.check_batch_divisible(36, 4, 2),
+     "batch_size=36.*2 micro-batches.*4 devices.*multiple of 8.*32 or 40"),
     (lambda: data.epoch_indices(10, 16, seed=0, epoch=0), "batch_size=16"),
     (lambda: data.epoch_indices(10, 2, seed=-1, epoch=0), "seed=-1"),
     (lambda: data.eval_indices(0, 2), "num_examples=0"),
@@ -414,3 +416,19 @@ def test_imagenet_dataset_through_tfds_mock():
         assert batch["image"].shape == (2, 24, 24, 3) and batch["image"].dtype == np.uint8
         val = list(imagenet.dataset("validation", 4, image_size=24, num_threads=2))
         assert [float(b["mask"].sum()) for b in val] == [4.0, 2.0]
+
+
+def test_micro_batches_take_a_share_of_every_device():
+    """32 examples on 4 devices (8 each) in 2 micro-batches of 16: micro-batch i holds rows
+    4i..4i+3 of each device's 8, so each micro-batch spreads over the devices as the batch does,
+    and together they hold the batch once."""
+    batch = np.arange(32 * 3).reshape(32, 3)
+    micro = data.micro_batches(batch, 2, 4)
+    assert micro.shape == (2, 16, 3)
+    for i in range(2):
+        for device in range(4):
+            share = micro[i, 4 * device:4 * (device + 1), 0] // 3
+            np.testing.assert_array_equal(share, np.arange(8 * device + 4 * i,
+                                                           8 * device + 4 * i + 4))
+    np.testing.assert_array_equal(np.sort(micro.reshape(32, 3), axis=0), batch)
+    np.testing.assert_array_equal(data.micro_batches(batch, 4, 1), batch.reshape(4, 8, 3))

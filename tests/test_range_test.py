@@ -4,6 +4,7 @@ real short test, families run as one vmapped program, JSON round trip."""
 import numpy as np
 import pytest
 
+from hparams_jax import schedules
 from hparams_jax.range_test import (RangeTestResult, centred, lr_range_test,
                                     range_test_family, smooth)
 from hparams_jax.train import TrainConfig
@@ -147,10 +148,33 @@ def test_family_runs_members_together_and_matches_single_tests():
     assert "weight_decay" in family.text()
 
 
-def test_momentum_family_mixes_constant_and_cyclical():
-    family = range_test_family(TINY, "momentum", [0.9, (0.95, 0.85)], start=0.01, stop=0.1,
-                               num_steps=10, eval_every=5)
+@pytest.mark.parametrize("optimizer, start, stop", [("sgd", 0.01, 0.1), ("adamw", 1e-4, 1e-3)])
+def test_momentum_family_mixes_constant_and_cyclical(optimizer, start, stop):
+    """SGD's momenta or AdamW's beta1s: a constant and a cyclical one, each its own program."""
+    family = range_test_family(TINY.replace(optimizer=optimizer), "momentum",
+                               [0.9, (0.95, 0.85)], start=start, stop=stop, num_steps=10,
+                               eval_every=5)
     assert [r.label for r in family.results] == ["momentum=0.9", "momentum=0.95:0.85"]
+    assert [r.optimizer for r in family.results] == [optimizer, optimizer]
+    assert all(r.steps_run == 10 and np.isfinite(r.train_loss).all() for r in family.results)
+
+
+def test_adamw_range_test_with_accumulation_counts_optimizer_steps():
+    """AdamW's range test (an exponential ramp over AdamW's smaller LRs) with 2
+    micro-batches per step takes one ramp step per optimizer step, at the LRs of the test
+    without accumulation, and records the same losses to float32 rounding (LeNet has no batch
+    norm, so the two compute the same gradients)."""
+    config = TINY.replace(optimizer="adamw", weight_decay=0.01)
+    kw = dict(start=1e-4, stop=1e-2, num_steps=20, mode="exp", eval_every=10)
+    one = lr_range_test(config, **kw)
+    accumulated = lr_range_test(config.replace(accumulate_steps=2), **kw)
+    ramp = schedules.range_test(1e-4, 1e-2, 20, mode="exp")
+    for r in (one, accumulated):
+        assert (r.steps_run, r.optimizer, r.stop_reason) == (20, "adamw", "completed")
+        np.testing.assert_allclose(r.learning_rate, ramp(np.arange(20)), rtol=1e-5)
+        assert r.eval_step.tolist() == [10, 20]
+    np.testing.assert_allclose(accumulated.train_loss, one.train_loss, rtol=1e-4)
+    np.testing.assert_allclose(accumulated.eval_loss, one.eval_loss, rtol=1e-4)
 
 
 @pytest.mark.parametrize("kwargs, argument", [

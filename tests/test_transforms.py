@@ -333,3 +333,121 @@ def test_momentum_form_arguments():
         transforms.sgd(0.1, 0.9, momentum_form="keras")
     with pytest.raises(ValueError, match="learning_rate"):
         transforms.trace(0.9, momentum_form="caffe")
+
+
+# --- AdamW -----------------------------------------------------------------------------------
+
+def numpy_adamw(params, grads, lr, b1, b2, eps, wd, *, decay_mask=None, bias_correction="current"):
+    """AdamW (Loshchilov & Hutter 2019) as PyTorch's `AdamW` steps it, hand-written in float64,
+    hyper-parameters given per step. `bias_correction="current"` divides the first moment by
+    `1 - b1_t ** t` (PyTorch's and optax's reading of a changed beta1); `"product"` by
+    `1 - prod_s b1_s` (the exact weight of the moving average)."""
+    params = {k: v.astype(np.float64) for k, v in params.items()}
+    m = {k: np.zeros_like(v) for k, v in params.items()}
+    s = {k: np.zeros_like(v) for k, v in params.items()}
+    decay_mask = decay_mask or {k: True for k in params}
+    b1_product, out = 1.0, []
+    for t, g in enumerate(grads):
+        count = t + 1
+        b1_product *= b1[t]
+        new = {}
+        for k in params:
+            gk = g[k].astype(np.float64)
+            m[k] = b1[t] * m[k] + (1 - b1[t]) * gk
+            s[k] = b2[t] * s[k] + (1 - b2[t]) * gk ** 2
+            c1 = 1 - (b1[t] ** count if bias_correction == "current" else b1_product)
+            direction = (m[k] / c1) / (np.sqrt(s[k] / (1 - b2[t] ** count)) + eps)
+            decay = wd[t] * params[k] if decay_mask[k] else 0.0
+            new[k] = params[k] - lr[t] * (direction + decay)
+        params = new
+        out.append(params)
+    return out
+
+
+def adamw_schedules(steps):
+    """1cycle LR 1e-3 -> 1e-2 (step size 4, final 1e-6), beta1 0.95 -> 0.85 -> 0.95, beta2
+    0.99 -> 0.999 linearly, weight decay 0.1 -> 0, in closed form."""
+    t = np.arange(steps, dtype=np.float64)
+    lr = np.where(t <= 4, 1e-3 + 9e-3 * t / 4,
+                  np.where(t <= 8, 1e-2 - 9e-3 * (t - 4) / 4,
+                           1e-3 + (1e-6 - 1e-3) * (t - 8) / (steps - 8)))
+    b1 = np.where(t <= 4, 0.95 - 0.1 * t / 4, np.where(t <= 8, 0.85 + 0.1 * (t - 4) / 4, 0.95))
+    b2 = 0.99 + 0.009 * t / steps
+    wd = 0.1 * (1 - t / steps)
+    return lr, b1, b2, wd
+
+
+def test_scheduled_adamw_matches_numpy_loop_with_mask():
+    """Scheduled LR, beta1, beta2 and weight decay, decay masked off the bias: step for step
+    the hand-written AdamW, bias-correcting with the current beta1."""
+    steps = 12
+    params, grads = random_problem(seed=8, steps=steps)
+    opt = transforms.adamw(
+        schedules.one_cycle(steps, 1e-3, 1e-2, step_size=4, final_value=1e-6),
+        b1=schedules.one_cycle_momentum(steps, step_size=4),
+        b2=schedules.linear(0.99, 0.999, steps), eps=1e-8,
+        weight_decay=schedules.linear(0.1, 0.0, steps),
+        weight_decay_mask={"w": True, "b": False})
+    ours, state = run_optax(opt, params, grads)
+    lr, b1, b2, wd = adamw_schedules(steps)
+    mask = {"w": True, "b": False}
+    ref = numpy_adamw(params, grads, lr, b1, b2, 1e-8, wd, decay_mask=mask)
+    for a, b in zip(ours, ref):
+        chex.assert_trees_all_close(a, b, rtol=1e-5, atol=1e-6)
+    # the test tells the two bias corrections apart, and the mask from no mask
+    exact = numpy_adamw(params, grads, lr, b1, b2, 1e-8, wd, decay_mask=mask,
+                        bias_correction="product")
+    assert np.abs(exact[1]["w"] - ref[1]["w"]).max() > 1e-4
+    unmasked = numpy_adamw(params, grads, lr, b1, b2, 1e-8, wd)
+    assert np.abs(unmasked[-1]["b"] - ref[-1]["b"]).max() > 1e-4
+    used = transforms.hyperparams(state)
+    assert used["learning_rate"] == pytest.approx(lr[-1], rel=1e-5)
+    assert used["momentum"] == used["b1"] == pytest.approx(b1[-1], rel=1e-6)
+    assert used["b2"] == pytest.approx(b2[-1], rel=1e-6)
+    assert used["weight_decay"] == pytest.approx(wd[-1], rel=1e-5, abs=1e-9)
+
+
+def test_constant_adamw_equals_optax_adamw():
+    params, grads = random_problem(seed=9)
+    mask = {"w": True, "b": False}
+    ours, _ = run_optax(transforms.adamw(3e-3, 0.9, 0.99, 1e-6, weight_decay=0.05,
+                                         weight_decay_mask=mask), params, grads)
+    ref, _ = run_optax(optax.adamw(3e-3, 0.9, 0.99, 1e-6, weight_decay=0.05, mask=mask),
+                       params, grads)
+    for a, b in zip(ours, ref):
+        chex.assert_trees_all_close(a, b, rtol=1e-6, atol=1e-7)
+
+
+def test_adamw_multipliers_scale_decay_and_step_per_parameter():
+    params, grads = random_problem(seed=10, steps=6)
+    decay_mult, lr_mult = {"w": 3.0, "b": 0.0}, {"w": 1.0, "b": 2.0}
+    ours, _ = run_optax(transforms.adamw(1e-2, weight_decay=0.1,
+                                         weight_decay_multipliers=decay_mult,
+                                         learning_rate_multipliers=lr_mult), params, grads)
+    for name in params:
+        ref = numpy_adamw({name: params[name]}, [{name: g[name]} for g in grads],
+                          np.full(6, 1e-2 * lr_mult[name]), np.full(6, 0.9), np.full(6, 0.999),
+                          1e-8, np.full(6, 0.1 * decay_mult[name]))
+        np.testing.assert_allclose(ours[-1][name], ref[-1][name], rtol=1e-5, atol=1e-6)
+
+
+def test_hyperparams_of_sgd_have_no_adam_keys():
+    state = transforms.sgd(0.1, 0.9).init({"w": jnp.ones(2)})
+    assert set(transforms.hyperparams(state)) == set(transforms.HYPERPARAM_NAMES)
+    state = transforms.adamw(1e-3).init({"w": jnp.ones(2)})
+    assert transforms.hyperparams(state) == {
+        "learning_rate": pytest.approx(1e-3), "momentum": pytest.approx(0.9),
+        "weight_decay": 0.0, "b1": pytest.approx(0.9), "b2": pytest.approx(0.999)}
+
+
+@pytest.mark.parametrize("build, argument", [
+    (lambda: transforms.adamw(-1e-3), "learning_rate"),
+    (lambda: transforms.adamw(1e-3, b1=1.0), "b1"),
+    (lambda: transforms.adamw(1e-3, b1=lambda t: 1.5 + 0 * t), "b1"),
+    (lambda: transforms.adamw(1e-3, b2=-0.1), "b2"),
+    (lambda: transforms.adamw(1e-3, eps=-1e-8), "eps"),
+    (lambda: transforms.adamw(1e-3, weight_decay=-0.1), "weight_decay"),
+])
+def test_adamw_invalid_arguments(build, argument):
+    with pytest.raises(ValueError, match=argument):
+        build()

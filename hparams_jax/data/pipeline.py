@@ -7,6 +7,7 @@ device gathers only its own shard; nothing but the indices crosses from the host
 Indices come from the host: `epoch_indices` shuffles each epoch from (seed, epoch) and drops the
 last partial batch (training); `eval_indices` keeps every example exactly once, padding the last
 batch and masking the padding (evaluation). Both are plain NumPy, identical on every host.
+`micro_batches` splits a global batch for gradient accumulation without moving it.
 """
 
 from __future__ import annotations
@@ -43,17 +44,34 @@ def replicated(mesh: Mesh) -> NamedSharding:
     return NamedSharding(mesh, P())
 
 
-def check_batch_divisible(batch_size: int, num_devices: int) -> int:
-    """`batch_size` if the global batch splits evenly over `num_devices`, else ValueError."""
+def check_batch_divisible(batch_size: int, num_devices: int, micro_batches: int = 1) -> int:
+    """`batch_size` if the global batch splits evenly over `num_devices` (each of its
+    `micro_batches` equal parts, for gradient accumulation), else ValueError."""
     v.positive_int("batch_size", batch_size)
     v.positive_int("num_devices", num_devices)
-    if batch_size % num_devices:
-        lower = batch_size - batch_size % num_devices
-        suggest = f"{lower} or {lower + num_devices}" if lower else f"{num_devices}"
+    v.positive_int("micro_batches", micro_batches)
+    unit = num_devices * micro_batches
+    if batch_size % unit:
+        lower = batch_size - batch_size % unit
+        suggest = f"{lower} or {lower + unit}" if lower else f"{unit}"
+        into = (f"over {num_devices} devices" if micro_batches == 1 else
+                f"into {micro_batches} micro-batches (accumulate_steps) over {num_devices} "
+                "devices")
         raise ConfigError(
-            f"batch_size={batch_size} does not divide over {num_devices} devices: the global "
-            f"batch must be a multiple of {num_devices} (e.g. {suggest}).")
+            f"batch_size={batch_size} does not divide {into}: the global batch must be a "
+            f"multiple of {unit} (e.g. {suggest}).")
     return batch_size
+
+
+def micro_batches(batch, num_micro: int, num_devices: int):
+    """The global batch (B, ...) sharded over `num_devices` as `num_micro` micro-batches
+    (num_micro, B / num_micro, ...) for gradient accumulation: micro-batch i is the i-th
+    `num_micro`-th of every device's share, so each spreads over all devices as the batch does
+    (no data moves between devices). B must divide by `num_micro * num_devices`. A JAX or
+    NumPy array."""
+    b, *shape = batch.shape
+    x = batch.reshape(num_devices, num_micro, b // (num_micro * num_devices), *shape)
+    return x.swapaxes(0, 1).reshape(num_micro, b // num_micro, *shape)
 
 
 def _non_negative_int(name: str, value) -> int:

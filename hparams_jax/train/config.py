@@ -27,6 +27,7 @@ LR_POLICIES = ("one_cycle", "triangular", "constant", "piecewise", "inv", "range
 RANGE_MODES = ("linear", "exp")
 ANNEALS = ("linear", "cos")
 NORMALIZATIONS = ("standardize", "mean")
+OPTIMIZERS = ("sgd", "adamw")
 PRECISIONS = ("float32", "bfloat16")
 PLANS = ("auto", "accelerator", "cpu")
 # Settings a sweep member may override; each becomes a (K,) array in one compiled program.
@@ -58,7 +59,17 @@ class TrainConfig:
     Sec. 4.1). `momentum` is a float (constant) or `(max, min)` (cyclical, the mirror image of
     the LR cycle). `momentum_form="caffe"` keeps the LR inside the velocity as the author's Caffe
     solvers did (`v = m v - lr g`); `"pytorch"` (optax's) scales the velocity by the LR
-    (`transforms.sgd`).
+    (`transforms.sgd`). `optimizer="adamw"` trains with `transforms.adamw` instead: `momentum`
+    is its beta1 (constant, or cyclical as fastai's `fit_one_cycle` cycles it), `adam_b2` and
+    `adam_eps` its other constants, and `weight_decay` is decoupled (scaled by the LR); the
+    SGD-only `nesterov`, `momentum_form` and `decoupled_weight_decay` do not apply to it (as
+    `inv_gamma` does not to other policies), nor `adam_*` to SGD.
+    `accumulate_steps=k` accumulates the gradients of k micro-batches of `batch_size / k`
+    examples (`optax.MultiSteps`) into each optimizer step, inside one compiled step:
+    `batch_size` stays the global batch of an optimizer step, and every step count (the
+    schedules, `steps`, `epochs`, logging, checkpoints, the range test) counts optimizer steps,
+    so a checkpoint always falls between two optimizer steps. Batch norm normalises each
+    micro-batch by its own statistics and updates its running averages once per micro-batch.
     `param_multipliers` applies the network's per-parameter learning-rate and weight-decay
     multipliers of the author's prototxts (Caffe `lr_mult`, `decay_mult`; e.g. no decay on the
     final bias). `normalization="mean"` feeds ``pixel - mean`` on the 0-255 scale, as the
@@ -86,6 +97,9 @@ class TrainConfig:
     epochs: float | None = _field(3.0, "length of the run in epochs (steps, when set, "
                                   "overrides it)")
     steps: int | None = _field(None, "length of the run in optimizer steps (overrides epochs)")
+    optimizer: str = _field(
+        "sgd", "sgd (momentum SGD, the paper's) or adamw (momentum is its beta1; decoupled "
+        "weight decay)", choices=OPTIMIZERS)
     lr_policy: str = _field(
         "one_cycle", "one_cycle (1cycle), triangular (CLR), constant (max_lr), piecewise (step "
         "decay from max_lr), inv (Caffe's LeNet baseline) or range_test (a ramp from min_lr to "
@@ -109,15 +123,21 @@ class TrainConfig:
                              "ratios)", choices=RANGE_MODES)
     momentum: float | tuple[float, float] = _field(
         0.9, "constant (0.9) or cyclical max,min (0.95,0.85 or 0.95:0.85; it falls while the "
-        "LR rises)")
-    nesterov: bool = _field(True, "Nesterov momentum (off: heavy ball)")
+        "LR rises); adamw's beta1")
+    nesterov: bool = _field(True, "Nesterov momentum (off: heavy ball); sgd only")
     momentum_form: str = _field("pytorch", "pytorch (optax's): the LR scales the velocity; "
-                                "caffe: the LR inside the velocity, v = m v - lr g",
+                                "caffe: the LR inside the velocity, v = m v - lr g (sgd only)",
                                 choices=MOMENTUM_FORMS)
-    weight_decay: float = _field(5e-4, "L2 weight decay")
+    adam_b2: float = _field(0.999, "adamw: decay rate of the squared-gradient average (beta2)")
+    adam_eps: float = _field(1e-8, "adamw: epsilon added to the denominator")
+    weight_decay: float = _field(5e-4, "weight decay: L2 (sgd) or decoupled, lr * weight_decay "
+                                 "* params (adamw; typically 1e-2 to 1e-1)")
     decoupled_weight_decay: bool = _field(
-        False, "subtract lr * weight_decay * params outside the momentum buffer (SGDW) "
+        False, "sgd: subtract lr * weight_decay * params outside the momentum buffer (SGDW) "
         "instead of adding the decay to the gradient (the paper's Caffe solver)")
+    accumulate_steps: int = _field(
+        1, "micro-batches per optimizer step (gradient accumulation): batch_size is split into "
+        "this many micro-batches, their gradients averaged into one update")
     param_multipliers: bool = _field(True, "the network's per-parameter LR and weight-decay "
                                      "multipliers (Caffe lr_mult, decay_mult)")
     augmentation: str | None = _field(None, "training augmentation (None: the dataset's, as "
@@ -199,6 +219,14 @@ class TrainConfig:
             if getattr(self, name) is not None:
                 v.positive_int(name, getattr(self, name))
         v.positive_int("keep_checkpoints", self.keep_checkpoints)
+        v.positive_int("accumulate_steps", self.accumulate_steps)
+        if self.batch_size % self.accumulate_steps:
+            raise ConfigError(
+                f"batch_size={self.batch_size} does not split into accumulate_steps="
+                f"{self.accumulate_steps} micro-batches: batch_size (the global batch of one "
+                f"optimizer step) must be a multiple of accumulate_steps.")
+        v.momentum("adam_b2", self.adam_b2)
+        v.non_negative_number("adam_eps", self.adam_eps)
         v.check("data_workers", self.data_workers,
                 isinstance(self.data_workers, int) and self.data_workers >= 0,
                 "an integer >= 0")

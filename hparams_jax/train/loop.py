@@ -32,6 +32,7 @@ from tqdm.auto import tqdm
 
 from hparams_jax import _xla
 from hparams_jax.errors import ConfigError
+from hparams_jax.transforms import ADAM_HYPERPARAM_NAMES
 from hparams_jax.train.checkpoint import Checkpointer
 from hparams_jax.train.config import EXECUTION_FIELDS, TrainConfig
 from hparams_jax.train.interrupt import TrainingInterrupted, stop_on_signals
@@ -201,7 +202,8 @@ def _train(config, session, state, step, log, checkpointer, stop, start_time,
                      "train_accuracy": np.mean(m["accuracy"][:, k]),
                      "learning_rate": m["learning_rate"][-1, k],
                      "momentum": m["momentum"][-1, k],
-                     "weight_decay": m["weight_decay"][-1, k]}
+                     "weight_decay": m["weight_decay"][-1, k],
+                     **{name: m[name][-1, k] for name in ADAM_HYPERPARAM_NAMES if name in m}}
                     for k in range(session.num_members)]
             diverged = np.asarray(jax.device_get(state.diverged))
             if not diverged.all():
@@ -279,6 +281,8 @@ def _summary(config, plan, rows, status, diverged, step, total_steps, steps_per_
         "backend": jax.default_backend(),
         "plan": plan,
         "precision": config.precision,
+        "optimizer": config.optimizer,
+        "accumulate_steps": config.accumulate_steps,
         "wall_time_s": wall,
         "train_time_s": train_seconds,
         "seconds_per_epoch": seconds_per_epoch,

@@ -2,6 +2,7 @@
 
 The member's values (`min_lr`, `max_lr`, momentum bounds, `weight_decay`) arrive as scalars that
 may be traced under `jax.vmap`, so K settings share one compiled step (Smith 2018, Sec. 4.4).
+The momentum schedule is SGD's momentum or AdamW's beta1 alike.
 """
 
 from __future__ import annotations
@@ -80,16 +81,23 @@ def momentum(config: TrainConfig, hp: HParams, total_steps: int) -> optax.Schedu
 def make_optimizer(config: TrainConfig, hp: HParams, total_steps: int, *,
                    weight_decay_multipliers=None, learning_rate_multipliers=None
                    ) -> optax.GradientTransformation:
-    """SGD under the config's policies; the multipliers are the network's Caffe
-    `decay_mult`/`lr_mult` (used when `config.param_multipliers`)."""
+    """`config.optimizer` (SGD or AdamW) under the config's policies; the multipliers are the
+    network's Caffe `decay_mult`/`lr_mult` (used when `config.param_multipliers`). With
+    `config.accumulate_steps` k > 1 it is wrapped in `optax.MultiSteps`: fed one micro-batch's
+    gradient per update, it updates the parameters on every k-th, with the mean of the k (the
+    schedules count those updates)."""
     use = config.param_multipliers
-    return transforms.sgd(
-        learning_rate(config, hp, total_steps),
-        momentum(config, hp, total_steps),
-        nesterov=config.nesterov,
-        weight_decay=hp["weight_decay"],
-        decoupled_weight_decay=config.decoupled_weight_decay,
-        momentum_form=config.momentum_form,
-        weight_decay_multipliers=weight_decay_multipliers if use else None,
-        learning_rate_multipliers=learning_rate_multipliers if use else None,
-    )
+    multipliers = dict(weight_decay_multipliers=weight_decay_multipliers if use else None,
+                       learning_rate_multipliers=learning_rate_multipliers if use else None)
+    lr, beta = learning_rate(config, hp, total_steps), momentum(config, hp, total_steps)
+    if config.optimizer == "adamw":
+        opt = transforms.adamw(lr, b1=beta, b2=config.adam_b2, eps=config.adam_eps,
+                               weight_decay=hp["weight_decay"], **multipliers)
+    else:
+        opt = transforms.sgd(lr, beta, nesterov=config.nesterov,
+                             weight_decay=hp["weight_decay"],
+                             decoupled_weight_decay=config.decoupled_weight_decay,
+                             momentum_form=config.momentum_form, **multipliers)
+    if config.accumulate_steps > 1:
+        opt = optax.MultiSteps(opt, config.accumulate_steps).gradient_transformation()
+    return opt

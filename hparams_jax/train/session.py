@@ -72,7 +72,7 @@ class Session(_Prepared):
 
     def __init__(self, config: TrainConfig):
         self.mesh = data.make_mesh()
-        data.check_batch_divisible(config.batch_size, self.mesh.size)
+        data.check_batch_divisible(config.batch_size, self.mesh.size, config.accumulate_steps)
         if config.image_size is not None:
             raise ConfigError(f"image_size={config.image_size} applies to streamed datasets; "
                               f"{config.dataset} is held whole at its own size: leave it None.")
@@ -117,7 +117,7 @@ class StreamedSession(_Prepared):
 
     def __init__(self, config: TrainConfig):
         self.mesh = data.make_mesh()
-        data.check_batch_divisible(config.batch_size, self.mesh.size)
+        data.check_batch_divisible(config.batch_size, self.mesh.size, config.accumulate_steps)
         info = data.info(config.dataset)
         if config.augmentation not in (None, "none"):
             raise ConfigError(f"augmentation={config.augmentation!r}: {config.dataset} is "

@@ -12,6 +12,14 @@ state and batch-norm statistics; logits, loss and softmax are float32.
 The global batch is sharded over the mesh's "data" axis; parameters are replicated, so batch
 norm sees global-batch statistics. Random keys derive from (seed, step): a resumed run draws
 exactly the keys an uninterrupted run would.
+
+One step is one optimizer step. With `accumulate_steps` k > 1 it augments the global batch as
+a whole, splits it into k micro-batches each spread over all devices (`data.micro_batches`)
+and feeds their gradients in turn to the `optax.MultiSteps` optimizer, which updates the
+parameters after the k-th: a `lax.scan` over the micro-batches where the plan scans chunks,
+unrolled where it loops on the host (XLA:CPU, for the reason `plan` gives). Batch norm runs on
+each micro-batch in turn (its statistics are the micro-batch's; its running averages move k
+times a step).
 """
 
 from __future__ import annotations
@@ -138,30 +146,57 @@ class Engine:
         return self._member_update(state, hp, *ds.gather(idx))
 
     def _member_update(self, state: TrainState, hp, x, y):
-        """One member's optimizer step on the uint8 images `x` and labels `y`."""
+        """One member's optimizer step on the uint8 images `x` and labels `y` (the global
+        batch; `accumulate_steps` micro-batches of it in turn, see the module docstring)."""
         key = jax.random.fold_in(jax.random.key(hp["seed"]), state.step)
         aug_key, dropout_key = jax.random.split(key)
         x = self._prepare(x, aug_key)
+        optimizer = self._optimizer(hp)
 
-        def loss_fn(params):
-            model = self._model(self.train_graph, state._replace(params=params), dropout_key)
-            logits = model(x)
-            loss = optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
-            _, _, _, rest = nnx.split(model, nnx.Param, nnx.RngState, ...)
-            return loss, (logits, rest)
+        def micro_step(carry, batch):
+            params, rest, opt_state = carry
+            x, y, dropout_key = batch
 
-        (loss, (logits, rest)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
-        updates, opt_state = self._optimizer(hp).update(grads, state.opt_state, state.params)
-        params = optax.apply_updates(state.params, updates)
-        finite = jnp.isfinite(loss) & jnp.isfinite(optax.tree.norm(grads))
+            def loss_fn(params):
+                model = self._model(self.train_graph, state._replace(params=params, rest=rest),
+                                    dropout_key)
+                logits = model(x)
+                loss = optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
+                _, _, _, rest_out = nnx.split(model, nnx.Param, nnx.RngState, ...)
+                return loss, (logits, rest_out)
+
+            (loss, (logits, rest)), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
+            updates, opt_state = optimizer.update(grads, opt_state, params)
+            finite = jnp.isfinite(loss) & jnp.isfinite(optax.tree.norm(grads))
+            return (optax.apply_updates(params, updates), rest, opt_state), (
+                loss, jnp.mean(jnp.argmax(logits, -1) == y), finite)
+
+        carry = (state.params, state.rest, state.opt_state)
+        k = self.config.accumulate_steps
+        if k == 1:
+            new, (loss, accuracy, finite) = micro_step(carry, (x, y, dropout_key))
+        else:
+            micro = (data.micro_batches(x, k, self.mesh.size),
+                     data.micro_batches(y, k, self.mesh.size), jax.random.split(dropout_key, k))
+            new, (loss, accuracy, finite) = self._micro_loop(micro_step, carry, micro)
+            loss, accuracy, finite = loss.mean(), accuracy.mean(), finite.all()
+        metrics = {"loss": loss, "accuracy": accuracy, "finite": finite,
+                   **transforms.hyperparams(new[2])}
         keep_new = finite & ~state.diverged
-        new = jax.tree.map(lambda n, o: jnp.where(keep_new, n, o),
-                           (params, rest, opt_state), (state.params, state.rest, state.opt_state))
-        state = TrainState(*new, step=state.step + 1, diverged=state.diverged | ~finite)
-        metrics = {"loss": loss, "accuracy": jnp.mean(jnp.argmax(logits, -1) == y),
-                   "finite": finite,
-                   **transforms.hyperparams(opt_state)}
+        kept = jax.tree.map(lambda n, o: jnp.where(keep_new, n, o), new, carry)
+        state = TrainState(*kept, step=state.step + 1, diverged=state.diverged | ~finite)
         return state, metrics
+
+    def _micro_loop(self, body: Callable, carry, xs):
+        """`lax.scan(body, carry, xs)`, unrolled in the program where the plan runs chunks as
+        host loops (XLA:CPU: see `plan`)."""
+        if self.scan_steps:
+            return jax.lax.scan(body, carry, xs)
+        outs = []
+        for i in range(self.config.accumulate_steps):
+            carry, out = body(carry, jax.tree.map(lambda a: a[i], xs))
+            outs.append(out)
+        return carry, jax.tree.map(lambda *o: jnp.stack(o), *outs)
 
     def _train_scan(self, state: TrainState, hp, ds: data.DeviceDataset, idx):
         step = self.lift(self._member_step, shared=(2,))
