@@ -73,15 +73,15 @@ def create(name: str, *, num_classes: int, rngs: nnx.Rngs, **kwargs: Any) -> nnx
       >>> model = models.create("lenet", num_classes=10, rngs=nnx.Rngs(params=0, dropout=1))
       >>> model(jnp.zeros((2, 28, 28, 1))).shape
       (2, 10)
-      >>> models.count_params(model)
+      >>> models.count_params(nnx.state(model, nnx.Param))
       431080
 
-      ``nnx.eval_shape`` builds a large network's structure without allocating it:
+      ``nnx.eval_shape`` builds a network's structure without computing its initial values:
 
       >>> abstract = nnx.eval_shape(
-      ...     lambda: models.create("resnet56", num_classes=100, rngs=nnx.Rngs(0)))
-      >>> models.count_params(abstract)
-      864628
+      ...     lambda: models.create("resnet20", num_classes=10, rngs=nnx.Rngs(0)))
+      >>> models.count_params(nnx.state(abstract, nnx.Param))
+      280154
     """
     if not isinstance(name, str) or name not in _REGISTRY:
         raise ConfigError(f"unknown model name={name!r}: available models are "

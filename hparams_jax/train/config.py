@@ -104,10 +104,13 @@ class TrainConfig:
       >>> sweep = config.replace(members=[{"weight_decay": 1e-4}, {"weight_decay": 1e-3}])
       >>> sweep.num_members, [m.weight_decay for m in sweep.members_or_self()]
       (2, [0.0001, 0.001])
-      >>> TrainConfig(max_lr=0.001)  # below min_lr's default 0.01
+
+      A max_lr below min_lr (default 0.01) is refused:
+
+      >>> TrainConfig(max_lr=0.001)  # doctest: +ELLIPSIS
       Traceback (most recent call last):
       ...
-      hparams_jax.errors.ConfigError: min_lr=0.01 is not allowed: ...
+      hparams_jax.errors.ConfigError: min_lr=0.01 is above max_lr=0.001: ...
     """
 
     model: str = _field("lenet", "network (see hparams_jax.models.available())")
