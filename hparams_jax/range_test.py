@@ -192,11 +192,23 @@ class RangeTestResult:
       optimizer: "sgd" or "adamw", whose LRs the bounds are.
 
     Examples:
-      See `lr_range_test` and `suggest`.
+      `lr_range_test` runs one; here a made-up curve, saved and read back:
 
-      >>> from hparams_jax.range_test import RangeTestResult
-      >>> [f.name for f in RangeTestResult.__dataclass_fields__.values()][:3]
-      ['learning_rate', 'train_loss', 'smoothed_loss']
+      >>> import numpy as np
+      >>> from hparams_jax.range_test import RangeTestResult, centred
+      >>> lr = np.linspace(0.01, 1.0, 100)  # a linear ramp of 100 steps
+      >>> def range_test(rise_at):  # losses that rise once the LR passes rise_at
+      ...     loss = 2.3 - 1.5 * lr + 20.0 * np.maximum(lr - rise_at, 0.0) ** 2
+      ...     at = np.arange(9, 100, 10)  # held-out evaluations every 10 steps
+      ...     return RangeTestResult(lr, loss, centred(loss), 0 * lr, at + 1.0, lr[at],
+      ...                            loss[at] - 0.2, 0 * lr[at], "linear", 0.01, 1.0, 100, 4.0,
+      ...                            "completed")
+      >>> import pathlib, tempfile
+      >>> result = range_test(rise_at=0.6)
+      >>> path = result.save(pathlib.Path(tempfile.mkdtemp()) / "range_test.json")
+      >>> loaded = RangeTestResult.load(path)
+      >>> loaded.steps_run, loaded.eval_step[:3], loaded.suggest() == result.suggest()
+      (100, array([10., 20., 30.]), True)
     """
 
     learning_rate: np.ndarray
@@ -236,17 +248,22 @@ class RangeTestResult:
           ConfigError: `policy` is unknown.
 
         Examples:
-          >>> from hparams_jax.range_test import lr_range_test
-          >>> from hparams_jax.train import TrainConfig
-      >>> config = TrainConfig(model="lenet", dataset="fashion_mnist", batch_size=64,
-      ...                      train_examples=512, eval_examples=256, momentum=0.9,
-      ...                      weight_decay=5e-4, progress=False)
-          >>> result = lr_range_test(config, start=0.001, stop=0.2, num_steps=40, eval_every=4)
-          >>> s = result.suggest()
-          >>> 0.001 <= s.max_lr <= 0.2, round(s.min_lr / s.max_lr, 6)
-          (True, 0.1)
-          >>> round(result.suggest("triangular").min_lr / s.max_lr, 6)
-          0.25
+          A made-up curve whose held-out loss falls until the LR reaches 0.6, then rises:
+
+          >>> import numpy as np
+          >>> from hparams_jax.range_test import RangeTestResult, centred
+          >>> lr = np.linspace(0.01, 1.0, 100)  # a linear ramp of 100 steps
+          >>> def range_test(rise_at):  # losses that rise once the LR passes rise_at
+          ...     loss = 2.3 - 1.5 * lr + 20.0 * np.maximum(lr - rise_at, 0.0) ** 2
+          ...     at = np.arange(9, 100, 10)  # held-out evaluations every 10 steps
+          ...     return RangeTestResult(lr, loss, centred(loss), 0 * lr, at + 1.0, lr[at],
+          ...                            loss[at] - 0.2, 0 * lr[at], "linear", 0.01, 1.0, 100, 4.0,
+          ...                            "completed")
+          >>> s = range_test(rise_at=0.6).suggest()
+          >>> print(f"max_lr {s.max_lr:.2g}, min_lr {s.min_lr:.2g}")
+          max_lr 0.6, min_lr 0.06
+          >>> print(f"{range_test(rise_at=0.6).suggest('triangular').min_lr:.2g}")
+          0.15
         """
         v.one_of("policy", policy, tuple(MIN_LR_FRACTION))
         return _suggest(self, MIN_LR_FRACTION[policy], policy)
@@ -523,11 +540,13 @@ def lr_range_test(config: TrainConfig, *, start: float, stop: float, num_steps: 
       >>> config = TrainConfig(model="lenet", dataset="fashion_mnist", batch_size=64,
       ...                      train_examples=512, eval_examples=256, momentum=0.9,
       ...                      weight_decay=5e-4, progress=False)
-      >>> result = lr_range_test(config, start=0.001, stop=0.2, num_steps=40, eval_every=4)
-      >>> result.stop_reason, result.steps_run, result.eval_step[:3]
-      ('completed', 40, array([ 4.,  8., 12.]))
-      >>> print(f"{result.learning_rate[0]:.3f} {result.learning_rate[-1]:.3f}")
-      0.001 0.200
+      >>> result = lr_range_test(config, start=0.001, stop=1.0, num_steps=40, eval_every=4)
+      >>> print(f"{result.learning_rate[0]:.3f}", result.eval_step[:2])
+      0.001 [4. 8.]
+      >>> result.steps_run < 40, result.stop_reason != "completed"  # the loss blew up early
+      (True, True)
+      >>> 0.001 <= result.suggest().max_lr < result.learning_rate[-1]
+      True
     """
     _check_ramp(start, stop, num_steps, mode, stop_factor, eval_every)
     if config.members:
@@ -603,16 +622,24 @@ class Family:
           The picked value and the reason, with the numbers it rests on.
 
         Examples:
-          >>> from hparams_jax.range_test import range_test_family
-          >>> from hparams_jax.train import TrainConfig
-      >>> config = TrainConfig(model="lenet", dataset="fashion_mnist", batch_size=64,
-      ...                      train_examples=512, eval_examples=256, momentum=0.9,
-      ...                      weight_decay=5e-4, progress=False)
-          >>> family = range_test_family(config, "weight_decay", [1e-4, 1e-3], start=0.001,
-          ...                            stop=0.2, num_steps=40, eval_every=4)
+          Two made-up range tests; the held-out loss of weight decay 1e-3 is lowest and holds
+          up to a larger LR:
+
+          >>> import numpy as np
+          >>> from hparams_jax.range_test import RangeTestResult, centred
+          >>> lr = np.linspace(0.01, 1.0, 100)  # a linear ramp of 100 steps
+          >>> def range_test(rise_at):  # losses that rise once the LR passes rise_at
+          ...     loss = 2.3 - 1.5 * lr + 20.0 * np.maximum(lr - rise_at, 0.0) ** 2
+          ...     at = np.arange(9, 100, 10)  # held-out evaluations every 10 steps
+          ...     return RangeTestResult(lr, loss, centred(loss), 0 * lr, at + 1.0, lr[at],
+          ...                            loss[at] - 0.2, 0 * lr[at], "linear", 0.01, 1.0, 100, 4.0,
+          ...                            "completed")
+          >>> from hparams_jax.range_test import Family
+          >>> family = Family("weight_decay", [1e-4, 1e-3],
+          ...                 [range_test(rise_at=0.5), range_test(rise_at=0.7)])
           >>> value, reason = family.pick()
-          >>> value in (1e-4, 1e-3), reason.startswith("lowest held-out loss")
-          (True, True)
+          >>> print(value, "|", reason)  # doctest: +ELLIPSIS
+          0.001 | lowest held-out loss 1.0500 (family's lowest 1.0500, ...), max_lr 0.7
         """
         rows = self.rows()
         use_eval = all(r["best_eval_loss"] is not None for r in rows)
@@ -678,9 +705,9 @@ def range_test_family(config: TrainConfig, param: str, values: Sequence, *, star
       ...                      train_examples=512, eval_examples=256, momentum=0.9,
       ...                      weight_decay=5e-4, progress=False)
       >>> family = range_test_family(config, "weight_decay", [1e-4, 1e-3], start=0.001,
-      ...                            stop=0.2, num_steps=40, eval_every=4)
-      >>> [(r.label, r.steps_run) for r in family.results]
-      [('weight_decay=0.0001', 40), ('weight_decay=0.001', 40)]
+      ...                            stop=1.0, num_steps=40, eval_every=4)
+      >>> [(r.label, r.steps_run < 40) for r in family.results]
+      [('weight_decay=0.0001', True), ('weight_decay=0.001', True)]
       >>> print(family.text())  # doctest: +ELLIPSIS
         weight_decay    max_lr  min loss  best eval loss  best eval acc  stop
               0.0001 ...
