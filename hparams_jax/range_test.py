@@ -638,8 +638,10 @@ class Family:
           >>> family = Family("weight_decay", [1e-4, 1e-3],
           ...                 [range_test(rise_at=0.5), range_test(rise_at=0.7)])
           >>> value, reason = family.pick()
-          >>> print(value, "|", reason)  # doctest: +ELLIPSIS
-          0.001 | lowest held-out loss 1.0500 (family's lowest 1.0500, ...), max_lr 0.7
+          >>> value
+          0.001
+          >>> print(reason)  # doctest: +ELLIPSIS
+          lowest held-out loss 1.0500 (family's lowest 1.0500, ...) ... LR, max_lr 0.7
         """
         rows = self.rows()
         use_eval = all(r["best_eval_loss"] is not None for r in rows)
