@@ -463,8 +463,9 @@ def diagnose(history, *, member: int = 0) -> Diagnosis:
       >>> from hparams_jax.train import History
       >>> train = [{"kind": "train", "step": s, "train_loss": 2.0 * 0.9 ** (s / 10),
       ...           "learning_rate": 0.1} for s in range(10, 210, 10)]
-      >>> test = [{"kind": "eval", "step": s, "test_loss": loss} for s, loss in
-      ...         zip(range(20, 220, 20), (1.0, 0.7, 0.55, 0.5, 0.52, 0.58, 0.66, 0.75, 0.85, 0.95))]
+      >>> test_loss = (1.0, 0.7, 0.55, 0.5, 0.52, 0.58, 0.66, 0.75, 0.85, 0.95)
+      >>> test = [{"kind": "eval", "step": s, "test_loss": loss}
+      ...         for s, loss in zip(range(20, 220, 20), test_loss)]
       >>> d = diagnose(History(train + test))
       >>> d.verdict, [f.kind for f in d.findings]
       ('overfitting', ['overfitting'])
