@@ -545,7 +545,7 @@ def lr_range_test(config: TrainConfig, *, start: float, stop: float, num_steps: 
       0.001 [4. 8.]
       >>> result.steps_run < 40, result.stop_reason != "completed"  # the loss blew up early
       (True, True)
-      >>> 0.001 <= result.suggest().max_lr < result.learning_rate[-1]
+      >>> bool(0.001 <= result.suggest().max_lr < result.learning_rate[-1])
       True
     """
     _check_ramp(start, stop, num_steps, mode, stop_factor, eval_every)

@@ -96,8 +96,8 @@ def fit(config: TrainConfig) -> History:
 
       >>> import os, tempfile
       >>> from hparams_jax.train import TrainConfig, fit
-      >>> config = TrainConfig(model="lenet", dataset="fashion_mnist", batch_size=64, steps=16,
-      ...                      train_examples=512, eval_examples=256, min_lr=0.01, max_lr=0.1,
+      >>> config = TrainConfig(model="lenet", dataset="fashion_mnist", batch_size=32, steps=16,
+      ...                      train_examples=256, eval_examples=128, min_lr=0.01, max_lr=0.05,
       ...                      momentum=(0.95, 0.85), log_every=4, eval_every=8,
       ...                      progress=False, workdir=tempfile.mkdtemp())
       >>> history = fit(config)
