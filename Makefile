@@ -27,7 +27,7 @@ data:
 test: $(STAMP) data
 	$(BIN)/ruff check .
 	$(BIN)/mypy
-	$(BIN)/python -m pytest -q tests
+	$(BIN)/python -m pytest -q
 
 demo: $(STAMP) data
 	$(BIN)/python -m hparams_jax demo --workdir runs/demo

@@ -53,7 +53,24 @@ HORIZ_LEARNED = 0.10  # the model had learned: training loss 10% below its first
 
 @dataclasses.dataclass(frozen=True)
 class Finding:
-    """One reading of the curves; `evidence` holds the numbers that led to it."""
+    """One reading of the curves; `evidence` holds the numbers that led to it.
+
+    Attributes:
+      kind: one of `KINDS` ("diverged", "unstable", "overfitting", ...).
+      severity: "info", "warning" or "error".
+      message: the reading in words, with what to change.
+      evidence: the numbers it rests on.
+      step: the step it refers to, or None.
+
+    Raises:
+      ConfigError: `kind` or `severity` is unknown.
+
+    Examples:
+      >>> from hparams_jax.diagnose import Finding
+      >>> f = Finding("overfitting", "warning", "the test loss rose", {"rise": 0.2}, step=800)
+      >>> f.to_dict()["evidence"], f.step
+      ({'rise': 0.2}, 800)
+    """
 
     kind: str
     severity: str
@@ -66,13 +83,25 @@ class Finding:
         v.one_of("severity", self.severity, SEVERITIES)
 
     def to_dict(self) -> dict[str, Any]:
+        """The finding as a JSON-ready dict (non-finite numbers as strings)."""
         return {"kind": self.kind, "severity": self.severity, "message": self.message,
                 "evidence": _plain(self.evidence), "step": self.step}
 
 
 @dataclasses.dataclass
 class Diagnosis:
-    """The findings of `diagnose`, most important first via `verdict`."""
+    """The findings of `diagnose`, most important first via `verdict`.
+
+    Attributes:
+      findings: the `Finding`s, in the order they were read.
+
+    Examples:
+      >>> from hparams_jax.diagnose import Diagnosis, Finding
+      >>> d = Diagnosis([Finding("underfitting", "warning", "still falling", {}),
+      ...                Finding("unstable", "warning", "spikes", {})])
+      >>> d.verdict
+      'unstable'
+    """
 
     findings: list[Finding]
 
@@ -84,9 +113,11 @@ class Diagnosis:
         return min(self.findings, key=lambda f: KINDS.index(f.kind)).kind
 
     def to_dict(self) -> dict[str, Any]:
+        """The verdict and the findings as a JSON-ready dict."""
         return {"verdict": self.verdict, "findings": [f.to_dict() for f in self.findings]}
 
     def text(self) -> str:
+        """The verdict, then one line per finding."""
         lines = [f"verdict: {self.verdict}"]
         for f in self.findings:
             at = "" if f.step is None else f" (step {f.step})"
@@ -113,7 +144,24 @@ def _num(x: float) -> float:
 
 
 def check_member(history, member: int) -> int:
-    """`member` must index one of `history`'s sweep members."""
+    """`member` must index one of `history`'s sweep members.
+
+    Args:
+      history: a `History`.
+      member: the index of a sweep member.
+
+    Returns:
+      `member` as an int.
+
+    Raises:
+      ConfigError: `member` is not an integer in [0, history.num_members).
+
+    Examples:
+      >>> from hparams_jax.diagnose import check_member
+      >>> from hparams_jax.train import History
+      >>> check_member(History([{"kind": "train", "step": 1, "member": 1}]), 1)
+      1
+    """
     n = history.num_members
     ok = isinstance(member, numbers.Integral) and not isinstance(member, bool) and 0 <= member < n
     v.check("member", member, ok, f"an integer in [0, {n}) (the history has {n} member(s))")
@@ -393,7 +441,35 @@ def diagnose(history, *, member: int = 0) -> Diagnosis:
     """Reads `history`'s curves for `member` (Smith 2018, Sec. 3): divergence, instability,
     over- and under-fitting, an early horizontal test loss, or a healthy converged run. A
     member the run's summary records as diverged is called so even when its curves are too
-    short to show it."""
+    short to show it.
+
+    Args:
+      history: the run's `History` (from `fit` or `History.load`); its training rows need
+        `step` and `train_loss` (and `learning_rate` for the readings that depend on it), its
+        evaluation rows `step` and `test_loss`.
+      member: the sweep member to read.
+
+    Returns:
+      The `Diagnosis`: its `verdict` and its `findings`, each with its evidence.
+
+    Raises:
+      ConfigError: `member` is not one of the history's members.
+
+    Examples:
+      A test loss that reaches its minimum and rises while the training loss keeps falling
+      (Fig. 3's overfitting):
+
+      >>> from hparams_jax.diagnose import diagnose
+      >>> from hparams_jax.train import History
+      >>> train = [{"kind": "train", "step": s, "train_loss": 2.0 * 0.9 ** (s / 10),
+      ...           "learning_rate": 0.1} for s in range(10, 210, 10)]
+      >>> test_loss = (1.0, 0.7, 0.55, 0.5, 0.52, 0.58, 0.66, 0.75, 0.85, 0.95)
+      >>> test = [{"kind": "eval", "step": s, "test_loss": loss}
+      ...         for s, loss in zip(range(20, 220, 20), test_loss)]
+      >>> d = diagnose(History(train + test))
+      >>> d.verdict, [f.kind for f in d.findings]
+      ('overfitting', ['overfitting'])
+    """
     member = check_member(history, member)
     c = _curves(history, member)
     findings = _diverged(c) or _stopped_diverged(history, member, c)

@@ -54,6 +54,19 @@ DISAGREE_FACTOR = 3.0
 
 @dataclasses.dataclass(frozen=True)
 class Alternative:
+    """Another finder's pick of max_lr, shown beside the suggestion.
+
+    Attributes:
+      name: the rule ("steepest", "valley", "min/10").
+      lr: the learning rate it picks.
+      reason: the numbers it rests on.
+
+    Examples:
+      >>> from hparams_jax.range_test import Alternative
+      >>> Alternative("min/10", 0.05, "a tenth of the LR of the lowest loss").lr
+      0.05
+    """
+
     name: str
     lr: float
     reason: str
@@ -61,6 +74,22 @@ class Alternative:
 
 @dataclasses.dataclass(frozen=True)
 class Suggestion:
+    """LR bounds read from a range test (`RangeTestResult.suggest`).
+
+    Attributes:
+      max_lr: the suggested upper bound.
+      min_lr: the suggested lower bound, a fraction of `max_lr` set by the policy.
+      method: the curve the reading used.
+      reason: the numbers it rests on.
+      alternatives: the picks of other finders, labelled.
+      warnings: reasons to distrust the reading (too short, flat, noisy, disagreeing curves).
+
+    Examples:
+      >>> from hparams_jax.range_test import Suggestion
+      >>> print(Suggestion(0.3, 0.03, "eval", "held-out loss lowest up to 0.3").text())
+      max_lr = 0.3, min_lr = 0.03 (eval): held-out loss lowest up to 0.3
+    """
+
     max_lr: float
     min_lr: float
     method: str
@@ -69,9 +98,11 @@ class Suggestion:
     warnings: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
+        """The fields as a JSON-ready dict."""
         return dataclasses.asdict(self)
 
     def text(self) -> str:
+        """The suggestion, its alternatives and warnings, one per line."""
         lines = [f"max_lr = {self.max_lr:.4g}, min_lr = {self.min_lr:.4g} ({self.method}): "
                  f"{self.reason}"]
         lines += [f"  {a.name}: {a.lr:.4g} ({a.reason})" for a in self.alternatives]
@@ -94,7 +125,21 @@ class _Ema:
 def smooth(loss: np.ndarray, beta: float = 0.98) -> np.ndarray:
     """Bias-corrected exponential moving average (as in fastai's and pytorch-lr-finder's
     finders); non-finite values propagate. Causal, so it decides when to stop; it lags the
-    loss by about 1 / (1 - beta) steps, so the curve is read with `centred` instead."""
+    loss by about 1 / (1 - beta) steps, so the curve is read with `centred` instead.
+
+    Args:
+      loss: the losses, one per step.
+      beta: the decay of the average, in [0, 1).
+
+    Returns:
+      The smoothed losses (same length).
+
+    Examples:
+      >>> import numpy as np
+      >>> from hparams_jax.range_test import smooth
+      >>> smooth(np.array([1.0, 1.0, 4.0]), beta=0.5)  # (2 * 0.5 + 4 * 0.5) / (1 - 0.125)
+      array([1.        , 1.        , 2.71428571])
+    """
     ema = _Ema(1, beta)
     return np.array([ema.step(np.array([x]))[0] for x in loss])
 
@@ -102,7 +147,20 @@ def smooth(loss: np.ndarray, beta: float = 0.98) -> np.ndarray:
 def centred(loss: np.ndarray) -> np.ndarray:
     """Centred moving average over 5% of the steps (at least 5): zero-phase smoothing. An EMA
     read after the fact puts the loss minimum ~1/(1 - beta) steps late, which on a fast linear
-    ramp means a much larger LR than the one where the loss was lowest."""
+    ramp means a much larger LR than the one where the loss was lowest.
+
+    Args:
+      loss: the losses, one per step.
+
+    Returns:
+      The smoothed losses (same length; the ends padded with the first and last values).
+
+    Examples:
+      >>> import numpy as np
+      >>> from hparams_jax.range_test import centred
+      >>> centred(np.array([5.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0]))  # a 5-step window
+      array([3., 2., 1., 0., 0., 0., 0.])
+    """
     window = max(5, len(loss) // 20) | 1
     padded = np.pad(loss, window // 2, mode="edge")
     return np.convolve(padded, np.ones(window) / window, mode="valid")
@@ -110,7 +168,48 @@ def centred(loss: np.ndarray) -> np.ndarray:
 
 @dataclasses.dataclass
 class RangeTestResult:
-    """The curves of one range test; arrays are per step (train) or per evaluation."""
+    """The curves of one range test; arrays are per step (train) or per evaluation.
+
+    `lr_range_test` and `range_test_family` return them; `save` / `load` keep them as JSON.
+
+    Attributes:
+      learning_rate: the LR of each step run.
+      train_loss: the training loss of each step.
+      smoothed_loss: `centred(train_loss)`, the curve `suggest` reads.
+      train_accuracy: the training accuracy of each step.
+      eval_step: the steps after which the held-out subset was evaluated.
+      eval_learning_rate: the LR of those steps.
+      eval_loss: the held-out loss at those steps.
+      eval_accuracy: the held-out accuracy at those steps.
+      mode: the ramp, "linear" or "exp".
+      start: the ramp's first LR.
+      stop: the ramp's last LR.
+      num_steps: the ramp's length (the test may stop before).
+      stop_factor: the test stopped once the smoothed loss passed this many times its minimum.
+      stop_reason: why the test ended ("completed" when it ran all `num_steps`).
+      label: the family member it belongs to ("" for a single test).
+      setting: the swept values it ran with (seed, momentum, weight decay, ...).
+      optimizer: "sgd" or "adamw", whose LRs the bounds are.
+
+    Examples:
+      `lr_range_test` runs one; here a made-up curve, saved and read back:
+
+      >>> import numpy as np
+      >>> from hparams_jax.range_test import RangeTestResult, centred
+      >>> lr = np.linspace(0.01, 1.0, 100)  # a linear ramp of 100 steps
+      >>> def range_test(rise_at):  # losses that rise once the LR passes rise_at
+      ...     loss = 2.3 - 1.5 * lr + 20.0 * np.maximum(lr - rise_at, 0.0) ** 2
+      ...     at = np.arange(9, 100, 10)  # held-out evaluations every 10 steps
+      ...     return RangeTestResult(lr, loss, centred(loss), 0 * lr, at + 1.0, lr[at],
+      ...                            loss[at] - 0.2, 0 * lr[at], "linear", 0.01, 1.0, 100, 4.0,
+      ...                            "completed")
+      >>> import pathlib, tempfile
+      >>> result = range_test(rise_at=0.6)
+      >>> path = result.save(pathlib.Path(tempfile.mkdtemp()) / "range_test.json")
+      >>> loaded = RangeTestResult.load(path)
+      >>> loaded.steps_run, loaded.eval_step[:3], loaded.suggest() == result.suggest()
+      (100, array([10., 20., 30.]), True)
+    """
 
     learning_rate: np.ndarray
     train_loss: np.ndarray
@@ -132,14 +231,45 @@ class RangeTestResult:
 
     @property
     def steps_run(self) -> int:
+        """The number of steps the test ran."""
         return len(self.train_loss)
 
     def suggest(self, policy: str = "one_cycle") -> Suggestion:
-        """LR bounds for `policy` ("one_cycle" or "triangular"); see the module docstring."""
+        """LR bounds for `policy` ("one_cycle" or "triangular"); see the module docstring.
+
+        Args:
+          policy: "one_cycle" (min_lr = max_lr / 10) or "triangular" (max_lr / 4).
+
+        Returns:
+          The `Suggestion`: max_lr by the paper's rule (Sec. 4.1), min_lr, the reasons, the
+          other finders' picks and any warnings.
+
+        Raises:
+          ConfigError: `policy` is unknown.
+
+        Examples:
+          A made-up curve whose held-out loss falls until the LR reaches 0.6, then rises:
+
+          >>> import numpy as np
+          >>> from hparams_jax.range_test import RangeTestResult, centred
+          >>> lr = np.linspace(0.01, 1.0, 100)  # a linear ramp of 100 steps
+          >>> def range_test(rise_at):  # losses that rise once the LR passes rise_at
+          ...     loss = 2.3 - 1.5 * lr + 20.0 * np.maximum(lr - rise_at, 0.0) ** 2
+          ...     at = np.arange(9, 100, 10)  # held-out evaluations every 10 steps
+          ...     return RangeTestResult(lr, loss, centred(loss), 0 * lr, at + 1.0, lr[at],
+          ...                            loss[at] - 0.2, 0 * lr[at], "linear", 0.01, 1.0, 100, 4.0,
+          ...                            "completed")
+          >>> s = range_test(rise_at=0.6).suggest()
+          >>> print(f"max_lr {s.max_lr:.2g}, min_lr {s.min_lr:.2g}")
+          max_lr 0.6, min_lr 0.06
+          >>> print(f"{range_test(rise_at=0.6).suggest('triangular').min_lr:.2g}")
+          0.15
+        """
         v.one_of("policy", policy, tuple(MIN_LR_FRACTION))
         return _suggest(self, MIN_LR_FRACTION[policy], policy)
 
     def to_dict(self) -> dict[str, Any]:
+        """The curves as JSON-ready lists, and the `suggest()`ion."""
         d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
         d = {k: (np.asarray(x).tolist() if isinstance(x, np.ndarray) else x)
              for k, x in d.items()}
@@ -147,6 +277,7 @@ class RangeTestResult:
         return d
 
     def save(self, path: str | Path) -> Path:
+        """Writes `to_dict()` as JSON to `path` (its folder made as needed); returns the path."""
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(self.to_dict(), indent=1))
@@ -154,11 +285,13 @@ class RangeTestResult:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "RangeTestResult":
+        """The result of a `to_dict` dict."""
         return cls(**{k: (np.array(x, dtype=float) if k in _ARRAYS else x)
                       for k, x in d.items() if k != "suggestion"})
 
     @classmethod
     def load(cls, path: str | Path) -> "RangeTestResult":
+        """The result `save` wrote to `path`."""
         return cls.from_dict(json.loads(Path(path).read_text()))
 
 
@@ -382,7 +515,39 @@ def lr_range_test(config: TrainConfig, *, start: float, stop: float, num_steps: 
     """One LR range test of `config`'s model, data, batch size, momentum and weight decay
     (its LR policy, length and sweep are replaced by the ramp). The held-out subset is
     `config.eval_examples` test examples; evaluated every `eval_every` steps (default: twenty
-    times in the test)."""
+    times in the test).
+
+    Args:
+      config: the model, data, batch size, optimizer, momentum and weight decay to test (no
+        sweep `members`).
+      start: the LR at step 0 (>= 0; > 0 for `mode="exp"`).
+      stop: the LR at the last step (> `start`).
+      num_steps: the ramp's length in optimizer steps (>= 2).
+      mode: "linear" (the paper) or "exp".
+      eval_every: steps between held-out evaluations (None: `num_steps // 20`, at least 1).
+      stop_factor: stop once the smoothed training loss exceeds this many times its minimum
+        (> 1).
+
+    Returns:
+      The `RangeTestResult`; `result.suggest()` reads LR bounds from it.
+
+    Raises:
+      ConfigError: a ramp argument is out of range, or `config` has sweep members.
+
+    Examples:
+      >>> from hparams_jax.range_test import lr_range_test
+      >>> from hparams_jax.train import TrainConfig
+      >>> config = TrainConfig(model="lenet", dataset="fashion_mnist", batch_size=64,
+      ...                      train_examples=512, eval_examples=256, momentum=0.9,
+      ...                      weight_decay=5e-4, progress=False)
+      >>> result = lr_range_test(config, start=0.001, stop=1.0, num_steps=40, eval_every=4)
+      >>> print(f"{result.learning_rate[0]:.3f}", result.eval_step[:2])
+      0.001 [4. 8.]
+      >>> result.steps_run < 40, result.stop_reason != "completed"  # the loss blew up early
+      (True, True)
+      >>> bool(0.001 <= result.suggest().max_lr < result.learning_rate[-1])
+      True
+    """
     _check_ramp(start, stop, num_steps, mode, stop_factor, eval_every)
     if config.members:
         raise ConfigError(f"config.members={list(config.members)!r}: use range_test_family "
@@ -396,13 +561,30 @@ FAMILY_PARAMS = ("weight_decay", "momentum", "batch_size")
 
 @dataclasses.dataclass
 class Family:
-    """Range tests of one setting varied (Smith 2018, Figs. 9-11)."""
+    """Range tests of one setting varied (Smith 2018, Figs. 9-11).
+
+    `range_test_family` returns one; `save` / `load` keep it as JSON.
+
+    Attributes:
+      param: the varied setting ("weight_decay", "momentum" or "batch_size").
+      values: its values, in the order given.
+      results: the `RangeTestResult` of each value.
+
+    Examples:
+      See `range_test_family` and `pick`.
+
+      >>> from hparams_jax.range_test import Family
+      >>> Family("weight_decay", [1e-4, 1e-3], []).param
+      'weight_decay'
+    """
 
     param: str
     values: list
     results: list[RangeTestResult]
 
     def rows(self) -> list[dict[str, Any]]:
+        """One dict per value: its suggested max_lr, lowest smoothed and held-out losses, best
+        held-out accuracy and why its test stopped."""
         out = []
         for value, r in zip(self.values, self.results):
             s = r.suggest()
@@ -416,6 +598,7 @@ class Family:
         return out
 
     def text(self) -> str:
+        """`rows()` as a table, then the `pick()`."""
         lines = [f"{self.param:>14} {'max_lr':>9} {'min loss':>9} {'best eval loss':>15} "
                  f"{'best eval acc':>14}  stop"]
         for r in self.rows():
@@ -433,7 +616,33 @@ class Family:
         lowest and stays low to the largest LR. Values whose lowest held-out loss lies within
         `EVAL_TOLERANCE` of the family's lowest count as lowest; of those, the one with the
         largest suggested max_lr is picked. Without held-out points the smoothed training loss
-        stands in. Returns the value and the reason."""
+        stands in.
+
+        Returns:
+          The picked value and the reason, with the numbers it rests on.
+
+        Examples:
+          Two made-up range tests; the held-out loss of weight decay 1e-3 is lowest and holds
+          up to a larger LR:
+
+          >>> import numpy as np
+          >>> from hparams_jax.range_test import RangeTestResult, centred
+          >>> lr = np.linspace(0.01, 1.0, 100)  # a linear ramp of 100 steps
+          >>> def range_test(rise_at):  # losses that rise once the LR passes rise_at
+          ...     loss = 2.3 - 1.5 * lr + 20.0 * np.maximum(lr - rise_at, 0.0) ** 2
+          ...     at = np.arange(9, 100, 10)  # held-out evaluations every 10 steps
+          ...     return RangeTestResult(lr, loss, centred(loss), 0 * lr, at + 1.0, lr[at],
+          ...                            loss[at] - 0.2, 0 * lr[at], "linear", 0.01, 1.0, 100, 4.0,
+          ...                            "completed")
+          >>> from hparams_jax.range_test import Family
+          >>> family = Family("weight_decay", [1e-4, 1e-3],
+          ...                 [range_test(rise_at=0.5), range_test(rise_at=0.7)])
+          >>> value, reason = family.pick()
+          >>> value
+          0.001
+          >>> print(reason)  # doctest: +ELLIPSIS
+          lowest held-out loss 1.0500 (family's lowest 1.0500, ...) ... LR, max_lr 0.7
+        """
         rows = self.rows()
         use_eval = all(r["best_eval_loss"] is not None for r in rows)
         key = "best_eval_loss" if use_eval else "min_smoothed_loss"
@@ -447,6 +656,7 @@ class Family:
         return chosen[self.param], reason
 
     def save(self, path: str | Path) -> Path:
+        """Writes the family as JSON to `path` (its folder made as needed); returns the path."""
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(
@@ -457,6 +667,7 @@ class Family:
 
     @classmethod
     def load(cls, path: str | Path) -> "Family":
+        """The family `save` wrote to `path`."""
         d = json.loads(Path(path).read_text())
         results = [RangeTestResult.from_dict(r) for r in d["results"]]
         values = [tuple(x) if isinstance(x, list) else x for x in d["values"]]
@@ -468,7 +679,43 @@ def range_test_family(config: TrainConfig, param: str, values: Sequence, *, star
                       eval_every: int | None = None, stop_factor: float = 4.0) -> Family:
     """Range tests of `config` for each of `values` of `param` ("weight_decay", "momentum" —
     a float or a (max, min) pair, falling while the LR rises — or "batch_size"). Weight decays
-    and momenta of one kind run as one vmapped program; batch sizes one after another."""
+    and momenta of one kind run as one vmapped program; batch sizes one after another.
+
+    Args:
+      config: the model, data and other settings shared by the family (its `members` are
+        replaced).
+      param: "weight_decay", "momentum" or "batch_size".
+      values: the values of `param` to test (at least one).
+      start: the LR at step 0, as in `lr_range_test`.
+      stop: the LR at the last step.
+      num_steps: the ramp's length in optimizer steps.
+      mode: "linear" or "exp".
+      eval_every: steps between held-out evaluations.
+      stop_factor: a test stops once its smoothed loss exceeds this many times its minimum.
+
+    Returns:
+      The `Family`: one `RangeTestResult` per value; `family.pick()` chooses among them.
+
+    Raises:
+      ConfigError: `param` is unknown, `values` is empty, a value or a ramp argument is not
+        allowed.
+
+    Examples:
+      >>> from hparams_jax.range_test import range_test_family
+      >>> from hparams_jax.train import TrainConfig
+      >>> config = TrainConfig(model="lenet", dataset="fashion_mnist", batch_size=64,
+      ...                      train_examples=512, eval_examples=256, momentum=0.9,
+      ...                      weight_decay=5e-4, progress=False)
+      >>> family = range_test_family(config, "weight_decay", [1e-4, 1e-3], start=0.001,
+      ...                            stop=1.0, num_steps=40, eval_every=4)
+      >>> [(r.label, r.steps_run < 40) for r in family.results]
+      [('weight_decay=0.0001', True), ('weight_decay=0.001', True)]
+      >>> print(family.text())  # doctest: +ELLIPSIS
+        weight_decay    max_lr  min loss  best eval loss  best eval acc  stop
+              0.0001 ...
+               0.001 ...
+      pick: weight_decay=... (lowest held-out loss ...)
+    """
     v.one_of("param", param, FAMILY_PARAMS)
     v.check("values", values, len(values) >= 1, "a non-empty list")
     _check_ramp(start, stop, num_steps, mode, stop_factor, eval_every)

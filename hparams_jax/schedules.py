@@ -81,6 +81,29 @@ def triangular(
     where `scale` is 1 (`triangular`), `1 / 2**(cycle - 1)` (`triangular2`: the amplitude halves
     every cycle) or `gamma**t` (`exp_range`). The cycles go on forever; `triangular2` and
     `exp_range` settle at `min_value`.
+
+    Args:
+      min_value: the lower bound (>= 0), e.g. the LR range test's max_lr / 3 or / 4.
+      max_value: the upper bound (>= `min_value`), e.g. the range test's max_lr.
+      step_size: steps in half a cycle (a positive number); the paper uses 2-10 epochs.
+      mode: "triangular", "triangular2" or "exp_range".
+      gamma: the per-step decay of the amplitude for `mode="exp_range"`, in (0, 1].
+
+    Returns:
+      An `optax.Schedule` with `horizon = 2 * step_size`.
+
+    Raises:
+      ConfigError: a bound is negative or the bounds are out of order, `step_size` is not
+        positive, `mode` is unknown or `gamma` is outside (0, 1].
+
+    Examples:
+      >>> from hparams_jax import schedules
+      >>> lr = schedules.triangular(0.1, 1.0, step_size=4)
+      >>> print(*[f"{float(lr(t)):.4f}" for t in (0, 2, 4, 6, 8, 12)])
+      0.1000 0.5500 1.0000 0.5500 0.1000 1.0000
+      >>> lr2 = schedules.triangular(0.1, 1.0, step_size=4, mode="triangular2")
+      >>> print(f"{float(lr2(12)):.4f}")  # the second peak is half as high
+      0.5500
     """
     v.non_negative("min_value", min_value)
     v.non_negative("max_value", max_value)
@@ -141,6 +164,29 @@ def one_cycle(
     with `s = step_size` (default `0.45 * total_steps`) and `final_value` (default
     `min_value / 1000`, "several orders of magnitude below the initial LR"). `anneal="cos"`
     interpolates every phase with a half cosine instead of a straight line.
+
+    Args:
+      total_steps: length of the run in steps (a positive integer).
+      min_value: the LR at step 0 and at the end of the cycle (>= 0); the paper uses
+        max_value / 10 (or / 3 to / 4 from the range test).
+      max_value: the LR at the top of the cycle (>= `min_value`), from the LR range test.
+      step_size: steps in half the cycle (default `0.45 * total_steps`); the cycle
+        (`2 * step_size`) must fit in `total_steps`.
+      final_value: the LR at `total_steps` and after (>= 0; default `min_value / 1000`).
+      anneal: "linear" or "cos", the shape of every phase.
+
+    Returns:
+      An `optax.Schedule` with `horizon = total_steps`.
+
+    Raises:
+      ConfigError: a value is negative or the bounds are out of order, a step count is not
+        positive, the cycle does not fit in `total_steps`, or `anneal` is unknown.
+
+    Examples:
+      >>> from hparams_jax import schedules
+      >>> lr = schedules.one_cycle(100, 0.1, 1.0)  # step_size 45, final_value 1e-4
+      >>> print(*[f"{float(lr(t)):.4g}" for t in (0, 45, 90, 95, 100, 1000)])
+      0.1 1 0.1 0.05005 0.0001 0.0001
     """
     total_steps, step_size = _one_cycle_steps(total_steps, step_size)
     v.non_negative("min_value", min_value)
@@ -176,6 +222,31 @@ def one_cycle_momentum(
     Momentum falls from `max_momentum` to `min_momentum` while the learning rate rises
     (`[0, s]`), climbs back while it falls (`[s, 2s]`) and is held at `max_momentum` through the
     annihilation phase and beyond. Use the same `total_steps`/`step_size` as the LR policy.
+
+    Args:
+      total_steps: length of the run in steps, as for `one_cycle`.
+      max_momentum: the momentum at step 0 and from `2 * step_size` on, in [0, 1).
+      min_momentum: the momentum at the LR's peak (`step_size`), in [0, `max_momentum`].
+      step_size: steps in half the cycle (default `0.45 * total_steps`), as for `one_cycle`.
+      anneal: "linear" or "cos", the shape of both phases.
+
+    Returns:
+      An `optax.Schedule` with `horizon = total_steps`.
+
+    Raises:
+      ConfigError: a momentum is outside [0, 1) or the bounds are out of order, a step count is
+        not positive or the cycle does not fit, or `anneal` is unknown.
+
+    Examples:
+      >>> from hparams_jax import schedules
+      >>> lr = schedules.one_cycle(100, 0.1, 1.0)
+      >>> momentum = schedules.one_cycle_momentum(100)
+      >>> for t in (0, 45, 90, 100):
+      ...     print(t, f"lr {float(lr(t)):.4g}", f"momentum {float(momentum(t)):.2f}")
+      0 lr 0.1 momentum 0.95
+      45 lr 1 momentum 0.85
+      90 lr 0.1 momentum 0.95
+      100 lr 0.0001 momentum 0.95
     """
     total_steps, step_size = _one_cycle_steps(total_steps, step_size)
     v.momentum("min_momentum", min_momentum)
@@ -199,6 +270,28 @@ def range_test(start: Scalar, stop: Scalar, num_steps: int, *, mode: str = "line
     Step 0 uses `start`, step `num_steps - 1` uses `stop`, held after. `mode="linear"` (as in
     the paper) rises in equal increments; `mode="exp"` in equal ratios (geometric), which gives
     more steps to small values, as fastai's and pytorch-lr-finder's finders do.
+
+    Args:
+      start: the value at step 0 (>= 0; > 0 for `mode="exp"`).
+      stop: the value at step `num_steps - 1` and after (> 0, >= `start`).
+      num_steps: steps of the ramp (an integer >= 2).
+      mode: "linear" or "exp".
+
+    Returns:
+      An `optax.Schedule` with `horizon = num_steps - 1`.
+
+    Raises:
+      ConfigError: `start` or `stop` is out of range or they are out of order, `num_steps` is
+        below 2, or `mode` is unknown.
+
+    Examples:
+      >>> from hparams_jax import schedules
+      >>> ramp = schedules.range_test(0.0, 1.0, 11)
+      >>> print(*[f"{float(ramp(t)):.2f}" for t in (0, 5, 10, 20)])
+      0.00 0.50 1.00 1.00
+      >>> ramp = schedules.range_test(1e-4, 1.0, 5, mode="exp")
+      >>> print(*[f"{float(ramp(t)):.0e}" for t in range(5)])
+      1e-04 1e-03 1e-02 1e-01 1e+00
     """
     num_steps = v.step_count("num_steps", num_steps)
     v.check("num_steps", num_steps, num_steps >= 2, "at least 2")
@@ -220,7 +313,23 @@ def range_test(start: Scalar, stop: Scalar, num_steps: int, *, mode: str = "line
 
 
 def constant(value: Scalar) -> optax.Schedule:
-    """A constant value; the paper's recommended weight-decay policy (Sec. 4.4)."""
+    """A constant value; the paper's recommended weight-decay policy (Sec. 4.4).
+
+    Args:
+      value: the value at every step (>= 0).
+
+    Returns:
+      An `optax.Schedule` (`optax.constant_schedule(value)`).
+
+    Raises:
+      ConfigError: `value` is negative or not a number.
+
+    Examples:
+      >>> from hparams_jax import schedules
+      >>> wd = schedules.constant(5e-4)
+      >>> print(wd(0), wd(10_000))
+      0.0005 0.0005
+    """
     v.non_negative("value", value)
     return optax.constant_schedule(value)
 
@@ -229,6 +338,23 @@ def linear(start: Scalar, end: Scalar, num_steps: int) -> optax.Schedule:
     """Linear change from `start` (step 0) to `end` (step `num_steps`), then held.
 
     A linearly decaying weight decay as tried in Smith 2018, Sec. 4.4.
+
+    Args:
+      start: the value at step 0 (>= 0).
+      end: the value at step `num_steps` and after (>= 0; above or below `start`).
+      num_steps: steps of the change (a positive integer).
+
+    Returns:
+      An `optax.Schedule` with `horizon = num_steps`.
+
+    Raises:
+      ConfigError: `start` or `end` is negative, or `num_steps` is not a positive integer.
+
+    Examples:
+      >>> from hparams_jax import schedules
+      >>> wd = schedules.linear(5e-4, 0.0, 100)
+      >>> print(*[f"{float(wd(t)):.2e}" for t in (0, 50, 100, 200)])
+      5.00e-04 2.50e-04 0.00e+00 0.00e+00
     """
     v.non_negative("start", start)
     v.non_negative("end", end)
@@ -249,6 +375,23 @@ def inv(base_value: Scalar, gamma: float, power: float) -> optax.Schedule:
         value(t) = base_value * (1 + gamma * t) ** (-power)
 
     Caffe's `lenet_solver.prototxt` uses base 0.01, gamma 1e-4, power 0.75.
+
+    Args:
+      base_value: the value at step 0 (>= 0).
+      gamma: the decay rate per step (>= 0).
+      power: the exponent (>= 0).
+
+    Returns:
+      An `optax.Schedule`.
+
+    Raises:
+      ConfigError: a value is negative or not a number.
+
+    Examples:
+      >>> from hparams_jax import schedules
+      >>> lr = schedules.inv(0.01, 1e-4, 0.75)  # Caffe's LeNet solver
+      >>> print(*[f"{float(lr(t)):.4g}" for t in (0, 10_000, 30_000)])  # 0.01 * 2**-0.75, 4**-0.75
+      0.01 0.005946 0.003536
     """
     v.non_negative("base_value", base_value)
     gamma = v.non_negative_number("gamma", gamma)
@@ -264,6 +407,24 @@ def step(base_value: Scalar, gamma: float, step_size: int) -> optax.Schedule:
     """Caffe's `step` policy: the value drops by `gamma` every `step_size` steps::
 
         value(t) = base_value * gamma ** floor(t / step_size)
+
+    Args:
+      base_value: the value at step 0 (>= 0).
+      gamma: the factor applied every `step_size` steps, in (0, 1].
+      step_size: steps between drops (a positive integer).
+
+    Returns:
+      An `optax.Schedule`.
+
+    Raises:
+      ConfigError: `base_value` is negative, `gamma` is outside (0, 1] or `step_size` is not a
+        positive integer.
+
+    Examples:
+      >>> from hparams_jax import schedules
+      >>> lr = schedules.step(0.1, 0.1, 30)
+      >>> print(*[f"{float(lr(t)):.4g}" for t in (0, 29, 30, 60)])
+      0.1 0.1 0.01 0.001
     """
     v.non_negative("base_value", base_value)
     gamma = v.positive_number("gamma", gamma)
@@ -281,6 +442,24 @@ def multistep(base_value: Scalar, gamma: float, boundaries) -> optax.Schedule:
     of `boundaries`, the baselines of the author's DenseNet and ImageNet runs::
 
         value(t) = base_value * gamma ** (number of boundaries <= t)
+
+    Args:
+      base_value: the value at step 0 (>= 0).
+      gamma: the factor applied at each boundary, in (0, 1].
+      boundaries: strictly increasing step counts (positive integers).
+
+    Returns:
+      An `optax.Schedule`.
+
+    Raises:
+      ConfigError: `base_value` is negative, `gamma` is outside (0, 1] or `boundaries` are not
+        strictly increasing positive integers.
+
+    Examples:
+      >>> from hparams_jax import schedules
+      >>> lr = schedules.multistep(0.1, 0.1, (100, 150))
+      >>> print(*[f"{float(lr(t)):.4g}" for t in (0, 99, 100, 150)])
+      0.1 0.1 0.01 0.001
     """
     v.non_negative("base_value", base_value)
     gamma = v.positive_number("gamma", gamma)
@@ -303,6 +482,23 @@ def poly(base_value: Scalar, power: float, num_steps: int) -> optax.Schedule:
     """Caffe's `poly` policy: a polynomial decay to 0 at `num_steps` (its `max_iter`), then 0::
 
         value(t) = base_value * (1 - t / num_steps) ** power
+
+    Args:
+      base_value: the value at step 0 (>= 0).
+      power: the exponent (>= 0; 1 is a linear decay).
+      num_steps: the step at which the value reaches 0 (a positive integer).
+
+    Returns:
+      An `optax.Schedule`.
+
+    Raises:
+      ConfigError: a value is negative or `num_steps` is not a positive integer.
+
+    Examples:
+      >>> from hparams_jax import schedules
+      >>> lr = schedules.poly(0.1, 2.0, 100)
+      >>> print(*[f"{float(lr(t)):.4g}" for t in (0, 50, 100, 200)])
+      0.1 0.025 0 0
     """
     v.non_negative("base_value", base_value)
     power = v.non_negative_number("power", power)

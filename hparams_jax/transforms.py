@@ -83,6 +83,37 @@ def trace(momentum: Hyperparam, *, nesterov: bool = False, momentum_form: str = 
 
     The momentum is checked as in `sgd`: in [0, 1) at every step of an `hparams_jax.schedules`
     schedule's horizon, at step 0 for any other callable.
+
+    Args:
+      momentum: the momentum coefficient in [0, 1): a constant or a schedule.
+      nesterov: Nesterov momentum instead of heavy ball.
+      momentum_form: "pytorch" or "caffe".
+      learning_rate: the learning rate (a constant or a schedule, >= 0); required by
+        `momentum_form="caffe"`, ignored by "pytorch".
+
+    Returns:
+      An `optax.GradientTransformation` whose state records the values its last update used
+      (read them with `hyperparams`).
+
+    Raises:
+      ConfigError: the momentum is outside [0, 1) (at any step of a schedule's horizon),
+        `momentum_form` is unknown, or "caffe" comes without a valid learning rate.
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> import optax
+      >>> from hparams_jax import schedules, transforms
+      >>> opt = optax.chain(transforms.trace(schedules.one_cycle_momentum(100)),
+      ...                   optax.scale_by_learning_rate(0.1))
+      >>> params = {"w": jnp.zeros(2)}
+      >>> grads = {"w": jnp.array([1.0, -1.0])}
+      >>> state = opt.init(params)
+      >>> for _ in range(2):
+      ...     updates, state = opt.update(grads, state, params)
+      >>> print(*(f"{x:.4f}" for x in updates["w"]))  # -0.1 * (m_1 + 1) * g, m_1 = 0.95 - 0.1 / 45
+      -0.1948 0.1948
+      >>> print(f"{float(transforms.hyperparams(state)['momentum']):.4f}")
+      0.9478
     """
     _check_rate("momentum", momentum, v.momentum)
     v.one_of("momentum_form", momentum_form, MOMENTUM_FORMS)
@@ -97,7 +128,27 @@ def trace(momentum: Hyperparam, *, nesterov: bool = False, momentum_form: str = 
 
 def scale_by_multipliers(multipliers: Any) -> optax.GradientTransformation:
     """Multiplies each update by its parameter's multiplier (a tree shaped like the params,
-    scalars broadcast): Caffe's per-layer `lr_mult`."""
+    scalars broadcast): Caffe's per-layer `lr_mult`.
+
+    Args:
+      multipliers: a tree shaped like the params (a prefix of its structure is not enough) of
+        scalars or arrays that broadcast against each parameter.
+
+    Returns:
+      A stateless `optax.GradientTransformation`.
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> import optax
+      >>> from hparams_jax import transforms
+      >>> opt = optax.chain(transforms.scale_by_multipliers({"w": 1.0, "b": 2.0}),
+      ...                   optax.scale_by_learning_rate(0.1))
+      >>> params = {"w": jnp.zeros(2), "b": jnp.zeros(1)}
+      >>> grads = {"w": jnp.ones(2), "b": jnp.ones(1)}
+      >>> updates, _ = opt.update(grads, opt.init(params), params)
+      >>> print(updates["w"], updates["b"])  # the bias takes twice the step (Caffe lr_mult: 2)
+      [-0.1 -0.1] [-0.2]
+    """
 
     def update(updates, state, params=None):
         del params
@@ -109,7 +160,26 @@ def scale_by_multipliers(multipliers: Any) -> optax.GradientTransformation:
 def add_decayed_weights(weight_decay: Any, multipliers: Any = None
                         ) -> optax.GradientTransformation:
     """`optax.add_decayed_weights` with Caffe's per-layer `decay_mult`: adds
-    `weight_decay * multiplier * param` to each update."""
+    `weight_decay * multiplier * param` to each update.
+
+    Args:
+      weight_decay: the decay rate, a constant or a schedule.
+      multipliers: a tree shaped like the params of per-parameter factors, or None (every
+        factor 1: `optax.add_decayed_weights(weight_decay)` itself).
+
+    Returns:
+      An `optax.GradientTransformation`.
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> from hparams_jax import transforms
+      >>> decay = transforms.add_decayed_weights(0.1, {"w": 1.0, "b": 0.0})  # no decay on biases
+      >>> params = {"w": jnp.array([2.0]), "b": jnp.array([2.0])}
+      >>> grads = {"w": jnp.zeros(1), "b": jnp.zeros(1)}
+      >>> updates, _ = decay.update(grads, decay.init(params), params)
+      >>> print(updates["w"], updates["b"])
+      [0.2] [0.]
+    """
     if multipliers is None:
         return optax.add_decayed_weights(weight_decay)
 
@@ -177,6 +247,52 @@ def sgd(
     checked at every step of its `horizon` (the steps that hold all its values; 4097 evenly
     spaced ones when longer), so a momentum schedule that reaches 1 later is refused rather
     than training into NaN; any other callable is checked at step 0 only.
+
+    Args:
+      learning_rate: the learning rate (>= 0), a constant or a schedule (e.g.
+        `schedules.one_cycle`).
+      momentum: the momentum in [0, 1), a constant or a schedule (e.g.
+        `schedules.one_cycle_momentum`); None for plain SGD.
+      nesterov: Nesterov momentum instead of heavy ball.
+      weight_decay: the L2 weight decay (>= 0), a constant or a schedule.
+      decoupled_weight_decay: SGDW's decay outside the momentum buffer.
+      momentum_form: "pytorch" or "caffe".
+      weight_decay_multipliers: per-parameter decay factors (a tree shaped like the params), or
+        None.
+      learning_rate_multipliers: per-parameter LR factors (a tree shaped like the params), or
+        None.
+
+    Returns:
+      An `optax.GradientTransformation` whose state records the values its last update used
+      (read them with `hyperparams`).
+
+    Raises:
+      ConfigError: a hyper-parameter is not a number or out of range (at any step of a
+        schedule's horizon), or `momentum_form` is unknown.
+
+    Examples:
+      The paper's 1cycle with cyclical momentum and weight decay 5e-4:
+
+      >>> import jax.numpy as jnp
+      >>> import optax
+      >>> from hparams_jax import schedules, transforms
+      >>> opt = transforms.sgd(schedules.one_cycle(100, 0.1, 1.0),
+      ...                      schedules.one_cycle_momentum(100), weight_decay=5e-4)
+      >>> params = {"w": jnp.ones(2)}
+      >>> state = opt.init(params)
+      >>> updates, state = opt.update({"w": jnp.ones(2)}, state, params)
+      >>> params = optax.apply_updates(params, updates)
+      >>> print(*(f"{x:.5f}" for x in params["w"]))  # 1 - 0.1 * (1 + 5e-4 * 1)
+      0.89995 0.89995
+      >>> {k: round(float(x), 4) for k, x in transforms.hyperparams(state).items()}
+      {'learning_rate': 0.1, 'momentum': 0.95, 'weight_decay': 0.0005}
+
+      A momentum schedule that reaches 1 is refused when the optimizer is built:
+
+      >>> transforms.sgd(0.1, schedules.linear(0.9, 1.0, 10))  # doctest: +ELLIPSIS
+      Traceback (most recent call last):
+      ...
+      hparams_jax.errors.ConfigError: momentum at step 10=1.0 is not allowed: ...
     """
     _check_rate("learning_rate", learning_rate, v.non_negative)
     if momentum is not None:
@@ -243,6 +359,40 @@ def adamw(
     returning one, as in `optax.adamw`) limits the decay to the leaves where it is True.
     `weight_decay_multipliers` / `learning_rate_multipliers` are per-parameter factors, as in
     `sgd` (Caffe's `decay_mult` / `lr_mult`); the LR multipliers scale the whole update.
+
+    Args:
+      learning_rate: the learning rate (>= 0), a constant or a schedule.
+      b1: the first-moment decay in [0, 1), a constant or a schedule (e.g.
+        `schedules.one_cycle_momentum`).
+      b2: the second-moment decay in [0, 1), a constant or a schedule.
+      eps: added to the denominator (>= 0), a constant or a schedule.
+      weight_decay: the decoupled decay rate (>= 0), a constant or a schedule.
+      weight_decay_mask: a tree of bools shaped like the params (or a function of the params
+        returning one), or None (decay everywhere).
+      weight_decay_multipliers: per-parameter decay factors, or None.
+      learning_rate_multipliers: per-parameter LR factors, or None.
+
+    Returns:
+      An `optax.GradientTransformation` whose state records the values its last update used
+      (read them with `hyperparams`; `b1` also as `momentum`).
+
+    Raises:
+      ConfigError: a hyper-parameter is not a number or out of range (at any step of a
+        schedule's horizon).
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> import optax
+      >>> from hparams_jax import schedules, transforms
+      >>> opt = transforms.adamw(schedules.one_cycle(100, 1e-4, 1e-3),
+      ...                        b1=schedules.one_cycle_momentum(100), weight_decay=1e-2)
+      >>> params = {"w": jnp.ones(2)}
+      >>> state = opt.init(params)
+      >>> updates, state = opt.update({"w": jnp.array([1.0, -1.0])}, state, params)
+      >>> print(*(f"{x:.6f}" for x in updates["w"]))  # -lr * (sign(g) + wd * w) at first
+      -0.000101 0.000099
+      >>> print(f"{float(transforms.hyperparams(state)['b1']):.2f}")
+      0.95
     """
     _check_rate("learning_rate", learning_rate, v.non_negative)
     _check_rate("b1", b1, v.momentum)
@@ -270,6 +420,23 @@ def hyperparams(opt_state: optax.OptState) -> dict[str, jax.Array | float]:
     wrapper for the states of `sgd`/`trace`/`adamw`/`optax.inject_hyperparams`; a
     hyper-parameter of HYPERPARAM_NAMES the optimizer does not have (no momentum, no weight
     decay) reads 0. Before the first update the values are those the first update will use.
+
+    Args:
+      opt_state: the state of an optimizer built from `sgd`, `trace`, `adamw` or
+        `optax.inject_hyperparams`, alone or inside wrappers.
+
+    Returns:
+      A dict from `learning_rate`, `momentum`, `weight_decay` (and `b1`, `b2` for Adam) to
+      their values: scalars, or (K,) arrays for an optimizer vmapped over K settings.
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> import optax
+      >>> from hparams_jax import schedules, transforms
+      >>> opt = optax.MultiSteps(transforms.sgd(schedules.one_cycle(10, 0.1, 1.0), 0.9), 2)
+      >>> state = opt.init({"w": jnp.zeros(1)})
+      >>> print({k: round(float(x), 3) for k, x in transforms.hyperparams(state).items()})
+      {'learning_rate': 0.1, 'momentum': 0.9, 'weight_decay': 0.0}
     """
     found: dict[str, jax.Array] = {}
     for state in jax.tree_util.tree_leaves(opt_state, is_leaf=_is_injected):

@@ -38,9 +38,25 @@ def load(name: str, split: str, *, data_dir: str | os.PathLike | None = None
          ) -> tuple[np.ndarray, np.ndarray]:
     """(images uint8 (N, H, W, C), labels int32 (N,)) of a whole split, read-only.
 
-    `name`: "mnist", "fashion_mnist", "cifar10" or "cifar100"; `split`: "train" or "test";
-    `data_dir`: the tfds data folder (default: `$TFDS_DATA_DIR` or `~/tensorflow_datasets`).
-    Raises `DatasetUnavailableError` when the files are missing.
+    Args:
+      name: "mnist", "fashion_mnist", "cifar10" or "cifar100".
+      split: "train" or "test".
+      data_dir: the tfds data folder (default: `$TFDS_DATA_DIR` or `~/tensorflow_datasets`).
+
+    Returns:
+      The images, uint8 (N, H, W, C), and the labels, int32 (N,), both read-only.
+
+    Raises:
+      DatasetUnavailableError: the files are missing (the message says how to get them).
+      ConfigError: `name` or `split` is unknown, or `name` is streamed (imagenet2012).
+
+    Examples:
+      >>> from hparams_jax import data
+      >>> images, labels = data.load("fashion_mnist", "test")
+      >>> images.shape, images.dtype, labels.shape, labels.dtype
+      ((10000, 28, 28, 1), dtype('uint8'), (10000,), dtype('int32'))
+      >>> images[:256].shape, images.flags.writeable
+      ((256, 28, 28, 1), False)
     """
     ds_info = catalog.info(name)
     catalog.check_split(split)

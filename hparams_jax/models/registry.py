@@ -30,7 +30,16 @@ _REGISTRY: dict[str, Callable[..., nnx.Module]] = {
 
 
 def available() -> list[str]:
-    """The names `create` accepts, sorted."""
+    """The names `create` accepts, sorted.
+
+    Returns:
+      The registered network names.
+
+    Examples:
+      >>> from hparams_jax import models
+      >>> models.available()[:4]
+      ['cifar3', 'densenet40', 'inception_resnet_v2', 'lenet']
+    """
     return sorted(_REGISTRY)
 
 
@@ -52,6 +61,27 @@ def create(name: str, *, num_classes: int, rngs: nnx.Rngs, **kwargs: Any) -> nnx
       An ``nnx.Module`` mapping an NHWC float batch ``(N, H, W, C)`` to float32 logits
       ``(N, num_classes)``. Modules start in train mode; ``model.eval()`` switches batch norm to
       its running statistics and dropout off, ``model.train()`` back.
+
+    Raises:
+      ConfigError: ``name`` is not registered, ``num_classes`` is not a positive int or
+        ``rngs`` is not an ``nnx.Rngs``.
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> from flax import nnx
+      >>> from hparams_jax import models
+      >>> model = models.create("lenet", num_classes=10, rngs=nnx.Rngs(params=0, dropout=1))
+      >>> model(jnp.zeros((2, 28, 28, 1))).shape
+      (2, 10)
+      >>> models.count_params(nnx.state(model, nnx.Param))
+      431080
+
+      ``nnx.eval_shape`` builds a network's structure without computing its initial values:
+
+      >>> abstract = nnx.eval_shape(
+      ...     lambda: models.create("resnet20", num_classes=10, rngs=nnx.Rngs(0)))
+      >>> models.count_params(nnx.state(abstract, nnx.Param))
+      280154
     """
     if not isinstance(name, str) or name not in _REGISTRY:
         raise ConfigError(f"unknown model name={name!r}: available models are "

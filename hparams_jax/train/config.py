@@ -85,6 +85,32 @@ class TrainConfig:
     chunks, `vmap` members, plain Flax layers) on GPU/TPU and "cpu" (host loop, unrolled
     members, XLA:CPU layer forms) on the CPU; both compute the same function, and a run may be
     resumed under another plan.
+
+    Args:
+      **fields: any of the fields below, by name; each one's default and one-line meaning is in
+        its declaration (`dataclasses.fields(TrainConfig)[i].metadata["help"]`, listed by
+        `hparams-jax train --help`).
+
+    Raises:
+      ConfigError: a field is out of range or not one of its choices, a sweep member sets a
+        field that cannot be swept, or `batch_size` does not split into `accumulate_steps`.
+
+    Examples:
+      >>> from hparams_jax.train import TrainConfig
+      >>> config = TrainConfig(model="lenet", dataset="fashion_mnist", epochs=5, max_lr=0.05,
+      ...                      momentum=(0.95, 0.85))
+      >>> config.lr_policy, config.min_lr, config.momentum
+      ('one_cycle', 0.01, (0.95, 0.85))
+      >>> sweep = config.replace(members=[{"weight_decay": 1e-4}, {"weight_decay": 1e-3}])
+      >>> sweep.num_members, [m.weight_decay for m in sweep.members_or_self()]
+      (2, [0.0001, 0.001])
+
+      A max_lr below min_lr (default 0.01) is refused:
+
+      >>> TrainConfig(max_lr=0.001)  # doctest: +ELLIPSIS
+      Traceback (most recent call last):
+      ...
+      hparams_jax.errors.ConfigError: min_lr=0.01 is above max_lr=0.001: ...
     """
 
     model: str = _field("lenet", "network (see hparams_jax.models.available())")
@@ -182,6 +208,7 @@ class TrainConfig:
         self.validate()
 
     def validate(self) -> None:
+        """Raises `ConfigError` for a field that is not allowed (run at construction)."""
         v.positive_int("batch_size", self.batch_size)
         if self.epochs is None and self.steps is None:
             raise ConfigError("epochs=None, steps=None: give the length of the run as epochs "
@@ -236,6 +263,7 @@ class TrainConfig:
 
     @property
     def num_members(self) -> int:
+        """K, the number of sweep members (1 without a sweep)."""
         return max(1, len(self.members))
 
     def members_or_self(self) -> list["Setting"]:
@@ -246,10 +274,13 @@ class TrainConfig:
         return [Setting(**{**base, **member}) for member in self.members]
 
     def to_dict(self) -> dict[str, Any]:
+        """The fields as JSON-ready values (a run's `config.json`)."""
         return json.loads(json.dumps(dataclasses.asdict(self)))
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "TrainConfig":
+        """The config of a `to_dict` dict (e.g. a run's `config.json`); unknown keys are
+        refused with `ConfigError`."""
         names = {f.name for f in dataclasses.fields(cls)}
         unknown = set(d) - names
         if unknown:
@@ -267,6 +298,7 @@ class TrainConfig:
         return sorted(k for k in current if saved.get(k, defaults[k]) != current[k])
 
     def replace(self, **changes) -> "TrainConfig":
+        """A copy with `changes` applied (and validated)."""
         return dataclasses.replace(self, **changes)
 
 
@@ -277,7 +309,21 @@ EXECUTION_FIELDS = tuple(f.name for f in dataclasses.fields(TrainConfig)
 
 @dataclasses.dataclass(frozen=True)
 class Setting:
-    """One member's swept values."""
+    """One member's swept values.
+
+    Attributes:
+      seed: the member's random seed.
+      min_lr: its lower LR bound.
+      max_lr: its upper LR bound.
+      momentum: its constant momentum, or its (max, min) cyclical bounds.
+      weight_decay: its weight decay.
+
+    Examples:
+      >>> from hparams_jax.train import TrainConfig
+      >>> config = TrainConfig(momentum=(0.95, 0.85), members=[{"seed": 0}, {"seed": 1}])
+      >>> [(s.seed, s.momentum_bounds) for s in config.members_or_self()]
+      [(0, (0.95, 0.85)), (1, (0.95, 0.85))]
+    """
 
     seed: int
     min_lr: float

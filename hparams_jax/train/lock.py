@@ -117,8 +117,23 @@ def _unlock(path: Path) -> None:
 def workdir_lock(workdir: str | os.PathLike) -> Iterator[Path]:
     """Holds the lock of `workdir` (created if missing) for the `with` block; yields the workdir.
 
-    Raises `WorkdirLocked` when another process holds it, and `ConfigError` when `workdir` is not
-    a folder this process can write (a file, under a file, read-only).
+    Args:
+      workdir: the run's folder.
+
+    Returns:
+      A context manager whose `with` block holds the lock and receives the workdir as a `Path`.
+
+    Raises:
+      WorkdirLocked: another process holds the lock.
+      ConfigError: `workdir` is not a folder this process can write (a file, under a file,
+        read-only).
+
+    Examples:
+      >>> import tempfile
+      >>> from hparams_jax.train import workdir_lock
+      >>> with workdir_lock(tempfile.mkdtemp()) as workdir:
+      ...     print(workdir.is_dir())
+      True
     """
     workdir = Path(workdir)
     if jax.process_count() == 1:

@@ -76,6 +76,39 @@ def fit(config: TrainConfig) -> History:
     changed); returns a finished run's records untouched. While it trains, SIGINT and SIGTERM
     save the last completed step and raise `TrainingInterrupted` (the previous handlers are
     back when `fit` returns).
+
+    Args:
+      config: the run (a sweep of `config.num_members` settings trains them together).
+
+    Returns:
+      The `History` of the run: its metric rows and its summary (`status` "completed").
+
+    Raises:
+      DivergenceError: every member met a non-finite loss.
+      ConfigError: `config.workdir` holds a run of a different config.
+      WorkdirLocked: another process is writing `config.workdir`.
+      CheckpointMismatchError: the workdir's checkpoint does not fit the state's structure.
+      TrainingInterrupted: SIGINT or SIGTERM stopped the run (after saving its last step).
+      WorkdirWriteError: writing the metrics or a checkpoint failed.
+
+    Examples:
+      LeNet on a Fashion-MNIST subset, 16 steps of 1cycle with cyclical momentum:
+
+      >>> import os, tempfile
+      >>> from hparams_jax.train import TrainConfig, fit
+      >>> config = TrainConfig(model="lenet", dataset="fashion_mnist", batch_size=32, steps=16,
+      ...                      train_examples=256, eval_examples=128, min_lr=0.01, max_lr=0.05,
+      ...                      momentum=(0.95, 0.85), log_every=4, eval_every=8,
+      ...                      progress=False, workdir=tempfile.mkdtemp())
+      >>> history = fit(config)
+      >>> history.summary["status"], history.summary["step"]
+      ('completed', 16)
+      >>> history.train()["step"], history.eval()["step"]
+      (array([ 4.,  8., 12., 16.]), array([ 8., 16.]))
+      >>> sorted(os.listdir(config.workdir))
+      ['checkpoints', 'config.json', 'metrics.jsonl', 'summary.json']
+      >>> fit(config).train()["step"]  # a finished run's records, returned as they are
+      array([ 4.,  8., 12., 16.])
     """
     _xla.apply_cpu_defaults(config.plan)  # before anything starts JAX (the lock asks it)
     if config.workdir is None:

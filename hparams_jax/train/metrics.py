@@ -133,7 +133,30 @@ def _clean(row: dict[str, Any]) -> dict[str, Any]:
 
 
 class History:
-    """The metrics of a run: `train(member)` and `eval(member)` give dicts of NumPy arrays."""
+    """The metrics of a run: `train(member)` and `eval(member)` give dicts of NumPy arrays.
+
+    `fit` returns one; `History.load(workdir)` reads a run's records back.
+
+    Args:
+      rows: the metric rows, dicts with `kind` ("train" or "eval"), `step` and, in a sweep,
+        `member` (0 when absent), as `metrics.jsonl` holds them.
+      summary: the run's `summary.json` (status, steps, per-member results), or None.
+
+    Attributes:
+      rows: the metric rows.
+      summary: the summary, {} without one.
+
+    Examples:
+      >>> from hparams_jax.train import History
+      >>> history = History([
+      ...     {"kind": "train", "step": 50, "train_loss": 1.2, "learning_rate": 0.1},
+      ...     {"kind": "train", "step": 100, "train_loss": 0.8, "learning_rate": 0.2},
+      ...     {"kind": "eval", "step": 100, "test_loss": 0.9, "test_accuracy": 0.7}])
+      >>> sorted(history.train()), history.num_members
+      (['learning_rate', 'step', 'train_loss'], 1)
+      >>> history.train()["train_loss"], history.eval()["test_accuracy"]
+      (array([1.2, 0.8]), array([0.7]))
+    """
 
     def __init__(self, rows: list[dict[str, Any]], summary: dict[str, Any] | None = None):
         self.rows = rows
@@ -141,6 +164,26 @@ class History:
 
     @classmethod
     def load(cls, workdir: str | Path) -> "History":
+        """The history a run wrote into `workdir` (finished or not).
+
+        Args:
+          workdir: the run's folder (`TrainConfig.workdir`).
+
+        Returns:
+          Its `metrics.jsonl` rows (a torn last line skipped) and its `summary.json` ({}
+          while the run has none).
+
+        Examples:
+          >>> import json, pathlib, tempfile
+          >>> from hparams_jax.train import History
+          >>> workdir = pathlib.Path(tempfile.mkdtemp())
+          >>> rows = [{"kind": "train", "step": s, "train_loss": 2.0 / s} for s in (1, 2)]
+          >>> _ = (workdir / "metrics.jsonl").write_text(
+          ...     "".join(json.dumps(r) + "\\n" for r in rows) + '{"kind": "tra')
+          >>> history = History.load(workdir)
+          >>> history.train()["train_loss"], history.summary
+          (array([2., 1.]), {})
+        """
         workdir = Path(workdir)
         summary_path = workdir / "summary.json"
         summary = json.loads(summary_path.read_text()) if summary_path.exists() else None
@@ -148,6 +191,7 @@ class History:
 
     @property
     def num_members(self) -> int:
+        """K, the number of sweep members in the rows."""
         return 1 + max((r.get("member", 0) for r in self.rows), default=0)
 
     def _columns(self, kind: str, member: int) -> dict[str, np.ndarray]:
@@ -156,7 +200,10 @@ class History:
         return {k: np.array([r.get(k, np.nan) for r in rows], dtype=float) for k in keys}
 
     def train(self, member: int = 0) -> dict[str, np.ndarray]:
+        """`member`'s training rows: one float array per metric (`step`, `train_loss`,
+        `learning_rate`, ...); NaN where a row lacks the metric."""
         return self._columns("train", member)
 
     def eval(self, member: int = 0) -> dict[str, np.ndarray]:
+        """`member`'s evaluation rows (`step`, `test_loss`, `test_accuracy`, ...), as `train`."""
         return self._columns("eval", member)
