@@ -313,7 +313,8 @@ class _StoppingRule:
         return self.last > stop_factor * self.best
 
 
-def _check_ramp(start, stop, num_steps, mode, stop_factor, eval_every):
+def check_ramp(start, stop, num_steps, mode="linear", stop_factor=4.0, eval_every=None):
+    """ConfigError unless the ramp's arguments are allowed (each named in the message)."""
     v.one_of("mode", mode, RANGE_MODES)
     (v.strictly_positive if mode == "exp" else v.non_negative)("start", start)
     v.strictly_positive("stop", stop)
@@ -383,7 +384,7 @@ def lr_range_test(config: TrainConfig, *, start: float, stop: float, num_steps: 
     (its LR policy, length and sweep are replaced by the ramp). The held-out subset is
     `config.eval_examples` test examples; evaluated every `eval_every` steps (default: twenty
     times in the test)."""
-    _check_ramp(start, stop, num_steps, mode, stop_factor, eval_every)
+    check_ramp(start, stop, num_steps, mode, stop_factor, eval_every)
     if config.members:
         raise ConfigError(f"config.members={list(config.members)!r}: use range_test_family "
                           "to compare settings")
@@ -471,7 +472,7 @@ def range_test_family(config: TrainConfig, param: str, values: Sequence, *, star
     and momenta of one kind run as one vmapped program; batch sizes one after another."""
     v.one_of("param", param, FAMILY_PARAMS)
     v.check("values", values, len(values) >= 1, "a non-empty list")
-    _check_ramp(start, stop, num_steps, mode, stop_factor, eval_every)
+    check_ramp(start, stop, num_steps, mode, stop_factor, eval_every)
     kw = dict(start=start, stop=stop, num_steps=num_steps, mode=mode, eval_every=eval_every,
               stop_factor=stop_factor)
     values = [tuple(x) if isinstance(x, list) else x for x in values]
