@@ -1,6 +1,6 @@
 """`hparams-jax` command line (also `python -m hparams_jax`).
 
-The options of `train`, `range-test` and `experiment run` are `TrainConfig`'s fields
+The options of `train`, `range-test`, `tune` and `experiment run` are `TrainConfig`'s fields
 (`hparams_jax.options`), with `--config FILE` and `--set FIELD=VALUE` where a whole config is
 built. A `ConfigError` (and a missing dataset, or a workdir another run holds) ends a command
 with a one-line message and exit status 2, a divergence with 3, a failed write into the workdir
@@ -22,9 +22,10 @@ def _demo(args) -> int:
     """The paper's method end to end on the offline Fashion-MNIST (see `hparams_jax.demo`)."""
     from hparams_jax import demo
 
+    budget = {} if args.budget is None else {"budget": args.budget}
     demo.run(args.workdir, epochs=args.epochs, range_steps=args.range_steps,
              train_examples=args.train_examples, eval_examples=args.eval_examples,
-             progress=not args.no_progress)
+             progress=not args.no_progress, **budget)
     return 0
 
 
@@ -345,14 +346,19 @@ def build_parser() -> argparse.ArgumentParser:
                "step (run the same command again to resume).")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     demo = sub.add_parser(
-        "demo", help="range test, then 1cycle vs a constant LR, on Fashion-MNIST",
-        description="LeNet on the offline Fashion-MNIST: an LR range test picks the bounds, "
-                    "then 1cycle at those bounds and a constant LR at min_lr train for the "
-                    "same epochs; prints the comparison and saves the figures.",
+        "demo", help="tune LeNet on Fashion-MNIST, beside a hand-set 1cycle and a constant LR",
+        description="LeNet on the offline Fashion-MNIST: `tune` (range tests choose the LR "
+                    "bounds, batch size, momentum and weight decay, then 1cycle trains with "
+                    "them), then a hand-set 1cycle and a constant LR train for the same epochs; "
+                    "prints the comparison and writes tune.json, report.md and the figures.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     demo.add_argument("--workdir", default="runs/demo", help="where results and figures go")
     demo.add_argument("--epochs", type=float, default=3.0, help="epochs of each training run")
-    demo.add_argument("--range-steps", type=int, default=300, help="steps of the range test")
+    demo.add_argument("--range-steps", type=int, default=150,
+                      help="steps of each range test")
+    demo.add_argument("--budget", type=int, default=None,
+                      help="most training steps the search's range tests may spend "
+                           "(default: hparams_jax.demo.DEMO_BUDGET)")
     demo.add_argument("--train-examples", type=int, default=None,
                       help="train on a subset (for a quick look)")
     demo.add_argument("--eval-examples", type=int, default=None,
