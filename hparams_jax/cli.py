@@ -354,7 +354,7 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     demo.add_argument("--workdir", default="runs/demo", help="where results and figures go")
     demo.add_argument("--epochs", type=float, default=3.0, help="epochs of each training run")
-    demo.add_argument("--range-steps", type=int, default=150,
+    demo.add_argument("--range-steps", type=int, default=100,
                       help="steps of each range test")
     demo.add_argument("--budget", type=int, default=None,
                       help="most training steps the search's range tests may spend "

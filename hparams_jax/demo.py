@@ -22,10 +22,10 @@ from hparams_jax.tuning import tune
 from hparams_jax.tuning.report import markdown_table
 
 BATCH_SIZES = (128, 256, 512)
-DEMO_BUDGET = 2400  # training steps of the search's range tests
+DEMO_BUDGET = 1000  # training steps of the search's range tests
 
 
-def run(workdir: str | Path, *, epochs: float = 3.0, range_steps: int = 150,
+def run(workdir: str | Path, *, epochs: float = 3.0, range_steps: int = 100,
         budget: int | None = DEMO_BUDGET, train_examples: int | None = None,
         eval_examples: int | None = None, progress: bool = True) -> list[dict]:
     """Runs the demo into `workdir`, which it locks while it runs (the tune's records, and
