@@ -140,7 +140,8 @@ def _check_list(name: str, values, item_ok: Callable[[Any], bool], allowed: str)
 
 
 def _real(x) -> bool:
-    return isinstance(x, numbers.Real) and not isinstance(x, bool) and bool(np.isfinite(x))
+    return isinstance(x, numbers.Real) and not isinstance(x, bool) and bool(np.isfinite(
+        float(x)))
 
 
 def _momentum_ok(x) -> bool:
@@ -403,7 +404,7 @@ def _one_cycle(stages: _Stages, config: TrainConfig, decisions: list[Decision]) 
             fit(config)
         except DivergenceError as err:  # diagnosed and recorded like any other outcome
             stages.say(str(err))
-    history = History.load(config.workdir)
+    history = History.load(path.parent.parent / "one_cycle")
     found = diagnose(history)
     if not done:
         member = history.summary["members"][0]
