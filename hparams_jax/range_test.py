@@ -435,13 +435,8 @@ class Family:
         `EVAL_TOLERANCE` of the family's lowest count as lowest; of those, the one with the
         largest suggested max_lr is picked. Without held-out points the smoothed training loss
         stands in. Returns the value and the reason."""
-        rows = self.rows()
-        use_eval = all(r["best_eval_loss"] is not None for r in rows)
-        key = "best_eval_loss" if use_eval else "min_smoothed_loss"
-        lowest = min(r[key] for r in rows)
-        near = [r for r in rows if r[key] <= lowest * (1 + EVAL_TOLERANCE)]
+        near, key, lowest, what = near_lowest_loss(self.rows())
         chosen = max(near, key=lambda r: r["max_lr"])
-        what = "held-out" if use_eval else "smoothed training"
         reason = (f"lowest {what} loss {chosen[key]:.4f} (family's lowest {lowest:.4f}, within "
                   f"{EVAL_TOLERANCE:.0%} counts as lowest) kept up to the largest LR, "
                   f"max_lr {chosen['max_lr']:.4g}")
@@ -462,6 +457,18 @@ class Family:
         results = [RangeTestResult.from_dict(r) for r in d["results"]]
         values = [tuple(x) if isinstance(x, list) else x for x in d["values"]]
         return cls(d["family"], values, results)
+
+
+def near_lowest_loss(rows: Sequence[dict[str, Any]]
+                     ) -> tuple[list[dict[str, Any]], str, float, str]:
+    """The rows (of `Family.rows`) that count as lowest: those whose best held-out loss lies
+    within `EVAL_TOLERANCE` of the lowest (the smoothed training loss stands in where a test
+    has no held-out points). Returns them, the key read, the lowest value and its name."""
+    use_eval = all(r["best_eval_loss"] is not None for r in rows)
+    key = "best_eval_loss" if use_eval else "min_smoothed_loss"
+    lowest = min(r[key] for r in rows)
+    near = [r for r in rows if r[key] <= lowest * (1 + EVAL_TOLERANCE)]
+    return near, key, lowest, "held-out" if use_eval else "smoothed training"
 
 
 def range_test_family(config: TrainConfig, param: str, values: Sequence, *, start: float,

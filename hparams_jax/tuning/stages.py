@@ -39,7 +39,7 @@ from hparams_jax import _validate as v
 from hparams_jax.diagnose import Diagnosis, diagnose
 from hparams_jax.errors import ConfigError
 from hparams_jax.range_test import (EVAL_TOLERANCE, Family, RangeTestResult, check_ramp,
-                                    lr_range_test, range_test_family)
+                                    lr_range_test, near_lowest_loss, range_test_family)
 from hparams_jax.train import DivergenceError, History, TrainConfig, fit, workdir_lock
 from hparams_jax.train.config import EXECUTION_FIELDS
 from hparams_jax.train.metrics import write_json_atomic
@@ -196,12 +196,8 @@ def largest_batch_near_best(rows: Sequence[dict[str, Any]]) -> tuple[int, str]:
     """Sec. 4.2's choice among batch-size range tests (`Family.rows`): the largest batch whose
     best held-out loss (the smoothed training loss where a test has no held-out points) lies
     within `EVAL_TOLERANCE` of the lowest. Returns the batch size and the reason."""
-    use_eval = all(r["best_eval_loss"] is not None for r in rows)
-    key = "best_eval_loss" if use_eval else "min_smoothed_loss"
-    lowest = min(r[key] for r in rows)
-    near = [r for r in rows if r[key] <= lowest * (1 + EVAL_TOLERANCE)]
+    near, key, lowest, what = near_lowest_loss(rows)
     chosen = max(near, key=lambda r: r["batch_size"])
-    what = "held-out" if use_eval else "smoothed training"
     return chosen["batch_size"], (
         f"the largest batch whose {what} loss {chosen[key]:.4f} lies within "
         f"{EVAL_TOLERANCE:.0%} of the lowest {lowest:.4f}; its range test gives max_lr "
