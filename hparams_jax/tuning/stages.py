@@ -119,9 +119,11 @@ class TuneResult:
 
 
 def _show(x) -> str:
+    if isinstance(x, dict):
+        return ", ".join(f"{k} {_show(y)}" for k, y in x.items())
     if isinstance(x, (tuple, list)):
         return "-".join(f"{y:g}" for y in x)
-    return f"{x:g}" if isinstance(x, float) else str(x)
+    return f"{x:.4g}" if isinstance(x, float) else str(x)
 
 
 def _momentum(x):
@@ -268,7 +270,7 @@ class _Stages:
         choice, reason = largest_batch_near_best(list(rows.values()))
         if not others:
             reason = f"the only candidate tested: {reason}"
-        candidates = [{**c, **rows.get(c["batch_size"], {"tested": False})}
+        candidates = [{**c, "tested": c["batch_size"] in rows, **rows.get(c["batch_size"], {})}
                       for c in fit_records]
         bounds = _bounds(results[values.index(choice)])
         return self.decision("batch_size", candidates, choice, reason, bounds, results,
