@@ -34,6 +34,8 @@ TITLES = {"lr_range": "1. LR range test", "batch_size": "2. Batch size",
 
 
 def _value(x: Any) -> str:
+    if isinstance(x, dict):
+        return ", ".join(f"{k} {_value(y)}" for k, y in x.items())
     if isinstance(x, list):
         return "-".join(f"{y:g}" for y in x)
     if isinstance(x, float):
