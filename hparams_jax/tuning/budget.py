@@ -27,6 +27,7 @@ import dataclasses
 from typing import Any, Sequence
 
 from hparams_jax import _validate as v
+from hparams_jax.tuning.report import show
 
 MIN_RANGE_STEPS = 50
 
@@ -93,12 +94,8 @@ def plan_search(budget: int | None, range_steps: int, batch_sizes: Sequence[int]
     for name, values in dropped.items():
         if values:
             kept = families[name]
-            cuts.append(f"{name} family thinned: {', '.join(map(_show, values))} not tested"
+            cuts.append(f"{name} family thinned: {', '.join(map(show, values))} not tested"
                         + ("" if len(kept) > floor[name] else
                            "; stage skipped, the starting value kept"))
     return SearchPlan(steps, tuple(families["batch size"]), tuple(families["momentum"]),
                       tuple(families["weight decay"]), planned, tuple(cuts))
-
-
-def _show(x) -> str:
-    return "-".join(f"{y:g}" for y in x) if isinstance(x, tuple) else f"{x:g}"

@@ -33,10 +33,12 @@ TITLES = {"lr_range": "1. LR range test", "batch_size": "2. Batch size",
           "momentum": "3. Momentum", "weight_decay": "4. Weight decay"}
 
 
-def _value(x: Any) -> str:
+def show(x: Any) -> str:
+    """A recorded value as the report writes it: a momentum pair as max-min, bounds as
+    "max_lr V, min_lr V", numbers to 4 significant digits."""
     if isinstance(x, dict):
-        return ", ".join(f"{k} {_value(y)}" for k, y in x.items())
-    if isinstance(x, list):
+        return ", ".join(f"{k} {show(y)}" for k, y in x.items())
+    if isinstance(x, (list, tuple)):
         return "-".join(f"{y:g}" for y in x)
     if isinstance(x, float):
         return f"{x:.4g}"
@@ -50,7 +52,7 @@ def markdown_table(rows: list[dict[str, Any]]) -> list[str]:
         return []
     columns = list(dict.fromkeys(k for r in rows for k in r))
     lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
-    lines += ["| " + " | ".join(_value(r.get(c)) for c in columns) + " |" for r in rows]
+    lines += ["| " + " | ".join(show(r.get(c)) for c in columns) + " |" for r in rows]
     return lines + [""]
 
 
@@ -87,7 +89,7 @@ def write(workdir: Path, records: dict[str, dict[str, Any]], result: "TuneResult
         lines += ["", f"## {TITLES[name]} (Sec. {d['section']})", "", INTRO[name], "",
                   f"Rule: {d['rule']}.", ""]
         lines += markdown_table(d["candidates"])
-        lines.append(f"**Choice: {name.replace('_', ' ')} = {_value(d['choice'])}** "
+        lines.append(f"**Choice: {name.replace('_', ' ')} = {show(d['choice'])}** "
                      f"({d['reason']}). Bounds now: max_lr {d['bounds']['max_lr']:.4g}, "
                      f"min_lr {d['bounds']['min_lr']:.4g}.")
         if d["budget_cut"]:
@@ -101,7 +103,7 @@ def write(workdir: Path, records: dict[str, dict[str, Any]], result: "TuneResult
                         title=f"{config.model} / {config.dataset}, tuned 1cycle")
     lines += ["", "## 5. The 1cycle run (Sec. 4.1, 5) and its reading (Sec. 3)", "",
               f"1cycle from {config.min_lr:.4g} to {config.max_lr:.4g} and back, then "
-              f"annihilation; batch {config.batch_size}, momentum {_value(config.momentum)}"
+              f"annihilation; batch {config.batch_size}, momentum {show(config.momentum)}"
               f", weight decay {config.weight_decay:g}, {history.summary['epochs']:g} epochs "
               f"({history.summary['status']}).", "",
               *markdown_table([{"test accuracy": member["test_accuracy"],

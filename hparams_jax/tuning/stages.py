@@ -44,6 +44,7 @@ from hparams_jax.train import DivergenceError, History, TrainConfig, fit, workdi
 from hparams_jax.train.config import EXECUTION_FIELDS
 from hparams_jax.train.metrics import write_json_atomic
 from hparams_jax.tuning import advice, report
+from hparams_jax.tuning.report import show
 from hparams_jax.tuning.batch import check_candidate
 from hparams_jax.tuning.budget import MIN_RANGE_STEPS, SearchPlan, check_budget, plan_search
 
@@ -105,25 +106,17 @@ class TuneResult:
     next_step: str
 
     def text(self) -> str:
-        lines = [f"{d.section:>4}  {d.stage}: {_show(d.choice)} ({d.reason})"
+        lines = [f"{d.section:>4}  {d.stage}: {show(d.choice)} ({d.reason})"
                  for d in self.decisions]
         member = self.history.summary["members"][0]
         lines.append(f"1cycle {self.config.min_lr:.4g} -> {self.config.max_lr:.4g}, batch "
-                     f"{self.config.batch_size}, momentum {_show(self.config.momentum)}, "
+                     f"{self.config.batch_size}, momentum {show(self.config.momentum)}, "
                      f"weight decay {self.config.weight_decay:g}: test accuracy "
                      f"{member['test_accuracy']:.4f} after {self.history.summary['epochs']:g} "
                      f"epochs; verdict {self.diagnosis.verdict}")
         lines.append(f"next step: {self.next_step}")
         lines.append(f"tune.json and report.md in {self.workdir}")
         return "\n".join(lines)
-
-
-def _show(x) -> str:
-    if isinstance(x, dict):
-        return ", ".join(f"{k} {_show(y)}" for k, y in x.items())
-    if isinstance(x, (tuple, list)):
-        return "-".join(f"{y:g}" for y in x)
-    return f"{x:.4g}" if isinstance(x, float) else str(x)
 
 
 def _momentum(x):
@@ -233,7 +226,7 @@ class _Stages:
             record = {"decision": decision.to_dict(),
                       "range_tests": [r.to_dict() for r in results]}
             write_json_atomic(path, record)
-            self.say(f"{name} (Sec. {decision.section}): {_show(decision.choice)} "
+            self.say(f"{name} (Sec. {decision.section}): {show(decision.choice)} "
                      f"({decision.reason})")
         self.records[name] = record
         return (Decision(**record["decision"]),
@@ -249,7 +242,7 @@ class _Stages:
 
     def lr_range(self, config: TrainConfig) -> tuple[Decision, list[RangeTestResult]]:
         result = lr_range_test(config, **self.ramp)
-        result.label = (f"batch {config.batch_size}, momentum {_show(config.momentum)}, weight "
+        result.label = (f"batch {config.batch_size}, momentum {show(config.momentum)}, weight "
                         f"decay {config.weight_decay:g}")
         s = result.suggest("one_cycle")
         candidates = [{"name": "paper", "lr": s.max_lr, "reason": s.method}] + [
@@ -396,7 +389,7 @@ def _one_cycle(stages: _Stages, config: TrainConfig, decisions: list[Decision]) 
     done = path.exists()
     if not done:
         stages.say(f"one_cycle: {config.min_lr:.4g} -> {config.max_lr:.4g}, batch "
-                   f"{config.batch_size}, momentum {_show(config.momentum)}, weight decay "
+                   f"{config.batch_size}, momentum {show(config.momentum)}, weight decay "
                    f"{config.weight_decay:g}")
         try:
             fit(config)
