@@ -2,10 +2,22 @@
 
 Smith, *A disciplined approach to neural network hyper-parameters: Part 1* (2018,
 arXiv:1803.09820): cyclical learning rates, the LR range test, the 1cycle policy, cyclical
-momentum and weight decay, as optax building blocks and a jit training loop.
+momentum and weight decay, as optax building blocks and a jit training loop. `hparams_jax.tune`
+runs the paper's whole procedure (`hparams_jax.tuning`); it is imported on first use, so
+importing the package stays light.
 """
+
+from typing import Any
 
 from hparams_jax.errors import ConfigError
 
 __version__ = "0.1.0"
-__all__ = ["ConfigError", "__version__"]
+__all__ = ["ConfigError", "TuneResult", "__version__", "tune"]
+
+
+def __getattr__(name: str) -> Any:
+    if name in ("tune", "TuneResult"):
+        from hparams_jax import tuning
+
+        return getattr(tuning, name)
+    raise AttributeError(f"module 'hparams_jax' has no attribute {name!r}")

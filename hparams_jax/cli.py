@@ -1,6 +1,6 @@
 """`hparams-jax` command line (also `python -m hparams_jax`).
 
-The options of `train`, `range-test` and `experiment run` are `TrainConfig`'s fields
+The options of `train`, `range-test`, `tune` and `experiment run` are `TrainConfig`'s fields
 (`hparams_jax.options`), with `--config FILE` and `--set FIELD=VALUE` where a whole config is
 built. A `ConfigError` (and a missing dataset, or a workdir another run holds) ends a command
 with a one-line message and exit status 2, a divergence with 3, a failed write into the workdir
@@ -22,9 +22,10 @@ def _demo(args) -> int:
     """The paper's method end to end on the offline Fashion-MNIST (see `hparams_jax.demo`)."""
     from hparams_jax import demo
 
+    budget = {} if args.budget is None else {"budget": args.budget}
     demo.run(args.workdir, epochs=args.epochs, range_steps=args.range_steps,
              train_examples=args.train_examples, eval_examples=args.eval_examples,
-             progress=not args.no_progress)
+             progress=not args.no_progress, **budget)
     return 0
 
 
@@ -177,6 +178,63 @@ def _range_test_locked(args) -> int:
     return 0
 
 
+# TrainConfig fields that are no tune options: tune sets the LR policy and its bounds, runs
+# one setting, and takes the workdir as its own --workdir.
+TUNE_EXCLUDED = ("lr_policy", "min_lr", "max_lr", "piecewise_boundaries", "piecewise_gamma",
+                 "inv_gamma", "inv_power", "range_mode", "members", "workdir")
+
+
+def _tune_defaults():
+    from hparams_jax.train import TrainConfig
+
+    return TrainConfig()
+
+
+def _list_of(name: str, read):
+    """An option's comma-separated list, each item read by `read` (ValueError when it is not
+    one); argparse reports a bad item as one line naming the option."""
+    def convert(text: str):
+        try:
+            return [read(x.strip()) for x in text.split(",")] if text.strip() else []
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"{name} {text!r}: expected a comma-separated list of "
+                f"{_LIST_ITEMS[name]}") from None
+
+    return convert
+
+
+def _momentum_item(text: str):
+    """`0.9` or a cyclical pair `0.95-0.85` (also `0.95:0.85`): max, then min."""
+    for sep in ("-", ":"):
+        if sep in text.lstrip("-"):
+            high, _, low = text.rpartition(sep)
+            return (float(high), float(low))
+    return float(text)
+
+
+_LIST_ITEMS = {"--batch-sizes": "integers, e.g. 128,256,512",
+               "--momenta": "momenta, each a number or a cyclical max-min pair, e.g. "
+                            "0.95-0.85,0.9,0.99",
+               "--weight-decays": "numbers, e.g. 1e-3,1e-4,1e-5"}
+
+
+def _tune(args) -> int:
+    """The disciplined approach as one command (Smith 2018, Sec. 4-5; `hparams_jax.tuning`)."""
+    from hparams_jax import options
+    from hparams_jax.tuning import tune
+
+    config = options.config_from(args, _tune_defaults(),
+                                 [f for f in options.fields() if f not in TUNE_EXCLUDED])
+    _check_model(config.model)
+    result = tune(config.replace(workdir=args.workdir), budget=args.budget,
+                  batch_sizes=args.batch_sizes, momenta=args.momenta,
+                  weight_decays=args.weight_decays, start=args.start, stop=args.stop,
+                  range_steps=args.range_steps)
+    print(result.text())
+    return 0
+
+
 def _diagnose(args) -> int:
     """Reads a run's curves for under- and over-fitting (Smith 2018, Sec. 3)."""
     from hparams_jax import plots
@@ -288,14 +346,19 @@ def build_parser() -> argparse.ArgumentParser:
                "step (run the same command again to resume).")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     demo = sub.add_parser(
-        "demo", help="range test, then 1cycle vs a constant LR, on Fashion-MNIST",
-        description="LeNet on the offline Fashion-MNIST: an LR range test picks the bounds, "
-                    "then 1cycle at those bounds and a constant LR at min_lr train for the "
-                    "same epochs; prints the comparison and saves the figures.",
+        "demo", help="tune LeNet on Fashion-MNIST, beside a hand-set 1cycle and a constant LR",
+        description="LeNet on the offline Fashion-MNIST: `tune` (range tests choose the LR "
+                    "bounds, batch size, momentum and weight decay, then 1cycle trains with "
+                    "them), then a hand-set 1cycle and a constant LR train for the same epochs; "
+                    "prints the comparison and writes tune.json, report.md and the figures.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     demo.add_argument("--workdir", default="runs/demo", help="where results and figures go")
     demo.add_argument("--epochs", type=float, default=3.0, help="epochs of each training run")
-    demo.add_argument("--range-steps", type=int, default=300, help="steps of the range test")
+    demo.add_argument("--range-steps", type=int, default=100,
+                      help="steps of each range test")
+    demo.add_argument("--budget", type=int, default=None,
+                      help="most training steps the search's range tests may spend "
+                           "(default: hparams_jax.demo.DEMO_BUDGET)")
     demo.add_argument("--train-examples", type=int, default=None,
                       help="train on a subset (for a quick look)")
     demo.add_argument("--eval-examples", type=int, default=None,
@@ -342,6 +405,44 @@ def build_parser() -> argparse.ArgumentParser:
     rt.add_argument("--workdir", default="runs/range_test", help="output folder")
     options.add_options(rt, _range_test_defaults(), _range_test_fields())
     rt.set_defaults(func=_range_test)
+
+    tune = sub.add_parser(
+        "tune", help="the paper's whole procedure: LR, batch size, momentum, weight decay, "
+                     "then 1cycle",
+        description="Smith 2018's disciplined approach in one command: an LR range test "
+                    "(Sec. 4.1), then range tests to choose the batch size (4.2), the momentum "
+                    "(4.3) and the weight decay (4.4), then a 1cycle run with the chosen values "
+                    "and its diagnosis (Sec. 3, 5). Each stage is recorded in WORKDIR/stages; "
+                    "the same command continues a killed tune at the stage it was in. Writes "
+                    "WORKDIR/tune.json (every decision and the numbers behind it) and "
+                    "WORKDIR/report.md with its figures.",
+        epilog="TrainConfig fields that are not options here (tune sets them): "
+               + ", ".join(TUNE_EXCLUDED) + ". --batch-size, --momentum and --weight-decay "
+               "are the values the search starts from; --epochs or --steps the 1cycle run's "
+               "length.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    options.add_config_arguments(tune)
+    tune.add_argument("--workdir", required=True, help="where the stages, tune.json, "
+                      "report.md, the figures and the 1cycle run go")
+    tune.add_argument("--batch-sizes", type=_list_of("--batch-sizes", int), default=None,
+                      help="batch-size candidates (default: the starting batch x 1, 2, 4); "
+                           "those that do not fit the devices are recorded and skipped")
+    tune.add_argument("--momenta", type=_list_of("--momenta", _momentum_item), default=None,
+                      help="momentum candidates, a cyclical one as max-min (default: "
+                           "0.95-0.85,0.9,0.95,0.97,0.99)")
+    tune.add_argument("--weight-decays", type=_list_of("--weight-decays", float),
+                      default=None, help="weight-decay candidates (default: 1e-3,1e-4,1e-5, "
+                                         "and 1e-6 on a dataset of 500,000 examples or more)")
+    tune.add_argument("--budget", type=int, default=None,
+                      help="most training steps the search's range tests may spend (a step of "
+                           "one setting); shortens the range tests, then thins the families "
+                           "(default: no cap)")
+    tune.add_argument("--start", type=float, default=0.001, help="first LR of each range test")
+    tune.add_argument("--stop", type=float, default=1.0, help="last LR of each range test")
+    tune.add_argument("--range-steps", type=int, default=300, help="steps of each range test")
+    options.add_options(tune, _tune_defaults(),
+                        [f for f in options.fields() if f not in TUNE_EXCLUDED])
+    tune.set_defaults(func=_tune)
 
     diag = sub.add_parser(
         "diagnose", help="read a run's curves for under/over-fitting",

@@ -446,7 +446,32 @@ class _StoppingRule:
         return self.last > stop_factor * self.best
 
 
-def _check_ramp(start, stop, num_steps, mode, stop_factor, eval_every):
+def check_ramp(start, stop, num_steps, mode="linear", stop_factor=4.0, eval_every=None):
+    """Checks an LR range test's ramp before anything trains (`lr_range_test`,
+    `range_test_family`, `tune`).
+
+    Args:
+      start: the LR at step 0 (>= 0; > 0 for `mode="exp"`).
+      stop: the LR at the last step (> `start`).
+      num_steps: the ramp's length in optimizer steps (an integer >= 2).
+      mode: "linear" (the paper) or "exp".
+      stop_factor: the early-stopping factor on the smoothed training loss (> 1).
+      eval_every: steps between held-out evaluations (a positive integer), or None.
+
+    Returns:
+      None; a disallowed value raises.
+
+    Raises:
+      ConfigError: naming the argument, its value and what is allowed.
+
+    Examples:
+      >>> from hparams_jax.range_test import check_ramp
+      >>> check_ramp(0.001, 1.0, 100)
+      >>> check_ramp(0.1, 0.01, 100)  # doctest: +ELLIPSIS
+      Traceback (most recent call last):
+      ...
+      hparams_jax.errors.ConfigError: ...
+    """
     v.one_of("mode", mode, RANGE_MODES)
     (v.strictly_positive if mode == "exp" else v.non_negative)("start", start)
     v.strictly_positive("stop", stop)
@@ -548,7 +573,7 @@ def lr_range_test(config: TrainConfig, *, start: float, stop: float, num_steps: 
       >>> bool(0.001 <= result.suggest().max_lr < result.learning_rate[-1])
       True
     """
-    _check_ramp(start, stop, num_steps, mode, stop_factor, eval_every)
+    check_ramp(start, stop, num_steps, mode, stop_factor, eval_every)
     if config.members:
         raise ConfigError(f"config.members={list(config.members)!r}: use range_test_family "
                           "to compare settings")
@@ -643,13 +668,8 @@ class Family:
           >>> print(reason)  # doctest: +ELLIPSIS
           lowest held-out loss 1.0500 (family's lowest 1.0500, ...) ... LR, max_lr 0.7
         """
-        rows = self.rows()
-        use_eval = all(r["best_eval_loss"] is not None for r in rows)
-        key = "best_eval_loss" if use_eval else "min_smoothed_loss"
-        lowest = min(r[key] for r in rows)
-        near = [r for r in rows if r[key] <= lowest * (1 + EVAL_TOLERANCE)]
+        near, key, lowest, what = near_lowest_loss(self.rows())
         chosen = max(near, key=lambda r: r["max_lr"])
-        what = "held-out" if use_eval else "smoothed training"
         reason = (f"lowest {what} loss {chosen[key]:.4f} (family's lowest {lowest:.4f}, within "
                   f"{EVAL_TOLERANCE:.0%} counts as lowest) kept up to the largest LR, "
                   f"max_lr {chosen['max_lr']:.4g}")
@@ -672,6 +692,36 @@ class Family:
         results = [RangeTestResult.from_dict(r) for r in d["results"]]
         values = [tuple(x) if isinstance(x, list) else x for x in d["values"]]
         return cls(d["family"], values, results)
+
+
+def near_lowest_loss(rows: Sequence[dict[str, Any]]
+                     ) -> tuple[list[dict[str, Any]], str, float, str]:
+    """The rows that count as lowest (Sec. 4.4's reading of a family): those whose best
+    held-out loss lies within `EVAL_TOLERANCE` of the lowest (the smoothed training loss stands
+    in where a test has no held-out points). `Family.pick` and `tune`'s batch-size choice read
+    the same rule.
+
+    Args:
+      rows: one dict per range test with "best_eval_loss" (None without held-out points) and
+        "min_smoothed_loss", as `Family.rows` gives.
+
+    Returns:
+      (the rows within the tolerance, the key read, the lowest value, the loss's name).
+
+    Examples:
+      >>> from hparams_jax.range_test import near_lowest_loss
+      >>> rows = [{"v": 1, "best_eval_loss": 0.500, "min_smoothed_loss": 0.4},
+      ...         {"v": 2, "best_eval_loss": 0.505, "min_smoothed_loss": 0.3},
+      ...         {"v": 3, "best_eval_loss": 0.600, "min_smoothed_loss": 0.2}]
+      >>> near, key, lowest, what = near_lowest_loss(rows)
+      >>> [r["v"] for r in near], key, lowest, what
+      ([1, 2], 'best_eval_loss', 0.5, 'held-out')
+    """
+    use_eval = all(r["best_eval_loss"] is not None for r in rows)
+    key = "best_eval_loss" if use_eval else "min_smoothed_loss"
+    lowest = min(r[key] for r in rows)
+    near = [r for r in rows if r[key] <= lowest * (1 + EVAL_TOLERANCE)]
+    return near, key, lowest, "held-out" if use_eval else "smoothed training"
 
 
 def range_test_family(config: TrainConfig, param: str, values: Sequence, *, start: float,
@@ -718,7 +768,7 @@ def range_test_family(config: TrainConfig, param: str, values: Sequence, *, star
     """
     v.one_of("param", param, FAMILY_PARAMS)
     v.check("values", values, len(values) >= 1, "a non-empty list")
-    _check_ramp(start, stop, num_steps, mode, stop_factor, eval_every)
+    check_ramp(start, stop, num_steps, mode, stop_factor, eval_every)
     kw = dict(start=start, stop=stop, num_steps=num_steps, mode=mode, eval_every=eval_every,
               stop_factor=stop_factor)
     values = [tuple(x) if isinstance(x, list) else x for x in values]

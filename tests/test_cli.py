@@ -10,20 +10,30 @@ import pytest
 from hparams_jax import ConfigError, cli
 
 
-def test_demo_runs_range_test_then_one_cycle_vs_constant(tmp_path, capsys):
-    assert cli.main(["demo", "--workdir", str(tmp_path), "--epochs", "1", "--range-steps", "30",
-                     "--train-examples", "1024", "--eval-examples", "256",
+def test_demo_tunes_then_compares_with_hand_set_one_cycle_and_constant(tmp_path, capsys):
+    assert cli.main(["demo", "--workdir", str(tmp_path), "--epochs", "1", "--range-steps", "50",
+                     "--budget", "200", "--train-examples", "1024", "--eval-examples", "256",
                      "--no-progress"]) == 0
     out = capsys.readouterr().out
-    assert "max_lr =" in out and "1cycle" in out and "constant" in out
-    assert "test accuracy" in out
-    suggestion = json.loads((tmp_path / "range_test.json").read_text())["suggestion"]
-    config = json.loads((tmp_path / "one_cycle" / "config.json").read_text())
-    assert config["max_lr"] == suggestion["max_lr"] and config["min_lr"] == suggestion["min_lr"]
+    assert "next step:" in out and "test accuracy" in out
+    record = json.loads((tmp_path / "tune.json").read_text())
+    assert [d["stage"] for d in record["decisions"]] == [
+        "lr_range", "batch_size", "momentum", "weight_decay", "one_cycle"]
+    assert record["budget"]["cuts"]  # 200 steps cannot pay for the default plan
+    tuned = json.loads((tmp_path / "one_cycle" / "config.json").read_text())
+    bounds = record["decisions"][3]["bounds"]
+    assert (tuned["max_lr"], tuned["min_lr"]) == (bounds["max_lr"], bounds["min_lr"])
+    hand = json.loads((tmp_path / "hand_set" / "config.json").read_text())
+    assert (hand["lr_policy"], hand["min_lr"], hand["max_lr"]) == ("one_cycle", 0.01, 0.1)
     constant = json.loads((tmp_path / "constant" / "config.json").read_text())
-    assert constant["lr_policy"] == "constant" and constant["max_lr"] == suggestion["min_lr"]
-    for name in ("range_test.png", "schedules.png", "comparison.png", "1cycle_curves.png",
-                 "constant_curves.png"):
+    assert (constant["lr_policy"], constant["max_lr"]) == ("constant", 0.01)
+    assert tuned["epochs"] == hand["epochs"] == constant["epochs"] == 1
+    table = (tmp_path / "comparison.md").read_text().splitlines()
+    assert [row.split(" | ")[0] for row in table[2:]] == [
+        "| tuned 1cycle", "| hand-set 1cycle", "| constant"]
+    assert "## 5. The 1cycle run" in (tmp_path / "report.md").read_text()
+    for name in ("lr_range.png", "one_cycle.png", "hand_set.png", "constant.png",
+                 "comparison.png"):
         assert (tmp_path / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", name
 
 

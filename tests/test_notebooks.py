@@ -27,8 +27,9 @@ EXPECTED = ["01_optax_quickstart", "02_lr_range_test", "03_one_cycle_vs_baseline
 _SMALL = {"DATASET": "fashion_mnist", "TRAIN_EXAMPLES": 1024, "EVAL_EXAMPLES": 256}
 TINY = {
     "01_optax_quickstart": {**_SMALL, "EPOCHS": 2, "LOG_EVERY": 2},
-    "02_lr_range_test": {**_SMALL, "MODEL": "lenet", "RANGE_STEPS": 40, "FAMILY_STEPS": 30,
-                         "WEIGHT_DECAYS": [1e-3, 1e-5, 0.0]},
+    "02_lr_range_test": {**_SMALL, "MODEL": "lenet", "RANGE_STEPS": 50, "BATCH_SIZES": [128],
+                         "MOMENTA": [0.9, 0.95], "WEIGHT_DECAYS": [1e-3, 1e-5],
+                         "TUNE_EPOCHS": 1},
     "03_one_cycle_vs_baseline": {**_SMALL, "MODEL": "lenet", "EPOCHS": 2, "EVALS": 16,
                                  "RANGE_STEPS": 40},
 }

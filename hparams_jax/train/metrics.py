@@ -71,6 +71,11 @@ def write_json_atomic(path: str | Path, obj: Any) -> None:
     _replace(path, json.dumps(obj, indent=2, default=_json_value).encode())
 
 
+def write_text_atomic(path: str | Path, text: str) -> None:
+    """`text` written into `path` as `write_json_atomic` writes."""
+    _replace(Path(path), text.encode())
+
+
 def _replace(path: Path, data: bytes) -> None:
     tmp = path.with_suffix(path.suffix + ".tmp")
     try:

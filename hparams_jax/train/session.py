@@ -106,6 +106,13 @@ class Session(_Prepared):
         """Runs steps [step, step + n): (state, per-step metrics)."""
         return self.engine.train_chunk(state, self.hp, self.train, self._indices(step, n))
 
+    def compiled_step(self):
+        """One training step compiled for this session's batch, not run
+        (`Engine.compile_step`)."""
+        idx = jax.ShapeDtypeStruct((1, self.num_members, self.config.batch_size), np.int32,
+                                   sharding=self.engine.chunk_sharding)
+        return self.engine.compile_step(self.hp, self.train, idx)
+
     def evaluate(self, state: TrainState) -> dict[str, np.ndarray]:
         """Test loss and accuracy of each member, (K,) arrays."""
         return jax.device_get(self.engine.evaluate(state, self.test, self.eval_idx,
@@ -146,6 +153,15 @@ class StreamedSession(_Prepared):
         self._next_step = step + n
         batches = itertools.islice(self._stream, n)
         return self.engine.train_batches(state, self.hp, batches)
+
+    def compiled_step(self):
+        """One training step compiled for this session's batch, not run
+        (`Engine.compile_step`)."""
+        b, s = self.config.batch_size, self.image_size
+        sharding = data.batch_sharding(self.mesh)
+        return self.engine.compile_step(
+            self.hp, jax.ShapeDtypeStruct((b, s, s, 3), np.uint8, sharding=sharding),
+            jax.ShapeDtypeStruct((b,), np.int32, sharding=sharding))
 
     def evaluate(self, state: TrainState) -> dict[str, np.ndarray]:
         """Validation loss and accuracy of each member (the central crops), (K,) arrays."""

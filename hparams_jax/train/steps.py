@@ -224,6 +224,17 @@ class Engine:
         return self._host_loop(state, (lambda s, i=i: self._step(s, hp, ds, idx, np.int32(i))
                                        for i in range(n)))
 
+    def compile_step(self, hp, *args):
+        """One training step compiled for `hp` and the step's remaining arguments (abstract
+        `jax.ShapeDtypeStruct`s will do), without running it: a `jax.stages.Compiled`, whose
+        `memory_analysis()` says what the step needs on the device. The arguments are
+        (dataset, chunk indices (1, K, B)) for a held dataset, (images, labels) for a
+        streamed one."""
+        state = jax.eval_shape(self.init, hp)
+        if isinstance(args[0], data.DeviceDataset):
+            return self._step.lower(state, hp, *args, np.int32(0)).compile()
+        return self._batch_step.lower(state, hp, *args).compile()
+
     def _host_loop(self, state: TrainState, steps):
         """`state` through each `step(state) -> (state, metrics)` of `steps`, dispatched
         asynchronously; returns the last state and the metrics stacked on a leading axis."""

@@ -1,0 +1,71 @@
+"""Batch-size candidates that fit (Smith 2018, Sec. 4.2: "use as large a batch size as the
+hardware allows").
+
+A candidate fits when its global batch splits evenly over the devices (and into the config's
+`accumulate_steps` micro-batches), it is no larger than the training set, and one compiled
+training step fits the device's memory. The memory check compiles the step (without running
+it) and compares XLA's `memory_analysis()` (arguments + outputs + temporaries, less the donated
+buffers it reuses) with the device's `bytes_limit`, where JAX reports one (GPUs, TPUs). The CPU
+backend reports no device memory, so there the check is not made and host RAM bounds the batch:
+the candidate is kept and the record says so.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import jax
+
+from hparams_jax import data
+from hparams_jax.errors import ConfigError
+from hparams_jax.train.config import TrainConfig
+from hparams_jax.train.session import open_session
+
+
+@dataclasses.dataclass(frozen=True)
+class Candidate:
+    batch_size: int
+    fits: bool
+    reason: str
+    step_bytes: int | None = None  # XLA's estimate of one training step's device memory
+    device_bytes: int | None = None  # the device's memory limit, where JAX reports it
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def device_memory() -> int | None:
+    """The first device's memory limit in bytes, or None where JAX reports none (CPU)."""
+    stats = jax.local_devices()[0].memory_stats()
+    return int(stats["bytes_limit"]) if stats and "bytes_limit" in stats else None
+
+
+def _step_bytes(config: TrainConfig) -> int:
+    memory = open_session(config).compiled_step().memory_analysis()
+    return int(memory.argument_size_in_bytes + memory.output_size_in_bytes
+               + memory.temp_size_in_bytes - memory.alias_size_in_bytes)
+
+
+def check_candidate(config: TrainConfig, batch_size: int) -> Candidate:
+    """Whether `config` can train at `batch_size` (see the module docstring)."""
+    devices = jax.device_count()
+    try:
+        data.check_batch_divisible(batch_size, devices, config.accumulate_steps)
+    except ConfigError as err:
+        return Candidate(batch_size, False, str(err))
+    num_train = config.train_examples or data.info(config.dataset).train_size
+    num_train = min(num_train, data.info(config.dataset).train_size)
+    if batch_size > num_train:
+        return Candidate(batch_size, False, f"larger than the {num_train} training examples")
+    limit = device_memory()
+    if limit is None:
+        return Candidate(batch_size, True, f"divides over {devices} device(s); memory not "
+                         f"checked: the {jax.default_backend()} backend reports no device "
+                         "memory (host RAM bounds it)")
+    need = _step_bytes(config.replace(batch_size=batch_size, members=(), workdir=None,
+                                      progress=False))
+    fits = need <= limit
+    return Candidate(batch_size, fits, f"one compiled step needs {need / 2**30:.2f} GiB of "
+                     f"the device's {limit / 2**30:.2f} GiB" + ("" if fits else ": too large"),
+                     need, limit)

@@ -1,0 +1,244 @@
+"""`hparams_jax.tune` and `hparams-jax tune`: one small real run on a Fashion-MNIST subset that
+completes every stage, each recorded choice checked by re-applying the paper's rule to the
+numbers recorded in tune.json; a killed `tune` resumed; the budget's cuts; bad input and the
+workdir lock."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+from conftest import held_by_another_process, run_cli
+
+from hparams_jax import ConfigError
+from hparams_jax.range_test import EVAL_TOLERANCE, RangeTestResult
+from hparams_jax.train import TrainConfig, WorkdirLocked
+from hparams_jax.tuning import advice, tune
+from hparams_jax.tuning.batch import _step_bytes, check_candidate
+from hparams_jax.tuning.budget import MIN_RANGE_STEPS, plan_search
+
+SMALL = TrainConfig(model="lenet", dataset="fashion_mnist", batch_size=64, train_examples=1024,
+                    eval_examples=256, epochs=2, momentum=0.9, weight_decay=5e-4,
+                    progress=False)
+SEARCH = dict(batch_sizes=[64, 128, 2048], momenta=[(0.95, 0.85), 0.9],
+              weight_decays=[1e-3, 1e-5], start=0.001, stop=0.3, range_steps=60, budget=300)
+
+
+@pytest.fixture(scope="module")
+def tuned(tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("tune")
+    result = tune(SMALL.replace(workdir=str(workdir)), **SEARCH)
+    return result, json.loads((workdir / "tune.json").read_text())
+
+
+def _decision(record, stage):
+    return next(d for d in record["decisions"] if d["stage"] == stage)
+
+
+def _stage_results(workdir, name):
+    path = next((workdir / "stages").glob(f"*_{name}.json"))
+    return [RangeTestResult.from_dict(r) for r in json.loads(path.read_text())["range_tests"]]
+
+
+def _family_rule(rows, param):
+    """Sec. 4.3/4.4 re-applied to recorded rows: lowest held-out loss within the tolerance,
+    then the largest max_lr."""
+    lowest = min(r["best_eval_loss"] for r in rows)
+    near = [r for r in rows if r["best_eval_loss"] <= lowest * (1 + EVAL_TOLERANCE)]
+    return max(near, key=lambda r: r["max_lr"])[param]
+
+
+def test_tune_completes_every_stage_by_the_papers_rules(tuned):
+    result, record = tuned
+    workdir = result.workdir
+    assert [d["stage"] for d in record["decisions"]] == [
+        "lr_range", "batch_size", "momentum", "weight_decay", "one_cycle"]
+    assert [d["section"] for d in record["decisions"][:4]] == ["4.1", "4.2", "4.3", "4.4"]
+
+    # 1. the range test's bounds are its curve's suggestion
+    first = _decision(record, "lr_range")
+    (start,) = _stage_results(workdir, "lr_range")
+    s = start.suggest("one_cycle")
+    assert first["choice"] == {"max_lr": s.max_lr, "min_lr": s.min_lr} == first["bounds"]
+    assert [c["name"] for c in first["candidates"]] == ["paper", "steepest", "valley",
+                                                        "minimum/10"]
+
+    # 2. the largest batch within the tolerance of the lowest held-out loss, among those tested
+    batch = _decision(record, "batch_size")
+    by_size = {c["batch_size"]: c for c in batch["candidates"]}
+    assert not by_size[2048]["fits"] and "1024 training examples" in by_size[2048]["reason"]
+    tested = [c for c in batch["candidates"] if c["tested"]]
+    assert sorted(c["batch_size"] for c in tested) == [64, 128]
+    lowest = min(c["best_eval_loss"] for c in tested)
+    near = [c["batch_size"] for c in tested
+            if c["best_eval_loss"] <= lowest * (1 + EVAL_TOLERANCE)]
+    assert batch["choice"] == max(near)
+    assert batch["bounds"]["max_lr"] == by_size[batch["choice"]]["max_lr"]
+
+    # 3.-4. the families: Family.pick's rule on the recorded rows, bounds from the chosen test
+    for stage in ("momentum", "weight_decay"):
+        d = _decision(record, stage)
+        assert len(d["candidates"]) >= 2
+        assert d["choice"] == _family_rule(d["candidates"], stage)
+        chosen = next(r for r in d["candidates"] if r[stage] == d["choice"])
+        assert d["bounds"]["max_lr"] == chosen["max_lr"]
+        assert d["steps_spent"] == sum(r.steps_run for r in _stage_results(workdir, stage))
+    mom, wd = _decision(record, "momentum"), _decision(record, "weight_decay")
+    for r in _stage_results(workdir, "weight_decay"):  # run at the chosen batch and momentum
+        assert r.setting["momentum"] == mom["choice"]
+        assert r.label.startswith("weight_decay=")
+
+    # 5. 1cycle with the chosen values and the last bounds; the next step from the verdict
+    final = _decision(record, "one_cycle")
+    config = result.config
+    assert final["choice"]["batch_size"] == config.batch_size == batch["choice"]
+    assert final["choice"]["momentum"] == mom["choice"]
+    assert config.weight_decay == wd["choice"]
+    assert (config.max_lr, config.min_lr) == (wd["bounds"]["max_lr"], wd["bounds"]["min_lr"])
+    summary = result.history.summary
+    assert final["result"]["test_accuracy"] == summary["members"][0]["test_accuracy"]
+    assert final["result"]["epochs"] == pytest.approx(2)
+    assert final["diagnosis"]["verdict"] == result.diagnosis.verdict
+    assert final["next_step"] == advice.next_step(result.diagnosis.verdict)
+
+    # the report reads the stages in order and links figures that exist
+    report = (workdir / "report.md").read_text()
+    headings = [line for line in report.splitlines() if line.startswith("## ")]
+    assert headings[1:] == ["## 1. LR range test (Sec. 4.1)", "## 2. Batch size (Sec. 4.2)",
+                            "## 3. Momentum (Sec. 4.3)", "## 4. Weight decay (Sec. 4.4)",
+                            "## 5. The 1cycle run (Sec. 4.1, 5) and its reading (Sec. 3)"]
+    for name in ("lr_range", "batch_size", "momentum", "weight_decay", "one_cycle"):
+        assert f"]({name}.png)" in report and (workdir / f"{name}.png").stat().st_size > 0
+
+
+def test_the_budget_shortens_the_range_tests_and_says_so(tuned):
+    result, record = tuned
+    budget = record["budget"]
+    assert budget["range_steps"] == 50 and budget["planned_steps"] == 60 * 6
+    assert budget["cuts"] == ["range tests shortened from 60 to 50 steps (minimum 50)"]
+    assert budget["spent_steps"] <= SEARCH["budget"]
+    assert all(d["budget_cut"] == budget["cuts"][0] for d in record["decisions"][:4])
+    for stage in ("lr_range", "batch_size", "momentum", "weight_decay"):
+        assert all(r.num_steps == 50 for r in _stage_results(result.workdir, stage))
+    assert "range tests shortened from 60 to 50" in (result.workdir / "report.md").read_text()
+
+
+def test_plan_search_thins_families_from_their_end_and_skips_stages_last():
+    plan = plan_search(None, 300, [128, 512, 256], [0.9, 0.95], [1e-3, 1e-4])
+    assert plan.cuts == () and plan.steps == plan.planned_steps == 300 * 7
+    plan = plan_search(250, 100, [128, 512, 256], [(0.95, 0.85), 0.9, 0.99], [1e-3, 1e-4])
+    assert plan.range_steps == MIN_RANGE_STEPS and plan.steps <= 250
+    assert plan.batch_sizes == (128, 512) and plan.momenta == ((0.95, 0.85),)
+    assert plan.weight_decays == (1e-3, 1e-4)
+    assert plan.cuts == ("range tests shortened from 100 to 50 steps (minimum 50)",
+                         "batch size family thinned: 256 not tested",
+                         "momentum family thinned: 0.9, 0.99 not tested")
+    plan = plan_search(50, 100, [128, 256], [0.9], [1e-4])
+    assert (plan.batch_sizes, plan.momenta, plan.weight_decays) == ((128,), (), ())
+    assert "stage skipped, the starting value kept" in plan.cut_for("momentum")
+
+
+def test_resumes_a_killed_tune_without_recomputing_finished_stages(tmp_path):
+    workdir = tmp_path / "tune"
+    args = ["tune", "--workdir", str(workdir), "--model", "lenet", "--dataset",
+            "fashion_mnist", "--train-examples", "512", "--eval-examples", "128",
+            "--batch-size", "64", "--batch-sizes", "64", "--momenta", "0.9",
+            "--weight-decays", "1e-4", "--range-steps", "50", "--stop", "0.3", "--steps",
+            "8", "--no-progress"]
+    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=1"}  # run_cli's
+    proc = subprocess.Popen([sys.executable, "-m", "hparams_jax", *args], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    first = workdir / "stages" / "1_lr_range.json"
+    deadline = time.monotonic() + 300
+    while not first.exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert first.exists(), proc.stderr.read().decode()
+    done = {p: (p.read_bytes(), p.stat().st_mtime_ns)
+            for p in (workdir / "stages").glob("*.json")}
+    assert not (workdir / "tune.json").exists()
+
+    finished = run_cli(args, timeout=300)
+    assert finished.returncode == 0, finished.stderr
+    for path, (data, mtime) in done.items():
+        assert (path.read_bytes(), path.stat().st_mtime_ns) == (data, mtime), path.name
+    record = json.loads((workdir / "tune.json").read_text())
+    assert [d["stage"] for d in record["decisions"]] == [
+        "lr_range", "batch_size", "momentum", "weight_decay", "one_cycle"]
+    assert record["decisions"][-1]["result"]["test_accuracy"] > 0.1
+    assert "next step:" in finished.stdout
+
+
+def test_changed_inputs_under_an_existing_workdir_are_refused(tuned):
+    result, _ = tuned
+    config = SMALL.replace(workdir=str(result.workdir))
+    with pytest.raises(ConfigError, match=r"other inputs \(budget differ"):
+        tune(config, **{**SEARCH, "budget": 400})  # refused before any step
+    with pytest.raises(ConfigError, match=r"config\.weight_decay"):
+        tune(config.replace(weight_decay=1e-4), **SEARCH)
+
+
+@pytest.mark.parametrize("changes, message", [
+    (dict(batch_sizes=[]), r"batch_sizes=\[\] is not allowed: batch_sizes must be a non-empty"),
+    (dict(batch_sizes=[64, -8]), r"batch_sizes=\[64, -8\] is not allowed"),
+    (dict(momenta=[0.9, 1.5]), r"momenta=\[0.9, 1.5\] is not allowed: .*\[0, 1\)"),
+    (dict(momenta=[(0.85, 0.95)]), r"momenta=\[\(0.85, 0.95\)\] is not allowed"),
+    (dict(weight_decays=[-1e-4]), r"weight_decays=\[-0.0001\] is not allowed: .*>= 0"),
+    (dict(budget=10), r"budget=10 is not allowed: budget must be an integer >= 50"),
+    (dict(range_steps=20), r"range_steps=20 is not allowed: .*>= 50"),
+    (dict(start=0.5, stop=0.1), r"start=0.5 is above stop=0.1"),
+])
+def test_bad_input_names_argument_value_and_allowed(tmp_path, changes, message):
+    with pytest.raises(ConfigError, match=message):
+        tune(SMALL.replace(workdir=str(tmp_path / "w")), **changes)
+    assert not (tmp_path / "w").exists()  # refused before anything is written
+
+
+def test_tune_needs_a_workdir():
+    with pytest.raises(ConfigError, match="workdir=None is not allowed here"):
+        tune(SMALL)
+
+
+def test_a_locked_workdir_is_refused(tmp_path):
+    with held_by_another_process(tmp_path) as holder:
+        with pytest.raises(WorkdirLocked, match=f"process {holder.pid}"):
+            tune(SMALL.replace(workdir=str(tmp_path)), range_steps=50)
+        cli = run_cli(["tune", "--workdir", str(tmp_path), "--range-steps", "50"])
+    assert cli.returncode == 2
+    assert cli.stderr.strip().count("\n") == 0 and "is in use by another run" in cli.stderr
+    assert not (tmp_path / "stages").exists()
+
+
+def test_cli_bad_lists_exit_2_in_one_line(tmp_path):
+    out = run_cli(["tune", "--workdir", str(tmp_path), "--momenta", "0.9,fast"])
+    assert out.returncode == 2 and out.stderr.count("\n") == 1
+    assert "--momenta '0.9,fast': expected a comma-separated list of momenta" in out.stderr
+    out = run_cli(["tune", "--workdir", str(tmp_path), "--weight-decays=-1e-4"])
+    assert out.returncode == 2
+    assert "weight_decays=[-0.0001] is not allowed" in out.stderr
+
+
+def test_batch_candidates_that_do_not_fit_are_recorded_with_the_reason():
+    config = SMALL.replace(train_examples=256)
+    assert check_candidate(config, 128).fits
+    too_large = check_candidate(config, 512)
+    assert not too_large.fits and "256 training examples" in too_large.reason
+    assert "memory not checked" in check_candidate(config, 128).reason  # the CPU backend
+    assert _step_bytes(config) > 0  # the compiled step's memory, as a GPU check reads it
+
+
+def test_import_stays_light_and_tune_is_reachable():
+    code = ("import sys, hparams_jax\n"
+            "heavy = [m for m in ('jax', 'flax', 'optax', 'hparams_jax.tuning') if m in "
+            "sys.modules]\n"
+            "assert not heavy, heavy\n"
+            "from hparams_jax import tune\n"
+            "assert tune.__module__ == 'hparams_jax.tuning.stages'\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
