@@ -357,8 +357,8 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--range-steps", type=int, default=100,
                       help="steps of each range test")
     demo.add_argument("--budget", type=int, default=None,
-                      help="most training steps the search's range tests may spend "
-                           "(default: hparams_jax.demo.DEMO_BUDGET)")
+                      help="most training steps the search's range tests may spend; "
+                           "None: the demo's own, hparams_jax.demo.DEMO_BUDGET")
     demo.add_argument("--train-examples", type=int, default=None,
                       help="train on a subset (for a quick look)")
     demo.add_argument("--eval-examples", type=int, default=None,

@@ -48,6 +48,11 @@ def test_super_convergence_holds_or_not_with_epochs_both_ways():
     # the baseline's curve crosses 0.88 at epoch 3 (0.85 + ep / 100): the evaluation after it
     assert "the baseline needs 8.5 epochs" in bad.why
     assert "1cycle's epochs to the baseline's final accuracy: never" in bad.measured
+    # the other policies are context: the verdict needs only 1cycle and the baseline
+    alone = claims.evaluate(claim, {"1c": run("1c", [0.905, 0.906, 0.904, 0.905]),
+                                    "base": base}, {})
+    assert alone.verdict == claims.HOLDS and "`const` not run yet" in alone.measured
+    assert claims.evaluate(claim, {"base": base}, {}).verdict == claims.NOT_RUN
 
 
 def test_missing_and_diverged_runs():

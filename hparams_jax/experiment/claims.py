@@ -93,6 +93,15 @@ class _Records:
         r = self.run(name)
         return f"`{name}` {mean_std(self.acc(name))} ({r.summary['epochs']:.3g} ep.)"
 
+    def text_if_run(self, name: str) -> str:
+        """`text`, or what stands in for a setting that has not run or diverged."""
+        try:
+            return self.text(name)
+        except _Missing:
+            return f"`{name}` not run yet"
+        except _Diverged:
+            return f"`{name}` diverged"
+
 
 def evaluate(claim: Claim, runs: Mapping[str, Run], tests: Mapping[str, Family]) -> Verdict:
     """The verdict on `claim` from the full-length `runs` (setting -> Run) and range `tests`."""
@@ -116,12 +125,14 @@ def _epochs_text(epochs: np.ndarray) -> str:
 def super_convergence(r: _Records, *, one_cycle: str, baseline: str, others: tuple = ()
                       ) -> Verdict:
     """Sec. 4.1: 1cycle reaches the baseline's final test accuracy in far fewer epochs.
-    Holds when 1cycle's final accuracy ties or beats the baseline's in fewer epochs."""
+    Holds when 1cycle's final accuracy ties or beats the baseline's in fewer epochs. `others`
+    (further policies of the baseline's length) are shown beside them once they have run; the
+    verdict compares 1cycle with the baseline only."""
     cyc, base = r.run(one_cycle), r.run(baseline)
     a, b = r.acc(one_cycle), r.acc(baseline)
     to_base = epochs_to_reach(cyc, float(b.mean()))
     back = epochs_to_reach(base, float(a.mean()))
-    measured = [r.text(one_cycle), r.text(baseline)] + [r.text(o) for o in others]
+    measured = [r.text(one_cycle), r.text(baseline)] + [r.text_if_run(o) for o in others]
     measured.append(f"1cycle's epochs to the baseline's final accuracy: {_epochs_text(to_base)}"
                     f"; the baseline's epochs to 1cycle's: {_epochs_text(back)}")
     ran = " vs ".join(f"`{n}`" for n in (one_cycle, baseline, *others))
