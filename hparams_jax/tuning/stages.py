@@ -248,8 +248,8 @@ class _Stages:
         candidates = [{"name": "paper", "lr": s.max_lr, "reason": s.method}] + [
             dataclasses.asdict(a) for a in s.alternatives]
         reason = s.reason + "".join(f"; warning: {w}" for w in s.warnings)
-        return self.decision("lr_range", candidates, {"max_lr": s.max_lr, "min_lr": s.min_lr},
-                             reason, _bounds(result), [result]), [result]
+        bounds = {"max_lr": s.max_lr, "min_lr": s.min_lr}
+        return self.decision("lr_range", candidates, bounds, reason, bounds, [result]), [result]
 
     def batch_size(self, config: TrainConfig, start: RangeTestResult, fit_records: list
                    ) -> tuple[Decision, list[RangeTestResult]]:
