@@ -144,8 +144,6 @@ def _range_test(args) -> int:
 
 
 def _range_test_locked(args) -> int:
-    import json
-
     from hparams_jax import options, plots
     from hparams_jax.range_test import lr_range_test, range_test_family
 
@@ -157,10 +155,7 @@ def _range_test_locked(args) -> int:
     if args.family:
         param, values = args.family
         family = range_test_family(config, param, values, **ramp)
-        (workdir / "range_test.json").write_text(json.dumps(
-            {"family": param, "values": [list(x) if isinstance(x, tuple) else x
-                                         for x in values],
-             "results": [r.to_dict() for r in family.results]}, indent=1))
+        family.save(workdir / "range_test.json")
         plots.plot_family(family.results, workdir / "range_test.png",
                           title=f"LR range tests over {param} ({config.model}, "
                                 f"{config.dataset}, {config.optimizer})")

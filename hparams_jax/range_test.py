@@ -31,6 +31,7 @@ import numpy as np
 from hparams_jax import _validate as v
 from hparams_jax.errors import ConfigError
 from hparams_jax.train.config import RANGE_MODES, TrainConfig
+from hparams_jax.train.metrics import write_text_atomic
 from hparams_jax.train.session import open_session
 
 # min_lr as a fraction of max_lr: the author's 1cycle job scripts use max/10 (Sec. 4.1 and
@@ -277,10 +278,11 @@ class RangeTestResult:
         return d
 
     def save(self, path: str | Path) -> Path:
-        """Writes `to_dict()` as JSON to `path` (its folder made as needed); returns the path."""
+        """Writes `to_dict()` as JSON to `path` (its folder made as needed; the file is replaced
+        whole, never left half-written); returns the path."""
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(self.to_dict(), indent=1))
+        write_text_atomic(path, json.dumps(self.to_dict(), indent=1))
         return path
 
     @classmethod
@@ -676,10 +678,11 @@ class Family:
         return chosen[self.param], reason
 
     def save(self, path: str | Path) -> Path:
-        """Writes the family as JSON to `path` (its folder made as needed); returns the path."""
+        """Writes the family as JSON to `path` (its folder made as needed; the file is replaced
+        whole, never left half-written); returns the path."""
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(
+        write_text_atomic(path, json.dumps(
             {"family": self.param,
              "values": [list(x) if isinstance(x, tuple) else x for x in self.values],
              "results": [r.to_dict() for r in self.results]}, indent=1))

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from hparams_jax import ConfigError, cli
+from hparams_jax.range_test import Family
 
 
 def test_demo_tunes_then_compares_with_hand_set_one_cycle_and_constant(tmp_path, capsys):
@@ -61,6 +62,14 @@ def test_range_test_and_diagnose_commands(tmp_path, capsys):
     assert len(saved["learning_rate"]) == len(saved["train_loss"]) > 0
     assert (tmp_path / "rt" / "range_test.png").stat().st_size > 10_000
     assert "max_lr =" in capsys.readouterr().out
+
+    assert cli.main(["range-test", *common, "--start", "0.001", "--stop", "0.2", "--steps", "20",
+                     "--eval-examples", "128", "--family", "momentum=0.9,0.95:0.85",
+                     "--workdir", str(tmp_path / "family")]) == 0
+    family = Family.load(tmp_path / "family" / "range_test.json")
+    assert (family.param, family.values) == ("momentum", [0.9, (0.95, 0.85)])
+    assert all(0 < len(r.learning_rate) == len(r.train_loss) <= 20 for r in family.results)
+    assert "momentum=0.9:" in capsys.readouterr().out
 
     assert cli.main(["train", *common, "--steps", "16", "--min-lr", "0.003", "--max-lr", "0.03",
                      "--log-every", "4", "--eval-every", "4",
