@@ -106,9 +106,19 @@ def test_range_test_bounds_and_batch_size():
     records = {"x1": run("x1", [0.91, 0.91]), "x05": run("x05", [0.90, 0.90]),
                "x2": run("x2", [np.nan], diverged=(0,)), "third": run("t", [0.91, 0.911])}
     verdict = claims.evaluate(claim, records, {"lr": family})
-    assert verdict.verdict == claims.HOLDS and "2x: diverged" in verdict.measured
+    assert verdict.verdict == claims.HOLDS and "2x: `x2` diverged (all 1 runs, by epoch 12)" in verdict.measured
+    assert "(2x diverged)" in verdict.why and "min_lr max/3 ties max/10" in verdict.why
+    records["third"] = run("t", [np.nan] * 2, diverged=(0, 1))
+    verdict = claims.evaluate(claim, records, {"lr": family})
+    assert verdict.verdict == claims.HOLDS
+    assert "min_lr max/3 diverged, where max/10 trains" in verdict.why
     records["x05"] = run("x05", [0.93, 0.93])
     assert claims.evaluate(claim, records, {"lr": family}).verdict == claims.FAILS
+    records["x1"] = run("x1", [np.nan] * 2, diverged=(0, 1))
+    verdict = claims.evaluate(claim, records, {"lr": family})
+    assert verdict.verdict == claims.FAILS and "suggested max_lr diverged" in verdict.why
+    del records["third"]
+    assert claims.evaluate(claim, records, {"lr": family}).verdict == claims.NOT_RUN
 
     sizes = _family("batch_size", [128, 1024], [0.3, 0.35], [0.1, 0.3])
     claim = Claim("bs", "Sec. 4.2", "s", "batch_size",

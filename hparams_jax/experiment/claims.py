@@ -93,14 +93,20 @@ class _Records:
         r = self.run(name)
         return f"`{name}` {mean_std(self.acc(name))} ({r.summary['epochs']:.3g} ep.)"
 
-    def text_if_run(self, name: str) -> str:
-        """`text`, or what stands in for a setting that has not run or diverged."""
-        try:
+    def text_or_diverged(self, name: str) -> str:
+        """`text`, or that every run of `name` diverged (a missing run still raises)."""
+        if not self.diverged(name):
             return self.text(name)
+        summary = self.runs[name].summary
+        return (f"`{name}` diverged (all {len(summary['members'])} runs, by epoch "
+                f"{summary['epochs']:.2g})")
+
+    def text_if_run(self, name: str) -> str:
+        """`text_or_diverged`, or that `name` has not run yet."""
+        try:
+            return self.text_or_diverged(name)
         except _Missing:
             return f"`{name}` not run yet"
-        except _Diverged:
-            return f"`{name}` diverged"
 
 
 def evaluate(claim: Claim, runs: Mapping[str, Run], tests: Mapping[str, Family]) -> Verdict:
@@ -156,24 +162,32 @@ def range_test_bounds(r: _Records, *, test: str, at: Mapping[str, str],
     """Sec. 4.1: the range test's suggested max_lr trains, and no nearby multiple trains
     better. `at` maps "1x", "0.5x", "2x" to settings; `min_fraction` maps a label like
     "max/3" to a setting that only changes min_lr (compared with "1x", max/10). Holds when the
-    1x run ties or beats every other multiple (a multiple whose runs all diverged cannot)."""
+    1x run ties or beats every other multiple (a multiple whose runs all diverged cannot);
+    does not hold when every 1x run diverged. A min_lr variant is reported beside the verdict
+    (above, level with or below max/10, or diverged) and does not decide it."""
     s = r.test(test).results[0].suggest()
-    base = r.acc(at["1x"])
     measured = [f"suggested max_lr {s.max_lr:.4g}, min_lr {s.min_lr:.4g}"]
-    measured += [f"{k}: " + ("diverged" if r.diverged(name) else r.text(name))
-                 for k, name in at.items()]
-    measured += [f"{k}: {r.text(name)}" for k, name in min_fraction.items()]
-    better = [k for k, name in at.items()
-              if k != "1x" and not r.diverged(name) and compare(r.acc(name), base) > 0]
+    measured += [f"{k}: {r.text_or_diverged(name)}"
+                 for k, name in (*at.items(), *min_fraction.items())]
     ran = f"range test `{test}`, 1cycle at " + ", ".join(at) + (
         ", min_lr " + ", ".join(min_fraction) if min_fraction else "")
-    mins = "; ".join(f"min_lr {k} {['below', 'ties', 'above'][compare(r.acc(n), base) + 1]} "
-                     "max/10" for k, n in min_fraction.items())
+    if r.diverged(at["1x"]):
+        return Verdict(FAILS, ran, "; ".join(measured),
+                       "every run at the suggested max_lr diverged")
+    base = r.acc(at["1x"])
+    better = [k for k, name in at.items()
+              if k != "1x" and not r.diverged(name) and compare(r.acc(name), base) > 0]
+    dead = [k for k, name in at.items() if r.diverged(name)]
+    mins = "; ".join(
+        f"min_lr {k} " + ("diverged, where max/10 trains" if r.diverged(n) else
+                          ["ends below", "ties", "ends above"][compare(r.acc(n), base) + 1]
+                          + " max/10") for k, n in min_fraction.items())
     if better:
         return Verdict(FAILS, ran, "; ".join(measured),
                        f"{', '.join(better)} the suggestion trains better than 1x; {mins}")
-    return Verdict(HOLDS, ran, "; ".join(measured),
-                   f"1x ties or beats every other multiple; {mins}".rstrip("; "))
+    why = "1x ties or beats every other multiple" + (
+        f" ({', '.join(dead)} diverged)" if dead else "")
+    return Verdict(HOLDS, ran, "; ".join(measured), f"{why}; {mins}".rstrip("; "))
 
 
 def batch_size(r: _Records, *, test: str, runs: Mapping[int, str]) -> Verdict:
