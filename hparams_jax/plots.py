@@ -341,18 +341,21 @@ def _mean_curve(curves) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 def plot_epochs_to_target(curves: Mapping[str, list], path: str | Path | None = None, *,
                           groups: Mapping[str, list[str]], target: float | None,
                           epochs_to_target: Mapping[str, np.ndarray],
-                          budgets: Mapping[str, float], title: str) -> Figure:
+                          budgets: Mapping[str, float], title: str,
+                          diverged: Mapping[str, list] = {}) -> Figure:
     """The super-convergence figure (Smith & Topin 2017; Smith 2018, Table 1): one panel per
     comparison with each setting's test accuracy against the epoch (mean over its runs, ±1
     std shaded), the baseline's final accuracy dashed and, where a setting reached it, a star
     at the mean epoch it did; a last panel with the epochs each setting needed to reach it
     beside the epochs it ran. Panels wrap three to a row.
 
-    `curves` maps a setting to its runs' (epochs, accuracies) pairs."""
+    `curves` maps a setting to its runs' (epochs, accuracies) pairs; `diverged` maps a setting
+    whose every run diverged to its runs' pairs, drawn dashed as they fell (to chance accuracy,
+    below the axis), and marked "diverged" in the last panel."""
     if not curves:
         raise ConfigError("curves={} is not allowed: curves must map at least one setting to "
                           "its runs' curves.")
-    names = list(curves)
+    names = list(curves) + [n for n in diverged if n not in curves]
     colour = dict(zip(names, _colours(len(names))))
     panels = len(groups) + 1
     cols = min(3, panels)
@@ -364,6 +367,9 @@ def plot_epochs_to_target(curves: Mapping[str, list], path: str | Path | None = 
     for ax, (group, members) in zip(axes, groups.items()):
         finals = []
         for name in members:
+            for k, (epoch, acc) in enumerate(diverged.get(name, [])):
+                ax.plot(epoch, acc, "--", lw=1, color=colour[name], label=None if k else
+                        f"{name} (every run diverged, by ep. {budgets[name]:.2g})")
             if not curves.get(name):
                 continue
             epoch, mean, std = _mean_curve(curves[name])
@@ -395,7 +401,9 @@ def plot_epochs_to_target(curves: Mapping[str, list], path: str | Path | None = 
             height=0.5, label="epochs to baseline's final accuracy")
     for i, r in enumerate(reached):
         if not np.isfinite(r):
-            ax.text(0.02 * max(budgets.values()), i, "not reached", va="center", fontsize=8)
+            ax.text(0.02 * max(budgets.values()), i,
+                    "diverged" if names[i] in diverged else "not reached", va="center",
+                    fontsize=8)
     ax.set_yticks(y, names)
     ax.invert_yaxis()
     ax.set_xlabel("epochs")

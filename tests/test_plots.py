@@ -206,6 +206,24 @@ def test_plot_comparison(tmp_path):
         plots.plot_comparison({}, tmp_path / "x.png")
 
 
+def test_plot_epochs_to_target_marks_reached_missed_and_diverged(tmp_path):
+    epochs = np.linspace(0.5, 12, 24)
+    good = [(epochs, 0.80 + 0.01 * epochs), (epochs, 0.81 + 0.01 * epochs)]
+    slow = [(epochs, 0.80 + 0.005 * epochs)]
+    fell = [(epochs[:10], np.r_[0.8 + 0.01 * epochs[:6], [0.1] * 4])]
+    f = shown(plots.plot_epochs_to_target(
+        {"good": good, "slow": slow, "fell": []}, tmp_path / "e.png",
+        groups={"policy": ["good", "slow", "fell"]}, target=0.9,
+        epochs_to_target={"good": np.array([10.0, 9.0]), "slow": np.array([np.nan]),
+                          "fell": np.array([])},
+        budgets={"good": 12.0, "slow": 12.0, "fell": 5.0}, title="t", diverged={"fell": fell}))
+    assert_png(tmp_path / "e.png")
+    texts = f["texts"]
+    assert has(texts, "good (0.9250)") and has(texts, "slow (0.8600)")
+    assert has(texts, "fell (every run diverged, by ep. 5)")
+    assert texts.count("not reached") == 1 and texts.count("diverged") == 1
+
+
 def test_plot_schedules(tmp_path):
     steps = np.arange(100)
     f = shown(plots.plot_schedules({"learning_rate": 0.1 * steps / 99,

@@ -98,8 +98,8 @@ class _Records:
         if not self.diverged(name):
             return self.text(name)
         summary = self.runs[name].summary
-        return (f"`{name}` diverged (all {len(summary['members'])} runs, by epoch "
-                f"{summary['epochs']:.2g})")
+        return (f"`{name}` diverged ({len(summary['members'])} of "
+                f"{len(summary['members'])} runs, by epoch {summary['epochs']:.2g})")
 
     def text_if_run(self, name: str) -> str:
         """`text_or_diverged`, or that `name` has not run yet."""

@@ -55,12 +55,15 @@ def _figure(experiment: Experiment, scale: float, runs: dict[str, Run], target: 
             reach: dict[str, np.ndarray], figures: Path) -> Path:
     tag = "" if scale == 1 else f"@scale{scale:g}"
     curves = {name: [r.curve(m) for m in r.members] for name, r in runs.items()}
+    diverged = {name: [r.curve(m["member"]) for m in r.summary["members"]]
+                for name, r in runs.items() if not r.members}
     groups = {g: [n for n in names if n in runs] for g, names in experiment.comparisons.items()}
     groups = {g: names for g, names in groups.items() if names} or {"all": list(runs)}
     budgets = {name: r.summary["epochs"] for name, r in runs.items()}
     path = figures / f"{experiment.name}{tag}.png"
     plots.plot_epochs_to_target(
         curves, path, groups=groups, target=target, epochs_to_target=reach, budgets=budgets,
+        diverged=diverged,
         title=f"{experiment.title} ({_scale_text(scale)}; "
               f"{EVALUATION[data.info(experiment.config.dataset).in_memory]})")
     return path
