@@ -32,6 +32,7 @@ def test_demo_tunes_then_compares_with_hand_set_one_cycle_and_constant(tmp_path,
     table = (tmp_path / "comparison.md").read_text().splitlines()
     assert [row.split(" | ")[0] for row in table[2:]] == [
         "| tuned 1cycle", "| hand-set 1cycle", "| constant"]
+    assert " | 0.95-0.85 | " in table[3]  # the hand-set cyclical momentum, as max-min
     assert "## 5. The 1cycle run" in (tmp_path / "report.md").read_text()
     for name in ("lr_range.png", "one_cycle.png", "hand_set.png", "constant.png",
                  "comparison.png"):
