@@ -142,3 +142,15 @@ def test_curve_reading_checks_each_reading_against_the_longer_run(monkeypatch):
     assert claims.evaluate(claim, records, {}).verdict == claims.FAILS
     readings["short"] = "healthy"
     assert claims.evaluate(claim, records, {}).verdict == claims.INCONCLUSIVE
+    # other policies' runs are read beside the series once they exist; they decide nothing
+    claim = Claim("c", "Sec. 3", "s", "curve_reading",
+                  dict(series=("short", "long"), others=("base",)))
+    readings.update(short="underfitting", base="overfitting")
+    verdict = claims.evaluate(claim, records, {})
+    assert verdict.verdict == claims.HOLDS and "`base` not run yet" in verdict.measured
+    records["base"] = run("base", [0.8], losses=[0.5])
+    verdict = claims.evaluate(claim, records, {})
+    assert verdict.verdict == claims.HOLDS and "`base` overfitting (test loss 0.5000)" in \
+        verdict.measured
+    del records["long"]
+    assert claims.evaluate(claim, records, {}).verdict == claims.NOT_RUN

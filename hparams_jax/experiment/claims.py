@@ -286,12 +286,22 @@ def _verdict_of(run: Run) -> str:
     return kinds.most_common(1)[0][0]
 
 
+def _reading_if_run(r: _Records, name: str) -> str:
+    """`name`'s majority `diagnose` verdict and test loss, or why it has none."""
+    try:
+        return f"`{name}` {_verdict_of(r.run(name))} (test loss {mean_std(r.loss(name))})"
+    except (_Missing, _Diverged):
+        return r.text_if_run(name)
+
+
 def curve_reading(r: _Records, *, series: tuple, others: tuple = ()) -> Verdict:
     """Sec. 3: `diagnose` reads under/over-fitting from a run's curves. `series` is one policy
     at increasing lengths: underfitting at a length must mean the next longer run ends at a
     lower test loss, overfitting that it ends higher (or the shorter one lower). Holds when
-    every such reading is borne out; inconclusive when no reading names either."""
-    verdicts = {n: _verdict_of(r.run(n)) for n in (*series, *others)}
+    every such reading is borne out; inconclusive when no reading names either. `others`
+    (runs of other policies) are read beside the series once they have run and do not decide
+    the verdict."""
+    verdicts = {n: _verdict_of(r.run(n)) for n in series}
     loss = {n: r.loss(n) for n in series}
     checks, wrong = [], []
     for shorter, longer in zip(series, series[1:]):
@@ -306,8 +316,8 @@ def curve_reading(r: _Records, *, series: tuple, others: tuple = ()) -> Verdict:
                           f"{['higher', 'level', 'lower'][side + 1]} than `{shorter}`")
             if not ok:
                 wrong.append(checks[-1])
-    measured = "; ".join(f"`{n}` {verdicts[n]} (test loss {mean_std(r.loss(n))})"
-                         for n in (*series, *others))
+    measured = "; ".join([f"`{n}` {verdicts[n]} (test loss {mean_std(loss[n])})"
+                          for n in series] + [_reading_if_run(r, n) for n in others])
     ran = "`diagnose` on " + ", ".join(f"`{n}`" for n in (*series, *others))
     if not checks:
         return Verdict(INCONCLUSIVE, ran, measured, "no run of the series reads as under- or "
