@@ -69,7 +69,8 @@ CLAIMS = (
           "cyclical_momentum", dict(cyclical=("one_cycle", "cm_0.95-0.85"),
                                     constant=("momentum_0.9", "momentum_0.95"))),
     Claim("Weight decay by range test", "Sec. 4.4",
-          "the WD whose range test reaches the lowest held-out loss is the one that trains best",
+          "the WD its range-test family picks (the lowest held-out loss within 2%, kept to the "
+          "largest LR) is the one that trains best",
           "weight_decay_pick", dict(test="weight_decay", runs=WD_ONE_CYCLE)),
     Claim("Weight decay depends on the LR policy", "Sec. 4.4",
           "the best WD differs between a constant LR and 1cycle (large LRs regularise)",
