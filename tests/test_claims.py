@@ -139,7 +139,9 @@ def test_curve_reading_checks_each_reading_against_the_longer_run(monkeypatch):
     monkeypatch.setattr(claims, "_verdict_of", lambda r: readings[r.setting])
     assert claims.evaluate(claim, records, {}).verdict == claims.HOLDS
     readings["short"] = "overfitting"  # but the longer run ended lower
-    assert claims.evaluate(claim, records, {}).verdict == claims.FAILS
+    verdict = claims.evaluate(claim, records, {})
+    assert verdict.verdict == claims.FAILS
+    assert "`long` ends below `short` in test loss" in verdict.why
     readings["short"] = "healthy"
     assert claims.evaluate(claim, records, {}).verdict == claims.INCONCLUSIVE
     # other policies' runs are read beside the series once they exist; they decide nothing

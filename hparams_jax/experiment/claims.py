@@ -312,8 +312,8 @@ def curve_reading(r: _Records, *, series: tuple, others: tuple = ()) -> Verdict:
             side = compare(-loss[longer], -loss[shorter])  # +1: the longer run ends lower
             expect = 1 if kind == "underfitting" else -1
             ok = side == expect
-            checks.append(f"`{name}` {kind}: `{longer}` ends "
-                          f"{['higher', 'level', 'lower'][side + 1]} than `{shorter}`")
+            ends = ["above", "level with", "below"][side + 1]
+            checks.append(f"`{name}` {kind}: `{longer}` ends {ends} `{shorter}` in test loss")
             if not ok:
                 wrong.append(checks[-1])
     measured = "; ".join([f"`{n}` {verdicts[n]} (test loss {mean_std(loss[n])})"
