@@ -59,6 +59,9 @@ def test_missing_and_diverged_runs():
     claim = Claim("cm", "Sec. 4.3", "s", "cyclical_momentum",
                   dict(cyclical=("a",), constant=("b",)))
     assert claims.evaluate(claim, {"a": run("a", [0.9])}, {}).verdict == claims.NOT_RUN
+    partly = run("b", [0.9, np.nan, 0.92], diverged=(1,))
+    verdict = claims.evaluate(claim, {"a": run("a", [0.9]), "b": partly}, {})
+    assert "`b` 0.9100 ± 0.0141 (12 ep.; 1 of 3 runs diverged, not counted)" in verdict.measured
     dead = run("b", [np.nan], diverged=(0,))
     assert claims.evaluate(claim, {"a": run("a", [0.9]), "b": dead}, {}).verdict == \
         claims.INCONCLUSIVE

@@ -91,7 +91,9 @@ class _Records:
 
     def text(self, name: str) -> str:
         r = self.run(name)
-        return f"`{name}` {mean_std(self.acc(name))} ({r.summary['epochs']:.3g} ep.)"
+        lost = (f"; {r.diverged} of {len(r.summary['members'])} runs diverged, not counted"
+                if r.diverged else "")
+        return f"`{name}` {mean_std(self.acc(name))} ({r.summary['epochs']:.3g} ep.{lost})"
 
     def text_or_diverged(self, name: str) -> str:
         """`text`, or that every run of `name` diverged (a missing run still raises)."""
