@@ -356,7 +356,6 @@ def plot_epochs_to_target(curves: Mapping[str, list], path: str | Path | None = 
         raise ConfigError("curves={} is not allowed: curves must map at least one setting to "
                           "its runs' curves.")
     names = list(curves) + [n for n in diverged if n not in curves]
-    colour = dict(zip(names, _colours(len(names))))
     panels = len(groups) + 1
     cols = min(3, panels)
     rows = -(-panels // cols)
@@ -365,6 +364,7 @@ def plot_epochs_to_target(curves: Mapping[str, list], path: str | Path | None = 
     for ax in axes[panels:]:
         ax.set_visible(False)
     for ax, (group, members) in zip(axes, groups.items()):
+        colour = dict(zip(members, _colours(len(members))))  # distinct within each panel
         finals = []
         for name in members:
             for k, (epoch, acc) in enumerate(diverged.get(name, [])):
@@ -391,6 +391,7 @@ def plot_epochs_to_target(curves: Mapping[str, list], path: str | Path | None = 
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8, loc="lower right")
     ax = axes[panels - 1]
+    colour = dict(zip(names, _colours(len(names))))
     y = np.arange(len(names))
     ax.barh(y, [budgets[n] for n in names], color="0.85", label="epochs run")
     reached = [np.nanmean(epochs_to_target[n]) if n in epochs_to_target
