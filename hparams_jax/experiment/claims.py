@@ -288,10 +288,14 @@ def _verdict_of(run: Run) -> str:
     return kinds.most_common(1)[0][0]
 
 
+def _reading(name: str, verdict: str, loss: np.ndarray) -> str:
+    return f"`{name}` {verdict} (test loss {mean_std(loss)})"
+
+
 def _reading_if_run(r: _Records, name: str) -> str:
     """`name`'s majority `diagnose` verdict and test loss, or why it has none."""
     try:
-        return f"`{name}` {_verdict_of(r.run(name))} (test loss {mean_std(r.loss(name))})"
+        return _reading(name, _verdict_of(r.run(name)), r.loss(name))
     except (_Missing, _Diverged):
         return r.text_if_run(name)
 
@@ -318,8 +322,8 @@ def curve_reading(r: _Records, *, series: tuple, others: tuple = ()) -> Verdict:
             checks.append(f"`{name}` {kind}: `{longer}` ends {ends} `{shorter}` in test loss")
             if not ok:
                 wrong.append(checks[-1])
-    measured = "; ".join([f"`{n}` {verdicts[n]} (test loss {mean_std(loss[n])})"
-                          for n in series] + [_reading_if_run(r, n) for n in others])
+    measured = "; ".join([_reading(n, verdicts[n], loss[n]) for n in series]
+                         + [_reading_if_run(r, n) for n in others])
     ran = "`diagnose` on " + ", ".join(f"`{n}`" for n in (*series, *others))
     if not checks:
         return Verdict(INCONCLUSIVE, ran, measured, "no run of the series reads as under- or "
