@@ -98,7 +98,19 @@ def test_weight_decay_pick_and_policy():
                "c3": run("c3", [0.91, 0.91]), "c4": run("c4", [0.89, 0.89])}
     assert claims.evaluate(policy, records, {}).verdict == claims.HOLDS
     records["c4"] = run("c4", [0.93, 0.93])
-    assert claims.evaluate(policy, records, {}).verdict == claims.FAILS
+    verdict = claims.evaluate(policy, records, {})
+    assert verdict.verdict == claims.FAILS
+    assert "`c4` 0.9300 ± 0.0000 (12 ep.); under 1cycle: `wd3`" in verdict.measured
+    assert "|" not in verdict.measured  # a cell of the report's markdown table
+    assert verdict.why.startswith("both policies train best at WD 0.0001 (constant LR: +0.0200 "
+                                  "over WD 0.001, tie margin 0.0010; 1cycle: +0.0200")
+    # The same best under both, but within the tie margin of the runner-up under each.
+    records.update(wd3=run("wd3", [0.919, 0.921]), wd4=run("wd4", [0.920, 0.922]),
+                   c3=run("c3", [0.910, 0.912]), c4=run("c4", [0.911, 0.913]))
+    verdict = claims.evaluate(policy, records, {})
+    assert verdict.verdict == claims.INCONCLUSIVE
+    assert "under neither beyond the tie margin" in verdict.why
+    assert "constant LR: +0.0010 over WD 0.001, tie margin 0.0028" in verdict.why
 
 
 def test_range_test_bounds_and_batch_size():

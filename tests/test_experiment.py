@@ -192,6 +192,37 @@ def test_run_then_report_end_to_end(tmp_path, capsys):
     assert "**not run**" in claim  # scaled runs carry no verdict
 
 
+def test_a_saved_range_test_of_another_definition_is_refused_and_kept(tmp_path):
+    from hparams_jax.experiment import RangeTest, runner
+    from hparams_jax.range_test import Family, RangeTestResult
+
+    def family(values, start=0.001):
+        lr = np.linspace(start, 0.05, 20)
+        results = [RangeTestResult(lr, 2 - lr, 2 - lr, 0 * lr, np.array([10.0]), lr[9:10],
+                                   np.array([1.5]), np.array([0.5]), "linear", start, 0.05,
+                                   20, 4.0, "completed") for _ in values]
+        return Family("weight_decay", list(values), results)
+
+    test = RangeTest("wd", start=0.001, stop=0.05, num_steps=20,
+                     family=("weight_decay", (1e-3, 1e-4)))
+    tiny = Experiment(name="tiny", title="Tiny", section="Sec. 4.4",
+                      config=TrainConfig(model="lenet", dataset="fashion_mnist"),
+                      settings=(Setting("one_cycle"),), baseline="one_cycle",
+                      range_tests=(test,))
+    path = family([1e-3, 1e-4]).save(runner.range_test_dir(tmp_path, "tiny", "wd")
+                                     / "range_test.json")
+    assert runner.run_range_test(tiny, "wd", root=tmp_path).values == [1e-3, 1e-4]  # not rerun
+    for stale, why in ((family([1e-3]), "values [0.001] where the config has [0.001, 0.0001]"),
+                       (family([1e-3, 1e-4], start=0.002),
+                        "ramp (0.002, 0.05, 20, 'linear') where the config has (0.001,")):
+        stale.save(path)
+        saved = path.read_bytes()
+        with pytest.raises(ConfigError, match="another definition of range test 'wd'") as err:
+            runner.run_range_test(tiny, "wd", root=tmp_path)
+        assert why in str(err.value) and "Move it aside" in str(err.value)
+        assert path.read_bytes() == saved
+
+
 def test_a_setting_another_run_holds_is_refused(tmp_path, capsys):
     configs, root = tmp_path / "configs", tmp_path / "runs"
     configs.mkdir()

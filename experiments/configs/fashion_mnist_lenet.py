@@ -45,7 +45,7 @@ RANGE_TEST_SETTINGS = (
                    f"({SUGGESTED_MAX_LR[b] / 10:.3g}-{SUGGESTED_MAX_LR[b]:.3g}; Sec. 4.2)")
       for b in (128, 256, 1024)),
 )
-WD_ONE_CYCLE = {1e-3: "wd1e-3", 5e-4: "one_cycle", 3e-4: "wd3e-4", 1e-4: "wd1e-4",
+WD_ONE_CYCLE = {3e-3: "wd3e-3", 1e-3: "wd1e-3", 5e-4: "one_cycle", 3e-4: "wd3e-4", 1e-4: "wd1e-4",
                 3e-5: "wd3e-5", 1e-5: "wd1e-5"}
 
 PROTOCOL = lenet_protocol("fashion_mnist", steps_per_epoch=TRAIN_IMAGES // 512)
@@ -75,7 +75,8 @@ CLAIMS = (
     Claim("Weight decay depends on the LR policy", "Sec. 4.4",
           "the best WD differs between a constant LR and 1cycle (large LRs regularise)",
           "weight_decay_policy", dict(one_cycle=WD_ONE_CYCLE, constant={
-              1e-3: "constant_wd1e-3", 5e-4: "constant", 1e-4: "constant_wd1e-4"})),
+              3e-3: "constant_wd3e-3", 1e-3: "constant_wd1e-3", 5e-4: "constant",
+              1e-4: "constant_wd1e-4"})),
     Claim("Reading the curves", "Sec. 3",
           "under/over-fitting read from the test loss predicts what a longer run does",
           "curve_reading", dict(series=("one_cycle_6ep", "one_cycle", "one_cycle_24ep"),
@@ -99,7 +100,7 @@ EXPERIMENT = Experiment(
                   family=("momentum", (0.99, 0.97, 0.95, 0.9, (0.95, 0.85), (0.95, 0.8))),
                   note="constant and cyclical momenta (Sec. 4.3, Fig. 8)"),
         RangeTest("weight_decay", **RAMP,
-                  family=("weight_decay", (1e-3, 3e-4, 1e-4, 3e-5, 1e-5)),
+                  family=("weight_decay", (3e-3, 1e-3, 3e-4, 1e-4, 3e-5, 1e-5)),
                   note="weight decays (Sec. 4.4, Fig. 9)"),
     ),
     claims=CLAIMS,

@@ -260,19 +260,37 @@ def weight_decay_pick(r: _Records, *, test: str, runs: Mapping[float, str]) -> V
                    f"{r.acc(runs[best]).mean() - r.acc(runs[pick]).mean():.4f}")
 
 
+def _lead_over_runner_up(r: _Records, policy: str, runs: Mapping[float, str], best: float
+                         ) -> tuple[bool, str]:
+    """Whether `best` beats the runner-up of `runs` beyond the tie margin, and the numbers."""
+    runner = max((w for w in runs if w != best), key=lambda w: r.acc(runs[w]).mean())
+    a, b = r.acc(runs[best]), r.acc(runs[runner])
+    return compare(a, b) > 0, (f"{policy}: {a.mean() - b.mean():+.4f} over WD {runner:g}, "
+                               f"tie margin {tie_margin(a, b):.4f}")
+
+
 def weight_decay_policy(r: _Records, *, one_cycle: Mapping[float, str],
                         constant: Mapping[float, str]) -> Verdict:
     """Sec. 4.4: the best weight decay differs between a constant LR and 1cycle (large LRs
     regularise, so 1cycle wants less). Holds when the two best values differ and each policy's
-    best beats the other's choice under that policy beyond the tie margin."""
+    best beats the other's choice under that policy beyond the tie margin. Does not hold when
+    both policies train best at the same WD and it beats its runner-up beyond the tie margin
+    under one policy at least. Anything else (the bests differ, or coincide, but only within
+    the tie margins) is inconclusive."""
     shared = sorted(set(one_cycle) & set(constant), reverse=True)
     best_c, best_o = _best_wd(r, constant), _best_wd(r, one_cycle)
-    measured = ("constant LR: " + "; ".join(r.text(constant[w]) for w in sorted(
-        constant, reverse=True)) + " | 1cycle: " + "; ".join(
+    measured = ("under constant LR: " + "; ".join(r.text(constant[w]) for w in sorted(
+        constant, reverse=True)) + "; under 1cycle: " + "; ".join(
         r.text(one_cycle[w]) for w in sorted(one_cycle, reverse=True)))
     ran = "WD " + ", ".join(f"{w:g}" for w in shared) + " under both policies"
     if best_c == best_o:
-        return Verdict(FAILS, ran, measured, f"both policies train best at WD {best_c:g}")
+        leads = [_lead_over_runner_up(r, *p, best_c)
+                 for p in (("constant LR", constant), ("1cycle", one_cycle))]
+        why = f"both policies train best at WD {best_c:g} ({'; '.join(t for _, t in leads)})"
+        if any(firm for firm, _ in leads):
+            return Verdict(FAILS, ran, measured, why)
+        return Verdict(INCONCLUSIVE, ran, measured,
+                       why + ", but under neither beyond the tie margin of the runner-up")
     distinct = (best_o in constant and best_c in one_cycle
                 and compare(r.acc(constant[best_c]), r.acc(constant[best_o])) > 0
                 and compare(r.acc(one_cycle[best_o]), r.acc(one_cycle[best_c])) > 0)

@@ -18,6 +18,7 @@ from typing import Any
 
 from hparams_jax import _validate as v
 from hparams_jax import data, plots
+from hparams_jax.errors import ConfigError
 from hparams_jax.experiment.spec import Experiment, RangeTest
 from hparams_jax.range_test import Family, lr_range_test, range_test_family
 from hparams_jax.train import History, TrainConfig, fit, workdir_lock
@@ -81,7 +82,8 @@ def run_setting(experiment: Experiment, setting: str, *, runs: int | None = None
 def run_range_test(experiment: Experiment, name: str, *, root: str | Path = DEFAULT_ROOT
                    ) -> Family:
     """Runs range test `name` of `experiment` (a family of one when it varies nothing) and
-    writes its curves and figure; an existing `range_test.json` is read instead."""
+    writes its curves and figure; an existing `range_test.json` is read instead, or refused
+    when it holds another definition of the test (`_saved_range_test`)."""
     test = experiment.range_test(name)
     out = range_test_dir(root, experiment.name, name)
     with workdir_lock(out):
@@ -91,7 +93,7 @@ def run_range_test(experiment: Experiment, name: str, *, root: str | Path = DEFA
 def _run_range_test(experiment: Experiment, name: str, test: RangeTest, out: Path
                     ) -> Family:
     if (out / "range_test.json").exists():
-        return Family.load(out / "range_test.json")
+        return _saved_range_test(out / "range_test.json", name, test)
     config = experiment.config.replace(**test.changes, progress=False, workdir=None)
     ramp = dict(start=test.start, stop=test.stop, num_steps=test.num_steps, mode=test.mode)
     if test.family is None:
@@ -102,6 +104,26 @@ def _run_range_test(experiment: Experiment, name: str, test: RangeTest, out: Pat
         family = range_test_family(config, test.family[0], list(test.family[1]), **ramp)
     family.save(out / "range_test.json")
     plot_range_test(experiment, name, family, out / "range_test.png")
+    return family
+
+
+def _saved_range_test(path: Path, name: str, test: RangeTest) -> Family:
+    """The family saved at `path`, if range test `name` as `test` defines it wrote it: the
+    varied setting, its values and the ramp must match, else a `ConfigError` (the file is left
+    as it is)."""
+    family = Family.load(path)
+    first = family.results[0]
+    param, values = test.family or ("setting", (name,))
+    want = {"varied setting": param, "values": list(values),
+            "ramp": (test.start, test.stop, test.num_steps, test.mode)}
+    have = {"varied setting": family.param, "values": family.values,
+            "ramp": (first.start, first.stop, first.num_steps, first.mode)}
+    changed = [key for key in want if want[key] != have[key]]
+    if changed:
+        raise ConfigError(
+            f"{str(path)!r} holds another definition of range test {name!r}: "
+            + "; ".join(f"{key} {have[key]} where the config has {want[key]}" for key in changed)
+            + ". Move it aside to run the test again, or pass another --root.")
     return family
 
 
