@@ -93,20 +93,30 @@ def test_weight_decay_pick_and_policy():
     assert verdict.verdict == claims.FAILS and "picks WD 0.0001" in verdict.why
 
     policy = Claim("p", "Sec. 4.4", "s", "weight_decay_policy",
-                   dict(one_cycle=runs, constant={1e-3: "c3", 1e-4: "c4"}))
+                   dict(one_cycle={1e-3: "wd3", 1e-4: "wd4", 1e-5: "wd5"},
+                        constant={1e-3: "c3", 1e-4: "c4", 1e-5: "c5"}))
     records = {"wd3": run("wd3", [0.90, 0.90]), "wd4": run("wd4", [0.92, 0.92]),
-               "c3": run("c3", [0.91, 0.91]), "c4": run("c4", [0.89, 0.89])}
+               "wd5": run("wd5", [0.88, 0.88]), "c3": run("c3", [0.91, 0.91]),
+               "c4": run("c4", [0.89, 0.89]), "c5": run("c5", [0.87, 0.87])}
     assert claims.evaluate(policy, records, {}).verdict == claims.HOLDS
     records["c4"] = run("c4", [0.93, 0.93])
     verdict = claims.evaluate(policy, records, {})
     assert verdict.verdict == claims.FAILS
-    assert "`c4` 0.9300 ± 0.0000 (12 ep.); under 1cycle: `wd3`" in verdict.measured
+    assert "`c5` 0.8700 ± 0.0000 (12 ep.); under 1cycle: `wd3`" in verdict.measured
     assert "|" not in verdict.measured  # a cell of the report's markdown table
-    assert verdict.why.startswith("both policies train best at WD 0.0001 (constant LR: +0.0200 "
-                                  "over WD 0.001, tie margin 0.0010; 1cycle: +0.0200")
-    # The same best under both, but within the tie margin of the runner-up under each.
+    assert verdict.why == ("both policies train best at WD 0.0001 (constant LR: +0.0200 over WD "
+                           "0.001, tie margin 0.0010; 1cycle: +0.0200 over WD 0.001, tie margin "
+                           "0.0010)")
+    # The same best at an end of the values tried: the optimum may lie beyond it.
+    records.update(wd5=run("wd5", [0.95, 0.95]), c5=run("c5", [0.95, 0.95]))
+    verdict = claims.evaluate(policy, records, {})
+    assert verdict.verdict == claims.INCONCLUSIVE
+    assert verdict.why == ("both policies train best at WD 1e-05, an end of the values tried "
+                           "under constant LR and 1cycle: the optimum may lie beyond it")
+    # The same best inside, but within the tie margin of the runner-up under each.
     records.update(wd3=run("wd3", [0.919, 0.921]), wd4=run("wd4", [0.920, 0.922]),
-                   c3=run("c3", [0.910, 0.912]), c4=run("c4", [0.911, 0.913]))
+                   wd5=run("wd5", [0.90, 0.90]), c3=run("c3", [0.910, 0.912]),
+                   c4=run("c4", [0.911, 0.913]), c5=run("c5", [0.90, 0.90]))
     verdict = claims.evaluate(policy, records, {})
     assert verdict.verdict == claims.INCONCLUSIVE
     assert "under neither beyond the tie margin" in verdict.why

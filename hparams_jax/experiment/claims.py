@@ -274,9 +274,10 @@ def weight_decay_policy(r: _Records, *, one_cycle: Mapping[float, str],
     """Sec. 4.4: the best weight decay differs between a constant LR and 1cycle (large LRs
     regularise, so 1cycle wants less). Holds when the two best values differ and each policy's
     best beats the other's choice under that policy beyond the tie margin. Does not hold when
-    both policies train best at the same WD and it beats its runner-up beyond the tie margin
-    under one policy at least. Anything else (the bests differ, or coincide, but only within
-    the tie margins) is inconclusive."""
+    both policies train best at the same WD, inside the values each tried (not the largest or
+    smallest: the optimum may lie beyond an end), and it beats its runner-up beyond the tie
+    margin under one policy at least. Anything else (the bests differ, or coincide, but only
+    within the tie margins or at an end of the values tried) is inconclusive."""
     shared = sorted(set(one_cycle) & set(constant), reverse=True)
     best_c, best_o = _best_wd(r, constant), _best_wd(r, one_cycle)
     measured = ("under constant LR: " + "; ".join(r.text(constant[w]) for w in sorted(
@@ -284,6 +285,12 @@ def weight_decay_policy(r: _Records, *, one_cycle: Mapping[float, str],
         r.text(one_cycle[w]) for w in sorted(one_cycle, reverse=True)))
     ran = "WD " + ", ".join(f"{w:g}" for w in shared) + " under both policies"
     if best_c == best_o:
+        ends = [policy for policy, runs in (("constant LR", constant), ("1cycle", one_cycle))
+                if best_c in (min(runs), max(runs))]
+        if ends:
+            return Verdict(INCONCLUSIVE, ran, measured,
+                           f"both policies train best at WD {best_c:g}, an end of the values "
+                           f"tried under {' and '.join(ends)}: the optimum may lie beyond it")
         leads = [_lead_over_runner_up(r, *p, best_c)
                  for p in (("constant LR", constant), ("1cycle", one_cycle))]
         why = f"both policies train best at WD {best_c:g} ({'; '.join(t for _, t in leads)})"
