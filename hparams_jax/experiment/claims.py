@@ -285,14 +285,13 @@ def weight_decay_policy(r: _Records, *, one_cycle: Mapping[float, str],
         r.text(one_cycle[w]) for w in sorted(one_cycle, reverse=True)))
     ran = "WD " + ", ".join(f"{w:g}" for w in shared) + " under both policies"
     if best_c == best_o:
-        ends = [policy for policy, runs in (("constant LR", constant), ("1cycle", one_cycle))
-                if best_c in (min(runs), max(runs))]
+        policies = (("constant LR", constant), ("1cycle", one_cycle))
+        ends = [policy for policy, runs in policies if best_c in (min(runs), max(runs))]
         if ends:
             return Verdict(INCONCLUSIVE, ran, measured,
                            f"both policies train best at WD {best_c:g}, an end of the values "
                            f"tried under {' and '.join(ends)}: the optimum may lie beyond it")
-        leads = [_lead_over_runner_up(r, *p, best_c)
-                 for p in (("constant LR", constant), ("1cycle", one_cycle))]
+        leads = [_lead_over_runner_up(r, *p, best_c) for p in policies]
         why = f"both policies train best at WD {best_c:g} ({'; '.join(t for _, t in leads)})"
         if any(firm for firm, _ in leads):
             return Verdict(FAILS, ran, measured, why)

@@ -21,10 +21,11 @@ def _wd_name(wd: float) -> str:
     return f"wd{wd:.0e}".replace("e-0", "e-")  # wd1e-3
 
 
-def _by_weight_decay(others: tuple[float, ...], base: str, prefix: str) -> tuple[str, ...]:
-    """Setting names from the largest weight decay to the smallest: `base` (the protocol's 5e-4)
-    among `prefix` + `wd...` of each of `others`."""
-    names = {5e-4: base, **{w: prefix + _wd_name(w) for w in others}}
+def _by_weight_decay(others: tuple[float, ...], base: str, base_wd: float, prefix: str
+                     ) -> tuple[str, ...]:
+    """Setting names from the largest weight decay to the smallest: `base` (at `base_wd`) among
+    `prefix` + `wd...` of each of `others`."""
+    names = {base_wd: base, **{w: prefix + _wd_name(w) for w in others}}
     return tuple(names[w] for w in sorted(names, reverse=True))
 
 
@@ -108,6 +109,7 @@ def lenet_protocol(dataset: str, *, steps_per_epoch: int, baseline_runs: int = 2
 
     long = dict(runs=baseline_runs, eval_every_epochs=1.0)
     constant = dict(LENET_SOLVER, lr_policy="constant", epochs=85)
+    base_wd = 5e-4  # Table 1's LeNet runs
     wd = (3e-3, 1e-3, 3e-4, 1e-4, 3e-5, 1e-5)
     constant_wd = (3e-3, 1e-3, 1e-4)
     settings = (
@@ -130,7 +132,7 @@ def lenet_protocol(dataset: str, *, steps_per_epoch: int, baseline_runs: int = 2
     )
     return dict(
         config=TrainConfig(model="lenet", dataset=dataset, batch_size=512, augmentation="none",
-                           nesterov=False, momentum_form="caffe", weight_decay=5e-4,
+                           nesterov=False, momentum_form="caffe", weight_decay=base_wd,
                            lr_policy="one_cycle",
                            min_lr=0.01, max_lr=0.1, momentum=(0.95, 0.8), **cycle(12)),
         settings=settings,
@@ -139,7 +141,9 @@ def lenet_protocol(dataset: str, *, steps_per_epoch: int, baseline_runs: int = 2
             "learning-rate policy": ("one_cycle", "one_cycle_6ep", "one_cycle_24ep", "inv",
                                      "constant"),
             "momentum": ("one_cycle", "cm_0.95-0.85", "momentum_0.9", "momentum_0.95"),
-            "weight decay, 1cycle": _by_weight_decay(wd, "one_cycle", ""),
-            "weight decay, constant LR": _by_weight_decay(constant_wd, "constant", "constant_"),
+            "weight decay, 1cycle": _by_weight_decay(wd, "one_cycle", base_wd, ""),
+            "weight decay, constant LR": _by_weight_decay(constant_wd, "constant",
+                                                          LENET_SOLVER["weight_decay"],
+                                                          "constant_"),
         },
     )
