@@ -33,6 +33,7 @@ from hparams_jax.errors import ConfigError
 from hparams_jax.train.config import RANGE_MODES, TrainConfig
 from hparams_jax.train.metrics import write_text_atomic
 from hparams_jax.train.session import open_session
+from hparams_jax.train.task import ACCURACY, Task, resolve
 
 # min_lr as a fraction of max_lr: the author's 1cycle job scripts use max/10 (Sec. 4.1 and
 # shared/reference); for CLR the paper sets the minimum "a factor of 3 or 4" below the maximum.
@@ -485,11 +486,11 @@ def check_ramp(start, stop, num_steps, mode="linear", stop_factor=4.0, eval_ever
         v.positive_int("eval_every", eval_every)
 
 
-def _run(config: TrainConfig, *, start, stop, num_steps, mode, eval_every, stop_factor,
-         labels: Sequence[str]) -> list[RangeTestResult]:
+def _run(config: TrainConfig, task: Task, *, start, stop, num_steps, mode, eval_every,
+         stop_factor, labels: Sequence[str]) -> list[RangeTestResult]:
     session = open_session(config.replace(lr_policy="range_test", min_lr=start, max_lr=stop,
-                                     steps=num_steps, range_mode=mode, workdir=None,
-                                     progress=False))
+                                          steps=num_steps, range_mode=mode, workdir=None,
+                                          progress=False), task)
     k = session.num_members
     state = session.init_state()
     eval_every = eval_every or max(1, num_steps // 20)
@@ -503,12 +504,12 @@ def _run(config: TrainConfig, *, start, stop, num_steps, mode, eval_every, stop_
         n = session.chunk_length(step, eval_every)
         state, m = session.chunk(state, step, n)
         m = jax.device_get(m)
-        for out, key in ((losses, "loss"), (accs, "accuracy"), (lrs, "learning_rate"),
-                         (finite, "finite")):
+        for out, key in ((losses, "loss"), (lrs, "learning_rate"), (finite, "finite")):
             out.append(m[key])
+        accs.append(_accuracy(m["metrics"], m["loss"].shape))
         step += n
         e = session.evaluate(state)
-        evals.append((step, m["learning_rate"][-1], e["loss"], e["accuracy"]))
+        evals.append((step, m["learning_rate"][-1], e["loss"], _accuracy(e, e["loss"].shape)))
         ever_bad = ~np.all(np.concatenate(finite), axis=0)
         too_high = rule.update(m["loss"], stop_factor)
         for j in np.flatnonzero(stopped < 0):
@@ -536,17 +537,22 @@ def _run(config: TrainConfig, *, start, stop, num_steps, mode, eval_every, stop_
     return results
 
 
+def _accuracy(metrics, shape) -> np.ndarray:
+    """The task's "accuracy" metric, or NaN where its loss reports none."""
+    return np.asarray(metrics[ACCURACY]) if ACCURACY in metrics else np.full(shape, np.nan)
+
+
 def lr_range_test(config: TrainConfig, *, start: float, stop: float, num_steps: int,
                   mode: str = "linear", eval_every: int | None = None,
-                  stop_factor: float = 4.0) -> RangeTestResult:
-    """One LR range test of `config`'s model, data, batch size, momentum and weight decay
-    (its LR policy, length and sweep are replaced by the ramp). The held-out subset is
-    `config.eval_examples` test examples; evaluated every `eval_every` steps (default: twenty
-    times in the test).
+                  stop_factor: float = 4.0, task: Task | None = None) -> RangeTestResult:
+    """One LR range test of `config`'s (or `task`'s) model and data at the config's batch
+    size, momentum and weight decay (its LR policy, length and sweep are replaced by the
+    ramp). The held-out subset is `config.eval_examples` examples of the held-out data;
+    evaluated every `eval_every` steps (default: twenty times in the test).
 
     Args:
-      config: the model, data, batch size, optimizer, momentum and weight decay to test (no
-        sweep `members`).
+      config: the batch size, optimizer, momentum and weight decay to test, and the model and
+        data where `task` is None (no sweep `members`).
       start: the LR at step 0 (>= 0; > 0 for `mode="exp"`).
       stop: the LR at the last step (> `start`).
       num_steps: the ramp's length in optimizer steps (>= 2).
@@ -554,12 +560,15 @@ def lr_range_test(config: TrainConfig, *, start: float, stop: float, num_steps: 
       eval_every: steps between held-out evaluations (None: `num_steps // 20`, at least 1).
       stop_factor: stop once the smoothed training loss exceeds this many times its minimum
         (> 1).
+      task: the user's own model, loss and data (`Task`; it needs held-out data), in place of
+        the config's model and dataset.
 
     Returns:
       The `RangeTestResult`; `result.suggest()` reads LR bounds from it.
 
     Raises:
-      ConfigError: a ramp argument is out of range, or `config` has sweep members.
+      ConfigError: a ramp argument is out of range, `config` has sweep members, or `task` has
+        no held-out data.
 
     Examples:
       >>> from hparams_jax.range_test import lr_range_test
@@ -579,7 +588,8 @@ def lr_range_test(config: TrainConfig, *, start: float, stop: float, num_steps: 
     if config.members:
         raise ConfigError(f"config.members={list(config.members)!r}: use range_test_family "
                           "to compare settings")
-    return _run(config, start=start, stop=stop, num_steps=num_steps, mode=mode,
+    config, task = _with_eval(config, task, "the LR range test")
+    return _run(config, task, start=start, stop=stop, num_steps=num_steps, mode=mode,
                 eval_every=eval_every, stop_factor=stop_factor, labels=[""])[0]
 
 
@@ -727,9 +737,16 @@ def near_lowest_loss(rows: Sequence[dict[str, Any]]
     return near, key, lowest, "held-out" if use_eval else "smoothed training"
 
 
+def _with_eval(config: TrainConfig, task: Task | None, tool: str) -> tuple[TrainConfig, Task]:
+    config, task = resolve(config, task)
+    task.require_eval(tool)
+    return config, task
+
+
 def range_test_family(config: TrainConfig, param: str, values: Sequence, *, start: float,
                       stop: float, num_steps: int, mode: str = "linear",
-                      eval_every: int | None = None, stop_factor: float = 4.0) -> Family:
+                      eval_every: int | None = None, stop_factor: float = 4.0,
+                      task: Task | None = None) -> Family:
     """Range tests of `config` for each of `values` of `param` ("weight_decay", "momentum" —
     a float or a (max, min) pair, falling while the LR rises — or "batch_size"). Weight decays
     and momenta of one kind run as one vmapped program; batch sizes one after another.
@@ -745,6 +762,7 @@ def range_test_family(config: TrainConfig, param: str, values: Sequence, *, star
       mode: "linear" or "exp".
       eval_every: steps between held-out evaluations.
       stop_factor: a test stops once its smoothed loss exceeds this many times its minimum.
+      task: the user's own model, loss and data (`Task`), as in `lr_range_test`.
 
     Returns:
       The `Family`: one `RangeTestResult` per value; `family.pick()` chooses among them.
@@ -775,10 +793,15 @@ def range_test_family(config: TrainConfig, param: str, values: Sequence, *, star
     kw = dict(start=start, stop=stop, num_steps=num_steps, mode=mode, eval_every=eval_every,
               stop_factor=stop_factor)
     values = [tuple(x) if isinstance(x, list) else x for x in values]
+    config, task = _with_eval(config, task, "a range-test family")
+    if param == "batch_size" and not task.held:
+        raise ConfigError(f"param='batch_size': task {task.name!r} streams batches of a fixed "
+                          "size from an iterator; vary the batch size with data held as "
+                          "arrays.")
     results: dict[int, RangeTestResult] = {}
     if param == "batch_size":
         for i, b in enumerate(values):
-            results[i] = _run(config.replace(batch_size=b, members=()),
+            results[i] = _run(config.replace(batch_size=b, members=()), task,
                               labels=[f"batch_size={b}"], **kw)[0]
     else:
         groups: dict[bool, list[int]] = {}
@@ -786,7 +809,7 @@ def range_test_family(config: TrainConfig, param: str, values: Sequence, *, star
             groups.setdefault(isinstance(x, tuple), []).append(i)
         for idx in groups.values():
             members = tuple({param: values[i], "seed": config.seed} for i in idx)
-            out = _run(config.replace(members=members), labels=[
+            out = _run(config.replace(members=members), task, labels=[
                 f"{param}={_fmt(values[i])}" for i in idx], **kw)
             results.update(zip(idx, out))
     return Family(param, list(values), [results[i] for i in range(len(values))])

@@ -257,7 +257,8 @@ def test_device_dataset_same_seed_same_batches():
 
     @jax.jit
     def batch(ds, idx, key):  # what a training step does with its batch
-        x, y = ds.gather(idx)
+        b = ds.gather(idx)
+        x, y = b["image"], b["label"]
         return data.normalize(data.augment(key, x, "crop_flip"), (128.0,) * 3, (64.0,) * 3), y
 
     def epoch(seed):
@@ -287,7 +288,8 @@ SHARDED_CHILD = textwrap.dedent("""
     labels = np.arange(64, dtype=np.int32)
 
     def step(ds, idx, key):
-        x, y = ds.gather(idx)
+        b = ds.gather(idx)
+        x, y = b["image"], b["label"]
         return data.normalize(data.augment(key, x, "crop_flip"), (128.0,) * 3, (64.0,) * 3), y
 
     outs = {}
@@ -306,7 +308,7 @@ SHARDED_CHILD = textwrap.dedent("""
             hlo = f.lower(ds, idx[1], jax.random.key(3)).compile().as_text()
             found = re.findall("all-gather|all-reduce|all-to-all|collective-permute", hlo)
             assert not found, found  # each device gathers its own shard locally
-            batched, _ = jax.jit(lambda ds, i: ds.gather(i))(ds, idx)
+            batched = jax.jit(lambda ds, i: ds.gather(i)["image"])(ds, idx)
             assert batched.sharding.spec == P(None, "data")
             np.testing.assert_array_equal(np.asarray(batched), images[np.asarray(idx)])
     # a host batch of the ImageNet pipeline onto the mesh

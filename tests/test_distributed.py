@@ -115,6 +115,7 @@ STREAMED = textwrap.dedent("""
     import jax, numpy as np
     import tensorflow_datasets as tfds
     from hparams_jax import cli
+    from hparams_jax.data import sources
     from hparams_jax.train import TrainConfig
     from hparams_jax.train.session import StreamedSession
 
@@ -130,9 +131,10 @@ STREAMED = textwrap.dedent("""
     with tfds.testing.mock_data(num_examples=24):
         session = StreamedSession(TrainConfig(model="lenet", dataset="imagenet2012",
                                               image_size=32, batch_size=8, steps=2))
-        val = next(session._batches(session._test, "validation", 8))
-        train = next(session._batches(session._train, "train", None))
-        mine = {int(session._train[i]["label"]) for i in range(p, 24, n)}
+        val = next(session.task.eval())
+        train = next(session.task.train())
+        source = sources.open_tfds("imagenet2012", "train")
+        mine = {int(source[i]["label"]) for i in range(p, 24, n)}
     print("SHARES", json.dumps({
         "validation": local(val), "train": local(train), "own_labels": sorted(mine),
         "validation_sum": float(jax.numpy.sum(val["image"].astype(np.float32))),

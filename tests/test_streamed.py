@@ -60,14 +60,14 @@ def test_streamed_evaluation_is_the_mean_over_the_central_crops(mock_imagenet):
     state = session.init_state()
     got = session.evaluate(state)
 
-    engine = session.engine
     member = jax.tree.map(lambda x: x[0], state)
-    model = engine._model(engine.eval_graph, member)
+    model = session.engine.model.merge(member.params, member.rest, train=False)
+    info = data.info("imagenet2012")
     source = sources.open_tfds("imagenet2012", "validation")
     (batch,) = imagenet.from_source(source, "validation", 12, image_size=32, num_examples=12,
                                     num_threads=2)
     assert batch["mask"].all()
-    logits = np.asarray(model(data.normalize(batch["image"], engine.mean, engine.std)),
+    logits = np.asarray(model(data.normalize(batch["image"], info.mean, info.std)),
                         np.float64)
     logits -= logits.max(-1, keepdims=True)
     log_p = logits - np.log(np.exp(logits).sum(-1, keepdims=True))

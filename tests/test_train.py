@@ -1,6 +1,7 @@
 """The training engine on tiny LeNet runs over the offline Fashion-MNIST: metrics, sweeps,
 kill-and-resume, corrupt checkpoints, divergence, data parallelism, mixed precision, the CLI."""
 
+import dataclasses
 import json
 import signal
 import subprocess
@@ -147,7 +148,8 @@ def test_vectorized_members_equal_unrolled_members():
     results, convs = {}, {}
     for vectorize in (True, False):
         session = Session(config)
-        session.engine.vectorize = vectorize  # read when the step is first traced
+        session.engine.plan = dataclasses.replace(  # read when the step is first traced
+            session.engine.plan, vmap_members=vectorize)
         state = session.init_state()
         step = jax.make_jaxpr(session.engine._train_step)(
             state, session.hp, session.train, session._indices(0, 1), 0)

@@ -14,13 +14,14 @@ from hparams_jax.data.augment import (POLICIES, augment, check_policy, normalize
                                       random_flip)
 from hparams_jax.data.catalog import SPLITS, DatasetInfo, available, info
 from hparams_jax.data.pipeline import (DeviceDataset, batch_sharding, check_batch_divisible,
-                                       epoch_indices, eval_indices, gather, make_mesh,
-                                       micro_batches, put, replicated)
+                                       check_same_length, epoch_indices, eval_indices, gather,
+                                       make_mesh, micro_batches, put, replicated)
 from hparams_jax.data.sources import DatasetUnavailableError, load
 
 __all__ = [
     "POLICIES", "SPLITS", "DatasetInfo", "DatasetUnavailableError", "DeviceDataset", "augment",
-    "available", "batch_sharding", "check_batch_divisible", "check_policy", "epoch_indices",
+    "available", "batch_sharding", "check_batch_divisible", "check_policy", "check_same_length",
+    "epoch_indices",
     "eval_indices", "gather", "info", "load", "make_mesh", "micro_batches", "normalize", "put",
     "random_crop", "random_flip", "replicated",
 ]

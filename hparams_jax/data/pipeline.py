@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import numbers
 import os
+from typing import Mapping
 
 import jax
 import numpy as np
@@ -115,41 +116,73 @@ def put(array: np.ndarray, sharding: NamedSharding) -> jax.Array:
     return jax.make_array_from_callback(array.shape, sharding, lambda index: array[index])
 
 
-def gather(images: jax.Array, labels: jax.Array, idx: jax.Array, mesh: Mesh | None = None):
-    """(images[idx], labels[idx]), for use inside jit. With `mesh`, the results are constrained
-    to shard the last axis of `idx` (the batch) over "data", so each device gathers its own
-    shard of the batch from its replica of the data."""
-    x, y = images[idx], labels[idx]
+def gather(arrays: Mapping[str, jax.Array], idx: jax.Array, mesh: Mesh | None = None
+           ) -> dict[str, jax.Array]:
+    """`{name: array[idx]}`, for use inside jit. With `mesh`, the results are constrained to
+    shard the last axis of `idx` (the batch) over "data", so each device gathers its own shard
+    of the batch from its replica of the data."""
+    out = {name: a[idx] for name, a in arrays.items()}
     if mesh is not None:
-        lead = idx.ndim - 1
-        x = jax.lax.with_sharding_constraint(x, batch_sharding(mesh, leading=lead))
-        y = jax.lax.with_sharding_constraint(y, batch_sharding(mesh, leading=lead))
-    return x, y
+        sharding = batch_sharding(mesh, leading=idx.ndim - 1)
+        out = {name: jax.lax.with_sharding_constraint(x, sharding) for name, x in out.items()}
+    return out
+
+
+def _device_dtype(a: np.ndarray) -> np.ndarray:
+    """`a` in the dtype JAX holds it in (64-bit numbers as 32-bit unless x64 is enabled)."""
+    return a.astype(jax.dtypes.canonicalize_dtype(a.dtype), copy=False)
+
+
+def check_same_length(name: str, arrays: Mapping[str, np.ndarray]) -> int:
+    """The common length of `arrays` (examples on axis 0), or ConfigError naming `name` and
+    the lengths."""
+    if not isinstance(arrays, Mapping) or not arrays:
+        raise ConfigError(f"{name}={type(arrays).__name__}: expected a non-empty mapping of "
+                          "arrays with the examples on axis 0 (e.g. {\"image\": x, \"label\": "
+                          "y}).")
+    lengths = {k: (np.shape(a)[0] if np.ndim(a) else None) for k, a in arrays.items()}
+    if None in lengths.values() or len(set(lengths.values())) != 1:
+        shown = ", ".join(f"{k!r}: {n if n is not None else 'a scalar'}"
+                          for k, n in lengths.items())
+        raise ConfigError(f"{name} holds arrays of different lengths ({shown}): every array "
+                          "must have the examples on axis 0, as many in each.")
+    n = next(iter(lengths.values()))
+    v.check(f"{name} length", n, n > 0, "at least one example")
+    return n
 
 
 @jax.tree_util.register_dataclass
 @dataclasses.dataclass(frozen=True)
 class DeviceDataset:
-    """One split held whole on the device(s): uint8 images (N, H, W, C) and int32 labels (N,),
+    """One split held whole on the device(s): named arrays with the examples on axis 0 (the
+    zoo's are uint8 images (N, H, W, C) under "image" and int32 labels (N,) under "label"),
     replicated over `mesh`. A pytree (the mesh is static), so it can be passed to a jitted step,
     which calls `ds.gather(idx)` with `idx` laid out by `ds.index_sharding(...)`."""
 
-    images: jax.Array
-    labels: jax.Array
+    arrays: dict[str, jax.Array]
     mesh: Mesh = dataclasses.field(metadata=dict(static=True))
+
+    @classmethod
+    def from_mapping(cls, arrays: Mapping[str, np.ndarray], mesh: Mesh | None = None,
+                     *, name: str = "arrays") -> "DeviceDataset":
+        """Places host arrays (the same on every process; examples on axis 0, as many in
+        each) on every device of `mesh`."""
+        check_same_length(name, arrays)
+        mesh = make_mesh() if mesh is None else mesh
+        rep = replicated(mesh)
+        return cls({k: put(_device_dtype(np.asarray(a)), rep) for k, a in arrays.items()}, mesh)
 
     @classmethod
     def from_arrays(cls, images: np.ndarray, labels: np.ndarray, mesh: Mesh | None = None
                     ) -> "DeviceDataset":
-        """Places host arrays (the same on every process) on every device of `mesh`."""
+        """An image classification split: uint8 images (N, H, W, C) and integer labels (N,)
+        as "image" and "label"."""
         images, labels = np.asarray(images), np.asarray(labels)
         v.check("images", images.shape, images.ndim == 4 and images.dtype == np.uint8,
                 "a uint8 array (N, H, W, C)")
         v.check("labels", labels.shape, labels.shape == images.shape[:1],
                 f"an integer array ({images.shape[0]},) matching the images")
-        mesh = make_mesh() if mesh is None else mesh
-        rep = replicated(mesh)
-        return cls(put(images, rep), put(labels.astype(np.int32), rep), mesh)
+        return cls.from_mapping({"image": images, "label": labels.astype(np.int32)}, mesh)
 
     @classmethod
     def load(cls, name: str, split: str, *, mesh: Mesh | None = None,
@@ -159,8 +192,16 @@ class DeviceDataset:
 
         return cls.from_arrays(*load(name, split, data_dir=data_dir), mesh=mesh)
 
+    @property
+    def images(self) -> jax.Array:
+        return self.arrays["image"]
+
+    @property
+    def labels(self) -> jax.Array:
+        return self.arrays["label"]
+
     def __len__(self) -> int:
-        return int(self.labels.shape[0])
+        return int(next(iter(self.arrays.values())).shape[0])
 
     def index_sharding(self, *, leading: int = 0) -> NamedSharding:
         return batch_sharding(self.mesh, leading=leading)
@@ -170,7 +211,7 @@ class DeviceDataset:
         check_batch_divisible(int(np.shape(idx)[-1]), self.mesh.size)
         return put(np.asarray(idx, np.int32), self.index_sharding(leading=np.ndim(idx) - 1))
 
-    def gather(self, idx: jax.Array) -> tuple[jax.Array, jax.Array]:
-        """(images, labels) of the examples `idx`, sharded over "data" on idx's last axis."""
-        return gather(self.images, self.labels, idx, self.mesh)
-
+    def gather(self, idx: jax.Array) -> dict[str, jax.Array]:
+        """The batch of the examples `idx`: each array's rows, sharded over "data" on idx's
+        last axis."""
+        return gather(self.arrays, idx, self.mesh)

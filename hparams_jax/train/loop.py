@@ -18,6 +18,7 @@ run's records are returned as they are.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import shutil
 import tempfile
@@ -39,6 +40,10 @@ from hparams_jax.train.interrupt import TrainingInterrupted, stop_on_signals
 from hparams_jax.train.lock import workdir_lock
 from hparams_jax.train.metrics import History, MetricsLog, write_json_atomic
 from hparams_jax.train.session import open_session
+from hparams_jax.train.task import Task, resolve
+
+# The hyper-parameters a train row records as the step used them.
+HYPERPARAM_NAMES = ("learning_rate", "momentum", "weight_decay", *ADAM_HYPERPARAM_NAMES)
 
 # Config fields that may change between a run and its resumption: where it is written, and how
 # it executes (not what it computes).
@@ -66,8 +71,9 @@ def _check_config_matches(workdir: Path, config: TrainConfig) -> None:
             "differ); use a new workdir or the same config to resume.")
 
 
-def fit(config: TrainConfig) -> History:
-    """Trains `config` (all its sweep members at once) and returns the history.
+def fit(config: TrainConfig, *, task: Task | None = None) -> History:
+    """Trains `config` (all its sweep members at once) on `task` (default: the config's zoo
+    network and dataset) and returns the history.
 
     Writes `metrics.jsonl`, `summary.json`, `config.json` and `checkpoints/` into
     `config.workdir` (a temporary folder, removed afterwards, when it is None), holding the
@@ -78,7 +84,9 @@ def fit(config: TrainConfig) -> History:
     back when `fit` returns).
 
     Args:
-      config: the run (a sweep of `config.num_members` settings trains them together).
+      config: how to train (a sweep of `config.num_members` settings trains them together).
+      task: what to train, a `Task` (the user's own model, loss and data); its config's
+        model and data fields are not used, and `config.json` records them as `task:NAME`.
 
     Returns:
       The `History` of the run: its metric rows and its summary (`status` "completed").
@@ -114,18 +122,19 @@ def fit(config: TrainConfig) -> History:
     if config.workdir is None:
         tmp = tempfile.mkdtemp(prefix="hparams_jax_")
         try:
-            return fit(config.replace(workdir=tmp))
+            return fit(config.replace(workdir=tmp), task=task)
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
+    config, task = resolve(config, task)
     with workdir_lock(config.workdir) as workdir:
-        return _fit(config, workdir)
+        return _fit(config, task, workdir)
 
 
-def _fit(config: TrainConfig, workdir: Path) -> History:
+def _fit(config: TrainConfig, task: Task, workdir: Path) -> History:
     start_time = time.perf_counter()
     is_main = jax.process_index() == 0
     _check_config_matches(workdir, config)
-    session = open_session(config)
+    session = open_session(config, task)
     checkpointer = Checkpointer(workdir / "checkpoints", keep=config.keep_checkpoints,
                                 primary=is_main)
     try:
@@ -144,8 +153,8 @@ def _fit(config: TrainConfig, workdir: Path) -> History:
             with _writing(workdir):
                 _write_if_changed(workdir / "config.json", config.to_dict())
         with stop_on_signals() as stop:
-            return _train(config, session, state, step, log, checkpointer, stop, start_time,
-                          summary_path if is_main else None)
+            return _train(_Run(config, session, state, step, log, checkpointer, stop,
+                               start_time, summary_path if is_main else None))
     finally:
         checkpointer.close()
 
@@ -170,10 +179,39 @@ def _write_if_changed(path: Path, obj: Any) -> None:
         write_json_atomic(path, obj)
 
 
-def _train(config, session, state, step, log, checkpointer, stop, start_time,
-           summary_path) -> History:
-    """Trains from `step` to the end, writing rows and checkpoints, then the summary (also when
-    it stops early: diverged, interrupted or failed)."""
+@dataclasses.dataclass
+class _Run:
+    """What the training loop carries: the run's config and session, its state and step,
+    where it writes (metrics log, checkpointer, summary path: None off the main process), the
+    signal watch and when it started."""
+
+    config: TrainConfig
+    session: Any
+    state: Any
+    step: int
+    log: MetricsLog
+    checkpointer: Checkpointer
+    stop: Any
+    start_time: float
+    summary_path: Path | None
+
+
+def _metric_rows(kind: str, step: int, steps_per_epoch: int, values: dict[str, Any],
+                 num_members: int) -> list[dict[str, Any]]:
+    """A row per member: `{prefix}loss`, `{prefix}accuracy` where the task reports one, and
+    `{prefix}NAME` for its other metrics (prefix "train_" or "test_")."""
+    prefix = "train_" if kind == "train" else "test_"
+    return [{"kind": kind, "step": step, "epoch": step / steps_per_epoch, "member": k,
+             **{prefix + name: x[k] for name, x in values.items()}}
+            for k in range(num_members)]
+
+
+def _train(run: _Run) -> History:
+    """Trains from `run.step` to the end, writing rows and checkpoints, then the summary (also
+    when it stops early: diverged, interrupted or failed)."""
+    config, session, log, checkpointer, stop = (run.config, run.session, run.log,
+                                                run.checkpointer, run.stop)
+    step = run.step
     steps_per_epoch, total_steps = session.steps_per_epoch, session.total_steps
     # "once an epoch" rounds up to whole logging intervals, so no chunk is cut short
     epoch_in_logs = -(-steps_per_epoch // config.log_every) * config.log_every
@@ -182,10 +220,8 @@ def _train(config, session, state, step, log, checkpointer, stop, start_time,
     start = step
 
     def evaluate() -> list[dict[str, Any]]:
-        m = session.evaluate(state)
-        return [{"kind": "eval", "step": step, "epoch": step / steps_per_epoch, "member": k,
-                 "test_loss": m["loss"][k], "test_accuracy": m["accuracy"][k]}
-                for k in range(session.num_members)]
+        return _metric_rows("eval", step, steps_per_epoch, session.evaluate(run.state),
+                            session.num_members)
 
     def kept() -> str:
         latest = checkpointer.latest_step
@@ -195,14 +231,14 @@ def _train(config, session, state, step, log, checkpointer, stop, start_time,
     def save() -> None:
         try:
             log.sync()
-            checkpointer.save(step, state)
+            checkpointer.save(step, run.state)
         except Exception as err:  # orbax and tensorstore raise many kinds for a failed write
             raise WorkdirWriteError(
                 f"could not write the checkpoint of step {step} ({type(err).__name__}: "
                 f"{' '.join(str(err).split())[:200]}); {kept()}, the metrics so far are in "
                 f"{log.path}. Free space (or fix the folder) and run again to resume.") from err
 
-    bar = tqdm(total=total_steps, initial=step, disable=not (config.progress and summary_path),
+    bar = tqdm(total=total_steps, initial=step, disable=not (config.progress and run.summary_path),
                unit="step", dynamic_ncols=True)
     # Throughput excludes the chunks that compiled (the first of each length).
     train_seconds, trained_steps, timed_seconds, timed_steps = 0.0, 0, 0.0, 0
@@ -222,7 +258,7 @@ def _train(config, session, state, step, log, checkpointer, stop, start_time,
                     f"{where}. Run it again with the same workdir to resume.", stop.signum)
             n = session.chunk_length(step, config.log_every, eval_every, checkpoint_every)
             t0 = time.perf_counter()
-            state, m = session.chunk(state, step, n)
+            run.state, m = session.chunk(run.state, step, n)
             m = jax.device_get(m)
             seconds = time.perf_counter() - t0
             train_seconds, trained_steps = train_seconds + seconds, trained_steps + n
@@ -230,16 +266,13 @@ def _train(config, session, state, step, log, checkpointer, stop, start_time,
                 timed_seconds, timed_steps = timed_seconds + seconds, timed_steps + n
             compiled_lengths.add(n)
             prev, step = step, step + n
-            rows = [{"kind": "train", "step": step, "epoch": step / steps_per_epoch,
-                     "member": k, "train_loss": np.mean(m["loss"][:, k]),
-                     "train_accuracy": np.mean(m["accuracy"][:, k]),
-                     "learning_rate": m["learning_rate"][-1, k],
-                     "momentum": m["momentum"][-1, k],
-                     "weight_decay": m["weight_decay"][-1, k],
-                     **{name: m[name][-1, k] for name in ADAM_HYPERPARAM_NAMES if name in m}}
-                    for k in range(session.num_members)]
-            diverged = np.asarray(jax.device_get(state.diverged))
-            if not diverged.all():
+            rows = _metric_rows("train", step, steps_per_epoch, {
+                "loss": m["loss"].mean(0), **{k: x.mean(0) for k, x in m["metrics"].items()}},
+                session.num_members)
+            for k, row in enumerate(rows):
+                row.update({name: m[name][-1, k] for name in HYPERPARAM_NAMES if name in m})
+            diverged = np.asarray(jax.device_get(run.state.diverged))
+            if not diverged.all() and session.has_eval:
                 due_eval = step // eval_every > prev // eval_every or step == total_steps
                 if due_eval:
                     rows += evaluate()
@@ -270,12 +303,13 @@ def _train(config, session, state, step, log, checkpointer, stop, start_time,
     finally:
         bar.close()
         failing = status != "completed"
-        wall = time.perf_counter() - start_time
+        wall = time.perf_counter() - run.start_time
         per_step = (timed_seconds / timed_steps if timed_steps
                     else train_seconds / max(trained_steps, 1))
         summary = _summary(config, session.engine.plan.name, log.rows, status,
                            np.flatnonzero(diverged), step, total_steps, steps_per_epoch, wall,
                            train_seconds, per_step * steps_per_epoch)
+        summary_path = run.summary_path
         try:
             log.close()
             # a finished run's summary is replaced only by that of a run that finished again

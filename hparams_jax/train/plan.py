@@ -27,8 +27,10 @@ and one CPU device per process (multi-process runs) keep dispatching asynchronou
 from __future__ import annotations
 
 import dataclasses
+from typing import Any, Callable, Iterable
 
 import jax
+import jax.numpy as jnp
 
 from hparams_jax import _validate as v
 from hparams_jax import models
@@ -52,6 +54,51 @@ class Plan:
     vmap_members: bool
     sync_each_step: bool
     layers: models.Layers
+
+    def lift(self, fn: Callable, num_members: int, shared: tuple[int, ...] = ()) -> Callable:
+        """`fn` of one member applied to K members: every argument has a leading axis K
+        except those at the positions in `shared`, which all members see whole. Batched with
+        `jax.vmap` where the plan vmaps members; otherwise each member's computation is traced
+        once into the same program (unrolled) and the results are stacked."""
+        if num_members > 1 and self.vmap_members:
+            def batched(*args):
+                in_axes = tuple(None if i in shared else 0 for i in range(len(args)))
+                return jax.vmap(fn, in_axes=in_axes)(*args)
+
+            return batched
+
+        def unrolled(*args):
+            outs = [fn(*[a if i in shared else jax.tree.map(lambda x: x[k], a)
+                         for i, a in enumerate(args)])
+                    for k in range(num_members)]
+            return jax.tree.map(lambda *x: jnp.stack(x), *outs)
+
+        return unrolled
+
+    def loop(self, body: Callable, carry: Any, xs: Any, length: int) -> tuple[Any, Any]:
+        """`lax.scan(body, carry, xs)` inside one program: a scan where the plan scans chunks,
+        unrolled where it loops on the host (XLA:CPU: see the module docstring); `length` is
+        the leading size of `xs`."""
+        if self.scan_chunks:
+            return jax.lax.scan(body, carry, xs)
+        outs = []
+        for i in range(length):
+            carry, out = body(carry, jax.tree.map(lambda a: a[i], xs))
+            outs.append(out)
+        return carry, jax.tree.map(lambda *o: jnp.stack(o), *outs)
+
+    def host_loop(self, state: Any, steps: Iterable[Callable[[Any], tuple[Any, Any]]]
+                  ) -> tuple[Any, Any]:
+        """`state` through each `step(state) -> (state, metrics)` of `steps`, dispatched
+        asynchronously (awaiting each where `sync_each_step`); the last state and the metrics
+        stacked on a leading axis."""
+        metrics = []
+        for step in steps:
+            state, m = step(state)
+            if self.sync_each_step:
+                jax.block_until_ready(m)
+            metrics.append(m)
+        return state, jax.tree.map(lambda *x: jnp.stack(x), *metrics)
 
 
 def resolve(plan: str = "auto", *, backend: str | None = None,

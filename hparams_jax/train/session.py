@@ -1,16 +1,16 @@
-"""A prepared run: the data, the compiled engine and the members' hyper-parameters, with the
-two moves every loop makes (a chunk of steps, an evaluation).
+"""A prepared run: the task's data, the compiled engine and the members' hyper-parameters, with
+the two moves every loop makes (a chunk of steps, an evaluation).
 
-`fit` and the LR range test both drive one, from `open_session(config)`:
+`fit` and the LR range test both drive one, from `open_session(config, task)` (the config's
+zoo task where `task` is None):
 
-- `Session` (MNIST, Fashion-MNIST, CIFAR): the splits are held whole on the device(s); a
-  reader follows a batch from `data.load` through `chunk` (example indices, shuffled per epoch
-  and member) into `Engine.train_chunk`.
-- `StreamedSession` (ImageNet, Sec. 5.3): batches are decoded, cropped and resized on the host
-  by `data.imagenet` (grain), each process reading its share, and fed to
-  `Engine.train_batches`. The members of a sweep share the batch stream (its order comes
-  from the config's `seed`). The stream is a pure function of the step, so a run resumed at
-  step s reads exactly the batches an uninterrupted run reads from s on.
+- `Session` (a task whose data are arrays: MNIST, Fashion-MNIST, CIFAR, a user's mappings):
+  the splits are held whole on the device(s); a reader follows a batch from the task's arrays
+  through `chunk` (example indices, shuffled per epoch and member) into `Engine.train_chunk`.
+- `StreamedSession` (a task whose data are iterators: ImageNet, Sec. 5.3; a user's tfds, grain
+  or DataLoader batches): batches are fed from the host to `Engine.train_batches`. The members
+  of a sweep share the batch stream. A resumed run at step s reads the stream from batch s on
+  (seeking where the task's data take a `start`, else skipping s batches).
 """
 
 from __future__ import annotations
@@ -21,36 +21,23 @@ import jax
 import numpy as np
 
 from hparams_jax import _xla, data
-from hparams_jax.data import imagenet, sources
 from hparams_jax.errors import ConfigError
 from hparams_jax.train.config import TrainConfig
 from hparams_jax.train.optimizer import member_hparams
-from hparams_jax.train.steps import Engine, TrainState
-
-
-def _subset(images, labels, n: int | None, seed: int = 0):
-    """A fixed random subset of `n` examples (the same for every run)."""
-    if n is None or n >= len(labels):
-        return images, labels
-    keep = np.sort(np.random.default_rng(seed).permutation(len(labels))[:n])
-    return images[keep], labels[keep]
+from hparams_jax.train.steps import Engine, TrainState, means
+from hparams_jax.train.task import (EXAMPLE_MASK, Task, iterable_length, open_stream, seekable,
+                                    subset)
 
 
 class _Prepared:
     """What both kinds of session hold: the mesh, the engine and the members' settings."""
 
-    def _build(self, config: TrainConfig, num_train: int, augmentation: str) -> None:
+    def _build(self, config: TrainConfig, task: Task, steps_per_epoch: int) -> None:
         self.config = config
-        self.num_train = num_train
-        self.steps_per_epoch = num_train // config.batch_size
-        if self.steps_per_epoch == 0:
-            raise ConfigError(f"batch_size={config.batch_size} is larger than the "
-                              f"{num_train} training examples: it must be at most that.")
+        self.task = task
+        self.steps_per_epoch = steps_per_epoch
         self.total_steps = config.steps or max(1, round(config.epochs * self.steps_per_epoch))
-        info = data.info(config.dataset)
-        self.engine = Engine(config, num_classes=info.num_classes, mean=info.mean, std=info.std,
-                             augmentation=augmentation, total_steps=self.total_steps,
-                             mesh=self.mesh)
+        self.engine = Engine(config, task, total_steps=self.total_steps, mesh=self.mesh)
         hp = member_hparams(config)
         self.seeds = hp["seed"]
         self.hp = jax.tree.map(lambda a: data.put(a, self.engine.replicated), hp)
@@ -58,6 +45,10 @@ class _Prepared:
     @property
     def num_members(self) -> int:
         return self.engine.num_members
+
+    @property
+    def has_eval(self) -> bool:
+        return self.task.eval is not None
 
     def init_state(self) -> TrainState:
         return self.engine.init(self.hp)
@@ -68,23 +59,33 @@ class _Prepared:
 
 
 class Session(_Prepared):
-    """An in-memory dataset's run (see the module docstring), built once."""
+    """A run on data held whole on the device(s) (see the module docstring), built once."""
 
-    def __init__(self, config: TrainConfig):
+    def __init__(self, config: TrainConfig, task: Task | None = None):
+        task = Task.from_config(config) if task is None else task
         self.mesh = data.make_mesh()
         data.check_batch_divisible(config.batch_size, self.mesh.size, config.accumulate_steps)
-        if config.image_size is not None:
-            raise ConfigError(f"image_size={config.image_size} applies to streamed datasets; "
-                              f"{config.dataset} is held whole at its own size: leave it None.")
-        info = data.info(config.dataset)
-        train_x, train_y = _subset(*data.load(config.dataset, "train"), config.train_examples)
-        test_x, test_y = _subset(*data.load(config.dataset, "test"), config.eval_examples)
-        self._build(config, len(train_y), config.augmentation or info.augmentation)
-        self.train = data.DeviceDataset.from_arrays(train_x, train_y, self.mesh)
-        self.test = data.DeviceDataset.from_arrays(test_x, test_y, self.mesh)
-        eval_sharding = data.batch_sharding(self.mesh, leading=1)
-        self.eval_idx, self.eval_mask = (
-            data.put(a, eval_sharding) for a in data.eval_indices(len(test_y), config.batch_size))
+        train = subset(task.train, config.train_examples)
+        self.num_train = data.check_same_length("train", train)
+        if self.num_train < config.batch_size:
+            raise ConfigError(f"batch_size={config.batch_size} is larger than the "
+                              f"{self.num_train} training examples: it must be at most that.")
+        self.train = data.DeviceDataset.from_mapping(train, self.mesh, name="train")
+        self._build(config, task, self.num_train // config.batch_size)
+        if task.eval is not None:
+            if callable(task.eval):
+                raise ConfigError("task.eval is an iterator while task.train holds arrays: "
+                                  "give both as arrays, or both as iterators.")
+            test = subset(task.eval, config.eval_examples)
+            self.test = data.DeviceDataset.from_mapping(test, self.mesh, name="eval")
+            idx, mask = data.eval_indices(len(self.test), config.batch_size)
+            sharding = data.batch_sharding(self.mesh, leading=1)
+            full = mask.all(axis=1)
+            self.eval_idx = data.put(idx[full], sharding)
+            self.eval_last = None
+            if not full.all():
+                last = data.batch_sharding(self.mesh)
+                self.eval_last = (data.put(idx[-1], last), data.put(mask[-1], last))
         self._epochs: dict[int, np.ndarray] = {}
 
     def _epoch_indices(self, epoch: int) -> np.ndarray:
@@ -114,66 +115,109 @@ class Session(_Prepared):
         return self.engine.compile_step(self.hp, self.train, idx)
 
     def evaluate(self, state: TrainState) -> dict[str, np.ndarray]:
-        """Test loss and accuracy of each member, (K,) arrays."""
-        return jax.device_get(self.engine.evaluate(state, self.test, self.eval_idx,
-                                                   self.eval_mask))
+        """Held-out loss and metrics of each member, (K,) arrays."""
+        last, mask = self.eval_last or (None, None)
+        return means(self.engine.evaluate(state, self.test, self.eval_idx, last, mask))
 
 
 class StreamedSession(_Prepared):
-    """A streamed dataset's run (ImageNet; see the module docstring)."""
+    """A run on batches streamed from the host (see the module docstring)."""
 
-    def __init__(self, config: TrainConfig):
+    def __init__(self, config: TrainConfig, task: Task | None = None):
+        task = Task.from_config(config) if task is None else task
         self.mesh = data.make_mesh()
         data.check_batch_divisible(config.batch_size, self.mesh.size, config.accumulate_steps)
-        info = data.info(config.dataset)
-        if config.augmentation not in (None, "none"):
-            raise ConfigError(f"augmentation={config.augmentation!r}: {config.dataset} is "
-                              f"augmented on the host ({info.augmentation}); leave it None.")
-        self.image_size = config.image_size or info.image_shape[0]
-        self._train = sources.open_tfds(info.tfds_name, "train")
-        self._test = sources.open_tfds(info.tfds_name, "validation")
-        num_train = len(self._train)
-        self._build(config, min(num_train, config.train_examples or num_train), "none")
+        if task.eval is not None and not callable(task.eval):
+            raise ConfigError("task.eval holds arrays while task.train is an iterator: give "
+                              "both as arrays, or both as iterators.")
+        steps_per_epoch = task.steps_per_epoch or iterable_length(task.train)
+        if steps_per_epoch is None:
+            if config.steps is None:
+                raise ConfigError(
+                    f"task {task.name!r} streams its training batches from an iterator "
+                    "without a length, so epochs cannot be counted: give the run's length "
+                    "as steps (or the task's steps_per_epoch).")
+            steps_per_epoch = config.steps
+        self.epoch_length = task.steps_per_epoch or iterable_length(task.train)
+        self.seekable = seekable(task.train)
+        self._build(config, task, steps_per_epoch)
         self._stream, self._next_step = None, None
+        self._batch_shape: dict | None = None
 
-    def _batches(self, source, split: str, num_examples: int | None, start: int = 0):
-        """Device batches of `split` (its first `num_examples`) from batch `start` on."""
-        local = imagenet.from_source(
-            source, split, self.config.batch_size, seed=self.config.seed,
-            image_size=self.image_size, worker_count=self.config.data_workers,
-            num_examples=num_examples, start_batch=start, process_index=jax.process_index(),
-            process_count=jax.process_count())
-        return (imagenet.to_device(b, self.mesh) for b in local)
+    def _device(self, batch, what: str, *, eval: bool = False):
+        """A host batch (or one already on the device) as global arrays sharded on the batch
+        axis (an eval batch that does not divide over the devices: replicated); (batch,
+        mask)."""
+        if not isinstance(batch, dict):
+            try:
+                batch = dict(batch)
+            except (TypeError, ValueError) as err:
+                raise ConfigError(f"{what} yielded {type(batch).__name__}: batches must be "
+                                  "mappings of arrays.") from err
+        mask = batch.pop(EXAMPLE_MASK, None) if eval else None
+        n = data.check_same_length(what, batch)
+        if not eval and n != self.config.batch_size:
+            raise ConfigError(f"{what} yielded a batch of {n} examples: training batches must "
+                              f"hold the global batch_size={self.config.batch_size}.")
+        if all(isinstance(a, jax.Array) for a in batch.values()):
+            return batch, mask
+        sharding = (data.batch_sharding(self.mesh) if n % self.mesh.size == 0
+                    else self.engine.replicated)
+        out = {k: data.put(np.asarray(a), sharding) for k, a in batch.items()}
+        return out, None if mask is None else data.put(np.asarray(mask, np.float32), sharding)
+
+    def _open(self, step: int):
+        """The training stream from batch `step` on: sought where the task's data take a
+        `start`, else a fresh pass that skips the batches of this epoch already trained."""
+        if self.seekable:
+            return open_stream("train", self.task.train, step)
+        return open_stream("train", self.task.train,
+                           step % self.epoch_length if self.epoch_length else step)
+
+    def _train_batches(self, step: int, n: int):
+        for t in range(step, step + n):
+            batch = next(self._stream, None)
+            if batch is None and self.epoch_length and not self.seekable:  # the next epoch
+                self._stream = open_stream("train", self.task.train)
+                batch = next(self._stream, None)
+            if batch is None:
+                raise ConfigError(
+                    f"task.train ended after {t} batches; the run needs {self.total_steps} "
+                    "(its steps). Give a longer iterator or fewer steps.")
+            yield self._device(batch, "task.train")[0]
 
     def chunk(self, state: TrainState, step: int, n: int):
         """Runs steps [step, step + n) on the next n batches: (state, per-step metrics)."""
         if self._next_step != step:  # a fresh run, or a resumption: restart the stream there
-            self._stream = self._batches(self._train, "train", self.config.train_examples,
-                                         start=step)
+            self._stream = self._open(step)
         self._next_step = step + n
-        batches = itertools.islice(self._stream, n)
-        return self.engine.train_batches(state, self.hp, batches)
+        return self.engine.train_batches(state, self.hp, self._train_batches(step, n))
 
     def compiled_step(self):
         """One training step compiled for this session's batch, not run
         (`Engine.compile_step`)."""
-        b, s = self.config.batch_size, self.image_size
-        sharding = data.batch_sharding(self.mesh)
-        return self.engine.compile_step(
-            self.hp, jax.ShapeDtypeStruct((b, s, s, 3), np.uint8, sharding=sharding),
-            jax.ShapeDtypeStruct((b,), np.int32, sharding=sharding))
+        batch, _ = self._device(next(open_stream("train", self.task.train)), "task.train")
+        abstract = {k: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=a.sharding)
+                    for k, a in batch.items()}
+        return self.engine.compile_step(self.hp, abstract)
 
     def evaluate(self, state: TrainState) -> dict[str, np.ndarray]:
-        """Validation loss and accuracy of each member (the central crops), (K,) arrays."""
-        return self.engine.evaluate_batches(state, self._batches(self._test, "validation",
-                                                                  self.config.eval_examples))
+        """Held-out loss and metrics of each member, (K,) arrays."""
+        batches = (self._device(b, "task.eval", eval=True)
+                   for b in open_stream("eval", self.task.eval))
+        try:
+            return self.engine.evaluate_batches(state, batches)
+        except ValueError as err:
+            raise ConfigError(f"task.eval yielded no batch ({err}).") from err
 
 
-def open_session(config: TrainConfig) -> Session | StreamedSession:
-    """The session `config`'s dataset needs: held whole on the device(s), or streamed. The
-    entry point of every run: it sets the CPU plan's XLA flags (`_xla`) if JAX has not
-    started yet."""
+def open_session(config: TrainConfig, task: Task | None = None) -> Session | StreamedSession:
+    """The session of `task` (default: the config's zoo network and dataset; a user's task
+    comes with the config as `task.resolve` records it) run as `config` says: its data held
+    whole on the device(s), or streamed. The entry point of every run: it
+    sets the CPU plan's XLA flags (`_xla`) if JAX has not started yet."""
     _xla.apply_cpu_defaults(config.plan)
-    if data.info(config.dataset).in_memory:
-        return Session(config)
-    return StreamedSession(config)
+    task = Task.from_config(config) if task is None else task
+    if task.held:
+        return Session(config, task)
+    return StreamedSession(config, task)

@@ -21,6 +21,7 @@ from hparams_jax import data
 from hparams_jax.errors import ConfigError
 from hparams_jax.train.config import TrainConfig
 from hparams_jax.train.session import open_session
+from hparams_jax.train.task import Task, train_examples
 
 
 @dataclasses.dataclass(frozen=True)
@@ -41,22 +42,26 @@ def device_memory() -> int | None:
     return int(stats["bytes_limit"]) if stats and "bytes_limit" in stats else None
 
 
-def _step_bytes(config: TrainConfig) -> int:
-    memory = open_session(config).compiled_step().memory_analysis()
+def _step_bytes(config: TrainConfig, task: Task | None = None) -> int:
+    memory = open_session(config, task).compiled_step().memory_analysis()
     return int(memory.argument_size_in_bytes + memory.output_size_in_bytes
                + memory.temp_size_in_bytes - memory.alias_size_in_bytes)
 
 
-def check_candidate(config: TrainConfig, batch_size: int) -> Candidate:
-    """Whether `config` can train at `batch_size` (see the module docstring)."""
+def check_candidate(config: TrainConfig, batch_size: int, task: Task | None = None
+                    ) -> Candidate:
+    """Whether `config` (on `task`, default the config's zoo task) can train at `batch_size`
+    (see the module docstring)."""
     devices = jax.device_count()
     try:
         data.check_batch_divisible(batch_size, devices, config.accumulate_steps)
     except ConfigError as err:
         return Candidate(batch_size, False, str(err))
-    num_train = config.train_examples or data.info(config.dataset).train_size
-    num_train = min(num_train, data.info(config.dataset).train_size)
-    if batch_size > num_train:
+    if task is not None and not task.held and batch_size != config.batch_size:
+        return Candidate(batch_size, False, f"task {task.name!r} streams batches of "
+                         f"{config.batch_size} from an iterator")
+    num_train = train_examples(config, task)
+    if num_train is not None and batch_size > num_train:
         return Candidate(batch_size, False, f"larger than the {num_train} training examples")
     limit = device_memory()
     if limit is None:
@@ -64,7 +69,7 @@ def check_candidate(config: TrainConfig, batch_size: int) -> Candidate:
                          f"checked: the {jax.default_backend()} backend reports no device "
                          "memory (host RAM bounds it)")
     need = _step_bytes(config.replace(batch_size=batch_size, members=(), workdir=None,
-                                      progress=False))
+                                      progress=False), task)
     fits = need <= limit
     return Candidate(batch_size, fits, f"one compiled step needs {need / 2**30:.2f} GiB of "
                      f"the device's {limit / 2**30:.2f} GiB" + ("" if fits else ": too large"),

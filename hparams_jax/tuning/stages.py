@@ -43,6 +43,7 @@ from hparams_jax.range_test import (EVAL_TOLERANCE, Family, RangeTestResult, che
 from hparams_jax.train import DivergenceError, History, TrainConfig, fit, workdir_lock
 from hparams_jax.train.config import EXECUTION_FIELDS
 from hparams_jax.train.metrics import write_json_atomic
+from hparams_jax.train.task import Task, resolve, train_examples
 from hparams_jax.tuning import advice, report
 from hparams_jax.tuning.report import show
 from hparams_jax.tuning.batch import check_candidate
@@ -145,9 +146,7 @@ def _momentum_ok(x) -> bool:
     return _real(x) and 0 <= x < 1
 
 
-def _candidates(config: TrainConfig, batch_sizes, momenta, weight_decays):
-    from hparams_jax import data
-
+def _candidates(config: TrainConfig, task: Task | None, batch_sizes, momenta, weight_decays):
     if batch_sizes is None:
         batch_sizes = tuple(config.batch_size * f for f in BATCH_FACTORS)
     batch_sizes = _check_list("batch_sizes", batch_sizes, lambda b: isinstance(b, int) and not
@@ -155,7 +154,7 @@ def _candidates(config: TrainConfig, batch_sizes, momenta, weight_decays):
     momenta = _check_list("momenta", DEFAULT_MOMENTA if momenta is None else momenta,
                           _momentum_ok, "momenta in [0, 1), each a number or a (max, min) pair")
     if weight_decays is None:
-        num_train = config.train_examples or data.info(config.dataset).train_size
+        num_train = train_examples(config, task) or 0
         weight_decays = DEFAULT_WEIGHT_DECAYS + ((1e-6,) if num_train >= LARGE_DATASET else ())
     weight_decays = _check_list("weight_decays", weight_decays, lambda w: _real(w) and w >= 0,
                                 "finite numbers >= 0")
@@ -210,9 +209,10 @@ class _Stages:
     """The stages of one tune in its workdir, each loaded when recorded, else run."""
 
     def __init__(self, workdir: Path, plan: SearchPlan, ramp: dict,
-                 say: Callable[[str], None]):
+                 say: Callable[[str], None], task: Task | None):
         self.dir = workdir / "stages"
-        self.plan, self.ramp, self.say = plan, ramp, say
+        self.plan, self.say, self.task = plan, say, task
+        self.ramp = {**ramp, "task": task}  # every range test's ramp, on the task
         self.records: dict[str, dict[str, Any]] = {}
 
     def run(self, name: str, compute: Callable[[], tuple[Decision, list[RangeTestResult]]]
@@ -284,9 +284,10 @@ class _Stages:
 def tune(config: TrainConfig, *, budget: int | None = None,
          batch_sizes: Sequence[int] | None = None, momenta: Sequence | None = None,
          weight_decays: Sequence[float] | None = None, start: float = 0.001,
-         stop: float = 1.0, range_steps: int = 300) -> TuneResult:
+         stop: float = 1.0, range_steps: int = 300, task: Task | None = None) -> TuneResult:
     """Runs the paper's procedure (see the module docstring) for `config`'s network and data
-    into `config.workdir`, and returns its decisions and the tuned 1cycle run.
+    (or `task`'s: the user's own model, loss and data, a `Task` with held-out data) into
+    `config.workdir`, and returns its decisions and the tuned 1cycle run.
 
     `config` gives the starting batch size, momentum and weight decay of the first range test,
     the 1cycle run's length (`epochs` or `steps`) and everything else the runs share.
@@ -302,20 +303,24 @@ def tune(config: TrainConfig, *, budget: int | None = None,
     if config.members:
         raise ConfigError(f"members={list(config.members)!r} is not allowed here: tune chooses "
                           "one setting (give the starting one).")
+    if task is not None:
+        config, task = resolve(config, task)
+        task.require_eval("tune")
     v.check("range_steps", range_steps, isinstance(range_steps, int)
             and not isinstance(range_steps, bool) and range_steps >= MIN_RANGE_STEPS,
             f"an integer >= {MIN_RANGE_STEPS}")
     check_ramp(start, stop, range_steps)
     check_budget(budget)
-    batch_sizes, momenta, weight_decays = _candidates(config, batch_sizes, momenta,
+    batch_sizes, momenta, weight_decays = _candidates(config, task, batch_sizes, momenta,
                                                       weight_decays)
     workdir = Path(config.workdir)
     with workdir_lock(workdir):
-        return _tune(config, workdir, budget, batch_sizes, momenta, weight_decays,
+        return _tune(config, task, workdir, budget, batch_sizes, momenta, weight_decays,
                      dict(start=start, stop=stop), range_steps)
 
 
-def _tune(config, workdir, budget, batch_sizes, momenta, weight_decays, ramp, range_steps):
+def _tune(config, task, workdir, budget, batch_sizes, momenta, weight_decays, ramp,
+          range_steps):
     say = print if config.progress else (lambda _: None)
     inputs = _inputs(config, budget=budget, batch_sizes=batch_sizes, momenta=momenta,
                      weight_decays=weight_decays, range_steps=range_steps, **ramp)
@@ -328,14 +333,14 @@ def _tune(config, workdir, budget, batch_sizes, momenta, weight_decays, ramp, ra
             **saved["plan"], **{k: tuple(_momentum(x) for x in saved["plan"][k])
                                 for k in ("batch_sizes", "momenta", "weight_decays", "cuts")}})
     else:
-        fit_records, plan = _plan(config, budget, batch_sizes, momenta, weight_decays,
+        fit_records, plan = _plan(config, task, budget, batch_sizes, momenta, weight_decays,
                                   range_steps)
         write_json_atomic(plan_path, {"batch_candidates": fit_records,
                                       "plan": dataclasses.asdict(plan)})
     base = config.replace(eval_examples=min(config.eval_examples or RANGE_EVAL_EXAMPLES,
                                             RANGE_EVAL_EXAMPLES),
                           workdir=None, progress=False)
-    stages = _Stages(workdir, plan, {**ramp, "num_steps": plan.range_steps}, say)
+    stages = _Stages(workdir, plan, {**ramp, "num_steps": plan.range_steps}, say, task)
     decisions = []
 
     d, (start_result,) = stages.run("lr_range", lambda: stages.lr_range(base))
@@ -351,16 +356,16 @@ def _tune(config, workdir, budget, batch_sizes, momenta, weight_decays, ramp, ra
         "weight_decay", chosen, plan.weight_decays, config.weight_decay, decisions[-1].bounds))
     decisions.append(d)
     final = _final_config(config.replace(batch_size=chosen.batch_size, momentum=chosen.momentum,
-                                         weight_decay=d.choice, **d.bounds), workdir)
+                                         weight_decay=d.choice, **d.bounds), task, workdir)
     result = _one_cycle(stages, final, decisions)
     _write_tune_json(workdir, inputs, plan, fit_records, result)
     report.write(workdir, {name: stages.records[name] for name in STAGES[:-1]}, result, plan)
     return result
 
 
-def _plan(config, budget, batch_sizes, momenta, weight_decays, range_steps):
+def _plan(config, task, budget, batch_sizes, momenta, weight_decays, range_steps):
     """The batch candidates' fit records and the search plan within the budget."""
-    records = [check_candidate(config, b).to_dict()
+    records = [check_candidate(config, b, task).to_dict()
                for b in dict.fromkeys((config.batch_size, *batch_sizes))]
     if not records[0]["fits"]:
         raise ConfigError(f"batch_size={config.batch_size} (the starting batch) does not fit: "
@@ -370,16 +375,16 @@ def _plan(config, budget, batch_sizes, momenta, weight_decays, range_steps):
     return records, plan_search(budget, range_steps, order, momenta, weight_decays)
 
 
-def _final_config(config: TrainConfig, workdir: Path) -> TrainConfig:
+def _final_config(config: TrainConfig, task: Task | None, workdir: Path) -> TrainConfig:
     """The 1cycle run: `EVALS_PER_EPOCH` test evaluations an epoch where `eval_every` is None
     (diagnose reads the test loss early and often, Sec. 3)."""
-    from hparams_jax import data
-
     config = config.replace(lr_policy="one_cycle", workdir=str(workdir / "one_cycle"))
+    num_train = train_examples(config, task)
     if config.eval_every is None:
-        num_train = min(config.train_examples or data.info(config.dataset).train_size,
-                        data.info(config.dataset).train_size)
-        every = max(1, num_train // config.batch_size // EVALS_PER_EPOCH)
+        steps = (num_train // config.batch_size if num_train is not None else
+                 task.steps_per_epoch if task is not None and task.steps_per_epoch else
+                 config.steps or 1)
+        every = max(1, steps // EVALS_PER_EPOCH)
         config = config.replace(eval_every=every, log_every=min(config.log_every, every))
     return config
 
@@ -392,7 +397,7 @@ def _one_cycle(stages: _Stages, config: TrainConfig, decisions: list[Decision]) 
                    f"{config.batch_size}, momentum {show(config.momentum)}, weight decay "
                    f"{config.weight_decay:g}")
         try:
-            fit(config)
+            fit(config, task=stages.task)
         except DivergenceError as err:  # diagnosed and recorded like any other outcome
             stages.say(str(err))
     history = History.load(path.parent.parent / "one_cycle")
