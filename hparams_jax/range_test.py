@@ -32,7 +32,6 @@ from hparams_jax import _validate as v
 from hparams_jax.errors import ConfigError
 from hparams_jax.train.config import RANGE_MODES, TrainConfig
 from hparams_jax.train.metrics import write_text_atomic
-from hparams_jax.train.session import open_session
 
 # min_lr as a fraction of max_lr: the author's 1cycle job scripts use max/10 (Sec. 4.1 and
 # shared/reference); for CLR the paper sets the minimum "a factor of 3 or 4" below the maximum.
@@ -432,6 +431,18 @@ def _suggest(r: RangeTestResult, fraction: float, policy: str) -> Suggestion:
 
 # --- running it ----------------------------------------------------------------------------
 
+def _open_session(config: TrainConfig):
+    """The training engine's session (`train.session.open_session`), imported here on first use:
+    reading range tests needs only the core install, running them the train extra."""
+    from hparams_jax import _extras
+
+    try:
+        from hparams_jax.train.session import open_session as open_
+    except ModuleNotFoundError as err:
+        _extras.reraise(err, "running an LR range test")
+    return open_(config)
+
+
 class _StoppingRule:
     """The EMA of each member's loss kept up chunk by chunk with its running minimum, so the
     rule reads each new loss once instead of re-smoothing the whole curve."""
@@ -487,7 +498,7 @@ def check_ramp(start, stop, num_steps, mode="linear", stop_factor=4.0, eval_ever
 
 def _run(config: TrainConfig, *, start, stop, num_steps, mode, eval_every, stop_factor,
          labels: Sequence[str]) -> list[RangeTestResult]:
-    session = open_session(config.replace(lr_policy="range_test", min_lr=start, max_lr=stop,
+    session = _open_session(config.replace(lr_policy="range_test", min_lr=start, max_lr=stop,
                                      steps=num_steps, range_mode=mode, workdir=None,
                                      progress=False))
     k = session.num_members
