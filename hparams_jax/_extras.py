@@ -21,7 +21,7 @@ EXTRAS: dict[str, dict[str, str]] = {
     "train": {"flax": "flax", "orbax": "orbax-checkpoint",
               "tensorflow_datasets": "tensorflow-datasets", "matplotlib": "matplotlib",
               "tqdm": "tqdm", "PIL": "pillow"},
-    "tensorboard": {"tensorboardX": "tensorboardX"},
+    "tensorboard": {"tensorboardX": "tensorboardX", "tensorboard": "tensorboard"},
     "imagenet": {"grain": "grain"},
 }
 

@@ -148,8 +148,12 @@ def _range_test_locked(args) -> int:
     from hparams_jax import options, plots
     from hparams_jax.range_test import lr_range_test, range_test_family
 
+    from hparams_jax.train import tensorboard
+
     config = options.config_from(args, _range_test_defaults(), _range_test_fields())
     _check_model(config.model)
+    if config.tensorboard:
+        tensorboard.check_installed()  # before anything trains
     ramp = dict(start=args.start, stop=args.stop, num_steps=args.steps, mode=args.mode,
                 eval_every=args.eval_every)
     workdir = Path(args.workdir)
@@ -163,6 +167,7 @@ def _range_test_locked(args) -> int:
         print(family.text())
         for r in family.results:
             print(f"{r.label}: {r.suggest().text()}")
+        results = family.results
     else:
         result = lr_range_test(config, **ramp)
         result.label = (f"{config.model}, {config.dataset}, {config.optimizer}, "
@@ -170,7 +175,12 @@ def _range_test_locked(args) -> int:
         result.save(workdir / "range_test.json")
         plots.plot_range_test(result, workdir / "range_test.png")
         print(result.suggest().text())
+        results = [result]
     print(f"saved {workdir / 'range_test.json'} and {workdir / 'range_test.png'}")
+    if config.tensorboard:
+        logdir = tensorboard.write_range_tests(results if args.family else results[0],
+                                               workdir / tensorboard.LOGDIR)
+        print(f"TensorBoard: tensorboard --logdir {logdir}")
     return 0
 
 

@@ -37,7 +37,8 @@ from hparams_jax.train.checkpoint import Checkpointer
 from hparams_jax.train.config import EXECUTION_FIELDS, TrainConfig
 from hparams_jax.train.interrupt import TrainingInterrupted, stop_on_signals
 from hparams_jax.train.lock import workdir_lock
-from hparams_jax.train.metrics import History, MetricsLog, write_json_atomic
+from hparams_jax.train import tensorboard
+from hparams_jax.train.metrics import History, MetricsLog, Throughput, write_json_atomic
 from hparams_jax.train.session import open_session
 
 # Config fields that may change between a run and its resumption: where it is written, and how
@@ -69,7 +70,8 @@ def _check_config_matches(workdir: Path, config: TrainConfig) -> None:
 def fit(config: TrainConfig) -> History:
     """Trains `config` (all its sweep members at once) and returns the history.
 
-    Writes `metrics.jsonl`, `summary.json`, `config.json` and `checkpoints/` into
+    Writes `metrics.jsonl`, `summary.json`, `config.json` and `checkpoints/` (and, with
+    `config.tensorboard`, `tensorboard/`: `train.tensorboard`) into
     `config.workdir` (a temporary folder, removed afterwards, when it is None), holding the
     workdir's lock all along (`WorkdirLocked` at once if another run holds it). Resumes from
     the newest readable checkpoint there (`CheckpointMismatchError` if the state's structure
@@ -135,7 +137,8 @@ def _fit(config: TrainConfig, workdir: Path) -> History:
         if restored is not None:
             state = restored[1]
         with _writing(workdir):
-            log = MetricsLog(workdir / "metrics.jsonl", resume_step=step, enabled=is_main)
+            log = MetricsLog(workdir / "metrics.jsonl", resume_step=step, enabled=is_main,
+                             tensorboard=tensorboard.for_run(config, workdir))
         summary_path = workdir / "summary.json"
         if step >= session.total_steps and _completed(summary_path):  # returned untouched
             log.close()
@@ -207,6 +210,7 @@ def _train(config, session, state, step, log, checkpointer, stop, start_time,
     # Throughput excludes the chunks that compiled (the first of each length).
     train_seconds, trained_steps, timed_seconds, timed_steps = 0.0, 0, 0.0, 0
     compiled_lengths: set[int] = set()
+    throughput = Throughput(config.batch_size)
     status, diverged = "failed", np.zeros(session.num_members, bool)
     try:
         while step < total_steps:
@@ -225,6 +229,7 @@ def _train(config, session, state, step, log, checkpointer, stop, start_time,
             state, m = session.chunk(state, step, n)
             m = jax.device_get(m)
             seconds = time.perf_counter() - t0
+            speed = throughput.record(n, seconds, compiled=n not in compiled_lengths)
             train_seconds, trained_steps = train_seconds + seconds, trained_steps + n
             if n in compiled_lengths:
                 timed_seconds, timed_steps = timed_seconds + seconds, timed_steps + n
@@ -236,7 +241,8 @@ def _train(config, session, state, step, log, checkpointer, stop, start_time,
                      "learning_rate": m["learning_rate"][-1, k],
                      "momentum": m["momentum"][-1, k],
                      "weight_decay": m["weight_decay"][-1, k],
-                     **{name: m[name][-1, k] for name in ADAM_HYPERPARAM_NAMES if name in m}}
+                     **{name: m[name][-1, k] for name in ADAM_HYPERPARAM_NAMES if name in m},
+                     **speed}
                     for k in range(session.num_members)]
             diverged = np.asarray(jax.device_get(state.diverged))
             if not diverged.all():
@@ -276,6 +282,7 @@ def _train(config, session, state, step, log, checkpointer, stop, start_time,
         summary = _summary(config, session.engine.plan.name, log.rows, status,
                            np.flatnonzero(diverged), step, total_steps, steps_per_epoch, wall,
                            train_seconds, per_step * steps_per_epoch)
+        summary.update(throughput.summary())
         try:
             log.close()
             # a finished run's summary is replaced only by that of a run that finished again
