@@ -5,6 +5,11 @@ arXiv:1803.09820): cyclical learning rates, the LR range test, the 1cycle policy
 momentum and weight decay, as optax building blocks and a jit training loop. `hparams_jax.tune`
 runs the paper's whole procedure (`hparams_jax.tuning`); it is imported on first use, so
 importing the package stays light.
+
+`pip install hparams_jax` brings jax, optax, chex and numpy: `schedules`, `transforms`,
+`diagnose` and reading range tests. The training engine, the model zoo, the datasets,
+checkpoints and plots need ``pip install "hparams_jax[train]"``, TensorBoard output
+``[tensorboard]``; `errors.MissingExtraError` names the extra a missing part needs.
 """
 
 from typing import Any

@@ -228,12 +228,15 @@ class _Stages:
             decision, results = compute()
             record = {"decision": decision.to_dict(),
                       "range_tests": [r.to_dict() for r in results]}
+            if self.tensorboard and results:  # before the record: a recorded stage has them
+                tensorboard_.write_range_tests(results, self.tensorboard / name)
             write_json_atomic(path, record)
             self.say(f"{name} (Sec. {decision.section}): {show(decision.choice)} "
                      f"({decision.reason})")
         self.records[name] = record
         results = [RangeTestResult.from_dict(r) for r in record["range_tests"]]
         if self.tensorboard and results and not (self.tensorboard / name).exists():
+            # a stage recorded by a run without --tensorboard
             tensorboard_.write_range_tests(results, self.tensorboard / name)
         return Decision(**record["decision"]), results
 
