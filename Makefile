@@ -1,16 +1,17 @@
-# Two set-up-free commands: `make demo` and `make test`.
+# Two set-up-free commands: `make demo` and `make test` (both install everything: the core,
+# the extras and the test tools); `make dist` builds the release files and checks them.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 FASHION_MNIST := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
 
-.PHONY: test demo bench data clean
+.PHONY: test demo bench data dist clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e '.[test]'
+	$(BIN)/python -m pip install -q -e '.[all,test]'
 	touch $@
 
 # Debian's offline Fashion-MNIST (the dataset the demo and CPU reproductions use).
@@ -32,5 +33,12 @@ test: $(STAMP) data
 demo: $(STAMP) data
 	$(BIN)/python -m hparams_jax demo --workdir runs/demo
 
+# The sdist and the wheel (in an isolated build, as a release is built), then twine's check of
+# both; tests/test_release.py checks their contents and installs the wheel alone in a fresh venv.
+dist: $(STAMP)
+	rm -rf dist
+	$(BIN)/python -m build --outdir dist .
+	$(BIN)/twine check --strict dist/*
+
 clean:
-	rm -rf $(VENV) runs .pytest_cache
+	rm -rf $(VENV) runs .pytest_cache dist build

@@ -6,6 +6,11 @@ momentum and weight decay, as optax building blocks and a jit training loop. `hp
 runs the paper's whole procedure (`hparams_jax.tuning`) and `hparams_jax.Task` holds a user's
 own model, loss and data for every tool (`hparams_jax.train.task`); both are imported on first
 use, so importing the package stays light.
+
+`pip install hparams_jax` brings jax, optax, chex and numpy: `schedules`, `transforms`,
+`diagnose` and reading range tests. The training engine, the model zoo, the datasets,
+checkpoints and plots need ``pip install "hparams_jax[train]"``, TensorBoard output
+``[tensorboard]``; `errors.MissingExtraError` names the extra a missing part needs.
 """
 
 from typing import Any

@@ -2,10 +2,11 @@
 
 The options of `train`, `range-test`, `tune` and `experiment run` are `TrainConfig`'s fields
 (`hparams_jax.options`), with `--config FILE` and `--set FIELD=VALUE` where a whole config is
-built. A `ConfigError` (and a missing dataset, or a workdir another run holds) ends a command
-with a one-line message and exit status 2, a divergence with 3, a failed write into the workdir
-(a full disk) with 1, SIGINT/SIGTERM during training with 130/143 after saving the last
-completed step; any other exception surfaces with its traceback (status 1).
+built. A `ConfigError` (and a missing dataset, a missing optional dependency, or a workdir
+another run holds) ends a command with a one-line message and exit status 2, a divergence with
+3, a failed write into the workdir (a full disk) with 1, SIGINT/SIGTERM during training with
+130/143 after saving the last completed step; any other exception surfaces with its traceback
+(status 1).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import os
 import sys
 from pathlib import Path
 
-from hparams_jax.errors import ConfigError
+from hparams_jax.errors import ConfigError, MissingExtraError
 
 
 def _demo(args) -> int:
@@ -147,8 +148,12 @@ def _range_test_locked(args) -> int:
     from hparams_jax import options, plots
     from hparams_jax.range_test import lr_range_test, range_test_family
 
+    from hparams_jax.train import tensorboard
+
     config = options.config_from(args, _range_test_defaults(), _range_test_fields())
     _check_model(config.model)
+    if config.tensorboard:
+        tensorboard.check_installed()  # before anything trains
     ramp = dict(start=args.start, stop=args.stop, num_steps=args.steps, mode=args.mode,
                 eval_every=args.eval_every)
     workdir = Path(args.workdir)
@@ -162,6 +167,7 @@ def _range_test_locked(args) -> int:
         print(family.text())
         for r in family.results:
             print(f"{r.label}: {r.suggest().text()}")
+        results = family.results
     else:
         result = lr_range_test(config, **ramp)
         result.label = (f"{config.model}, {config.dataset}, {config.optimizer}, "
@@ -169,7 +175,12 @@ def _range_test_locked(args) -> int:
         result.save(workdir / "range_test.json")
         plots.plot_range_test(result, workdir / "range_test.png")
         print(result.suggest().text())
+        results = [result]
     print(f"saved {workdir / 'range_test.json'} and {workdir / 'range_test.png'}")
+    if config.tensorboard:
+        logdir = tensorboard.write_range_tests(results if args.family else results[0],
+                                               workdir / tensorboard.LOGDIR)
+        print(f"TensorBoard: tensorboard --logdir {logdir}")
     return 0
 
 
@@ -488,18 +499,21 @@ def _expected_errors() -> dict[type[BaseException], tuple[int, str]]:
     """Exceptions that end a command with a one-line message: (exit status, prefix). Any other
     exception surfaces with its traceback (exit status 1)."""
     from hparams_jax.data import DatasetUnavailableError
-    from hparams_jax.train import (DivergenceError, TrainingInterrupted, WorkdirLocked,
-                                   WorkdirWriteError)
+    from hparams_jax.train import TrainingInterrupted, WorkdirLocked
 
-    return {
+    expected: dict[type[BaseException], tuple[int, str]] = {
         ConfigError: (2, "error: "),
+        MissingExtraError: (2, "error: "),
         DatasetUnavailableError: (2, "error: "),
         WorkdirLocked: (2, "error: "),
-        DivergenceError: (3, ""),
-        WorkdirWriteError: (1, "error: "),
         TrainingInterrupted: (130, ""),  # the status is the signal's: see `main`
         KeyboardInterrupt: (130, ""),
     }
+    try:
+        from hparams_jax.train import DivergenceError, WorkdirWriteError
+    except MissingExtraError:  # a core install: no run can start, so none can fail
+        return expected
+    return {**expected, DivergenceError: (3, ""), WorkdirWriteError: (1, "error: ")}
 
 
 def main(argv: list[str] | None = None) -> int:

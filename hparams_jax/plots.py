@@ -15,13 +15,18 @@ import textwrap
 from pathlib import Path
 from typing import TYPE_CHECKING, Mapping
 
-import matplotlib
 import numpy as np
-from matplotlib.figure import Figure
 
+from hparams_jax import _extras
 from hparams_jax._validate import one_of
 from hparams_jax.diagnose import check_member
 from hparams_jax.errors import ConfigError
+
+try:
+    import matplotlib
+    from matplotlib.figure import Figure
+except ModuleNotFoundError as _err:  # matplotlib comes with the train extra
+    _extras.reraise(_err, "hparams_jax.plots")
 
 if TYPE_CHECKING:
     from hparams_jax.train.metrics import History

@@ -23,7 +23,7 @@ from __future__ import annotations
 import dataclasses
 import json
 from pathlib import Path
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import jax
 import numpy as np
@@ -31,9 +31,10 @@ import numpy as np
 from hparams_jax import _validate as v
 from hparams_jax.errors import ConfigError
 from hparams_jax.train.config import RANGE_MODES, TrainConfig
-from hparams_jax.train.metrics import write_text_atomic
-from hparams_jax.train.session import open_session
-from hparams_jax.train.task import ACCURACY, Task, resolve
+from hparams_jax.train.metrics import ACCURACY, write_text_atomic
+
+if TYPE_CHECKING:
+    from hparams_jax.train.task import Task
 
 # min_lr as a fraction of max_lr: the author's 1cycle job scripts use max/10 (Sec. 4.1 and
 # shared/reference); for CLR the paper sets the minimum "a factor of 3 or 4" below the maximum.
@@ -433,6 +434,22 @@ def _suggest(r: RangeTestResult, fraction: float, policy: str) -> Suggestion:
 
 # --- running it ----------------------------------------------------------------------------
 
+def _engine():
+    """The training engine's session and task modules, imported here on first use: reading
+    range tests needs only the core install, running them the train extra."""
+    from hparams_jax import _extras
+
+    try:
+        from hparams_jax.train import session, task
+    except ModuleNotFoundError as err:
+        _extras.reraise(err, "running an LR range test")
+    return session, task
+
+
+def _open_session(config: TrainConfig, task: Task):
+    return _engine()[0].open_session(config, task)
+
+
 class _StoppingRule:
     """The EMA of each member's loss kept up chunk by chunk with its running minimum, so the
     rule reads each new loss once instead of re-smoothing the whole curve."""
@@ -488,9 +505,9 @@ def check_ramp(start, stop, num_steps, mode="linear", stop_factor=4.0, eval_ever
 
 def _run(config: TrainConfig, task: Task, *, start, stop, num_steps, mode, eval_every,
          stop_factor, labels: Sequence[str]) -> list[RangeTestResult]:
-    session = open_session(config.replace(lr_policy="range_test", min_lr=start, max_lr=stop,
-                                          steps=num_steps, range_mode=mode, workdir=None,
-                                          progress=False), task)
+    session = _open_session(config.replace(lr_policy="range_test", min_lr=start, max_lr=stop,
+                                           steps=num_steps, range_mode=mode, workdir=None,
+                                           progress=False), task)
     k = session.num_members
     state = session.init_state()
     eval_every = eval_every or max(1, num_steps // 20)
@@ -738,7 +755,7 @@ def near_lowest_loss(rows: Sequence[dict[str, Any]]
 
 
 def _with_eval(config: TrainConfig, task: Task | None, tool: str) -> tuple[TrainConfig, Task]:
-    config, task = resolve(config, task)
+    config, task = _engine()[1].resolve(config, task)
     task.require_eval(tool)
     return config, task
 

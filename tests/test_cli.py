@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from hparams_jax import ConfigError, cli
-from hparams_jax.range_test import Family
+from hparams_jax.range_test import Family, RangeTestResult
+from hparams_jax.train.tensorboard import read_scalars
 
 
 def test_demo_tunes_then_compares_with_hand_set_one_cycle_and_constant(tmp_path, capsys):
@@ -57,20 +58,34 @@ def test_diagnose_needs_a_training_workdir(tmp_path):
 def test_range_test_and_diagnose_commands(tmp_path, capsys):
     common = ["--model", "lenet", "--batch-size", "32", "--train-examples", "512"]
     assert cli.main(["range-test", *common, "--start", "0.001", "--stop", "0.2", "--steps", "20",
-                     "--eval-examples", "128", "--workdir", str(tmp_path / "rt")]) == 0
+                     "--eval-examples", "128", "--tensorboard",
+                     "--workdir", str(tmp_path / "rt")]) == 0
     saved = json.loads((tmp_path / "rt" / "range_test.json").read_text())
     assert {"min_lr", "max_lr", "method"} <= set(saved["suggestion"])
     assert len(saved["learning_rate"]) == len(saved["train_loss"]) > 0
     assert (tmp_path / "rt" / "range_test.png").stat().st_size > 10_000
     assert "max_lr =" in capsys.readouterr().out
+    # TensorBoard: the loss and the LR of every step, the held-out loss at each evaluation
+    result = RangeTestResult.load(tmp_path / "rt" / "range_test.json")
+    scalars = read_scalars(tmp_path / "rt" / "tensorboard")
+    for key in ("train_loss", "learning_rate"):
+        assert scalars[key] == [(s + 1, pytest.approx(x, rel=1e-6))
+                                for s, x in enumerate(getattr(result, key))]
+    assert scalars["eval_loss"] == [(int(s), pytest.approx(x, rel=1e-6))
+                                    for s, x in zip(result.eval_step, result.eval_loss)]
 
     assert cli.main(["range-test", *common, "--start", "0.001", "--stop", "0.2", "--steps", "20",
                      "--eval-examples", "128", "--family", "momentum=0.9,0.95:0.85",
-                     "--workdir", str(tmp_path / "family")]) == 0
+                     "--tensorboard", "--workdir", str(tmp_path / "family")]) == 0
     family = Family.load(tmp_path / "family" / "range_test.json")
     assert (family.param, family.values) == ("momentum", [0.9, (0.95, 0.85)])
     assert all(0 < len(r.learning_rate) == len(r.train_loss) <= 20 for r in family.results)
     assert "momentum=0.9:" in capsys.readouterr().out
+    runs = sorted(p.name for p in (tmp_path / "family" / "tensorboard").iterdir() if p.is_dir())
+    assert runs == ["momentum=0.9", "momentum=0.95_0.85"]  # one TensorBoard run per member
+    for name, r in zip(runs, family.results):
+        lr = read_scalars(tmp_path / "family" / "tensorboard" / name)["learning_rate"]
+        assert [x for _, x in lr] == pytest.approx(r.learning_rate, rel=1e-6)
 
     assert cli.main(["train", *common, "--steps", "16", "--min-lr", "0.003", "--max-lr", "0.03",
                      "--log-every", "4", "--eval-every", "4",

@@ -17,7 +17,8 @@ import pytest
 from conftest import TINY_CLI, assert_same_checkpoints, params_of, run_cli, tiny
 from hparams_jax import schedules
 from hparams_jax.train import DivergenceError, History, TrainConfig, fit
-from hparams_jax.train.metrics import MetricsLog
+from hparams_jax.train.metrics import TIMING_KEYS, MetricsLog, untimed
+from hparams_jax.train.tensorboard import read_scalars
 from hparams_jax.train.optimizer import learning_rate, member_hparams, momentum
 
 # --- config -------------------------------------------------------------------------------
@@ -88,7 +89,7 @@ def test_inv_policy_and_caffe_momentum_form_reach_the_optimizer():
 # --- a run ---------------------------------------------------------------------------------
 
 def test_fit_writes_metrics_summary_and_logs_hyperparameters_used(tmp_path):
-    config = tiny(workdir=str(tmp_path))
+    config = tiny(workdir=str(tmp_path), tensorboard=True)
     history = fit(config)
     rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     train = [r for r in rows if r["kind"] == "train"]
@@ -103,12 +104,27 @@ def test_fit_writes_metrics_summary_and_logs_hyperparameters_used(tmp_path):
         assert r["momentum"] == pytest.approx(float(mom(r["step"] - 1)), rel=1e-5)
         assert r["weight_decay"] == pytest.approx(5e-4)
         assert np.isfinite(r["train_loss"]) and 0 <= r["train_accuracy"] <= 1
+        # throughput: the chunk's 4 steps of 32 examples
+        assert r["step_time_s"] > 0
+        assert r["examples_per_second"] == pytest.approx(32 / r["step_time_s"])
     assert 0 <= evals[-1]["test_accuracy"] <= 1
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["status"] == "completed" and summary["step"] == 16
     assert (summary["precision"], summary["plan"]) == ("float32", "cpu")
     assert summary["members"][0]["test_loss"] == pytest.approx(evals[-1]["test_loss"])
     assert summary["wall_time_s"] > 0 and summary["seconds_per_epoch"] > 0
+    # the median of the chunks that did not compile (all but the first of each length)
+    assert summary["median_step_time_s"] == pytest.approx(
+        np.median([r["step_time_s"] for r in train[1:]]))
+    assert summary["median_examples_per_second"] == pytest.approx(
+        32 / summary["median_step_time_s"])
+    # TensorBoard holds the same scalars at the same steps (float32)
+    scalars = read_scalars(tmp_path / "tensorboard")
+    assert set(scalars) == {"train_loss", "train_accuracy", "learning_rate", "momentum",
+                            "weight_decay", *TIMING_KEYS, "test_loss", "test_accuracy"}
+    for kind, rows in (("train", train), ("eval", evals)):
+        for key in {k for r in rows for k in r} - {"kind", "step", "epoch", "member"}:
+            assert scalars[key] == [(r["step"], pytest.approx(r[key], rel=1e-6)) for r in rows]
     np.testing.assert_allclose(history.eval()["test_loss"], [r["test_loss"] for r in evals])
     assert History.load(tmp_path).train()["step"].tolist() == [4, 8, 12, 16]
     assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == ["16", "8"]
@@ -191,7 +207,7 @@ def test_sigkill_then_resume_equals_uninterrupted_run(tmp_path):
     config = tiny(steps=24, checkpoint_every=8)
     full = fit(config.replace(workdir=str(tmp_path / "full")))
 
-    killed = config.replace(workdir=str(tmp_path / "killed"))
+    killed = config.replace(workdir=str(tmp_path / "killed"), tensorboard=True)
     proc = subprocess.run(
         [sys.executable, "-c", KILLED_CHILD.format(kill_after=12),
          json.dumps(killed.to_dict())], capture_output=True, text=True)
@@ -202,8 +218,13 @@ def test_sigkill_then_resume_equals_uninterrupted_run(tmp_path):
     assert sorted(p.name for p in (tmp_path / "killed" / "checkpoints").iterdir()) == ["8"]
 
     resumed = fit(killed)
-    assert resumed.rows == full.rows
+    assert untimed(resumed.rows) == untimed(full.rows)  # all but the timings
     assert_same_checkpoints(tmp_path / "killed", tmp_path / "full")
+    # TensorBoard drops the steps the killed process logged past its checkpoint: it shows what
+    # metrics.jsonl holds, each step once
+    loss = read_scalars(tmp_path / "killed" / "tensorboard")["train_loss"]
+    assert loss == [(r["step"], pytest.approx(r["train_loss"], rel=1e-6))
+                    for r in resumed.rows if r["kind"] == "train"]
 
 
 def test_corrupt_latest_checkpoint_is_moved_aside_and_retrained(tmp_path):
@@ -223,7 +244,7 @@ def test_corrupt_latest_checkpoint_is_moved_aside_and_retrained(tmp_path):
     assert {p.relative_to(moved): p.read_bytes() for p in moved.rglob("*")
             if p.is_file()} == damaged  # set aside as it was, not deleted
     assert history.summary["step"] == 16  # retrained steps 9-16 from the step-8 checkpoint
-    assert history.rows == first.rows
+    assert untimed(history.rows) == untimed(first.rows)
     assert params_of(tmp_path)  # the rewritten step-16 checkpoint reads back
 
 

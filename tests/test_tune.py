@@ -18,6 +18,8 @@ from conftest import held_by_another_process, run_cli
 from hparams_jax import ConfigError
 from hparams_jax.range_test import EVAL_TOLERANCE, RangeTestResult
 from hparams_jax.train import TrainConfig, WorkdirLocked
+from hparams_jax.train.metrics import read_rows
+from hparams_jax.train.tensorboard import read_scalars
 from hparams_jax.tuning import advice, tune
 from hparams_jax.tuning.batch import _step_bytes, check_candidate
 from hparams_jax.tuning.budget import MIN_RANGE_STEPS, plan_search
@@ -149,7 +151,7 @@ def test_resumes_a_killed_tune_without_recomputing_finished_stages(tmp_path):
             "fashion_mnist", "--train-examples", "512", "--eval-examples", "128",
             "--batch-size", "64", "--batch-sizes", "64", "--momenta", "0.9",
             "--weight-decays", "1e-4", "--range-steps", "50", "--stop", "0.3", "--steps",
-            "8", "--no-progress"]
+            "8", "--no-progress", "--tensorboard"]
     env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=1"}  # run_cli's
     proc = subprocess.Popen([sys.executable, "-m", "hparams_jax", *args], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
@@ -173,6 +175,18 @@ def test_resumes_a_killed_tune_without_recomputing_finished_stages(tmp_path):
         "lr_range", "batch_size", "momentum", "weight_decay", "one_cycle"]
     assert record["decisions"][-1]["result"]["test_accuracy"] > 0.1
     assert "next step:" in finished.stdout
+    # --tensorboard: each stage's range tests (one TensorBoard run per test) and the 1cycle run
+    stages = workdir / "tensorboard"
+    assert sorted(p.name for p in stages.iterdir()) == [
+        "batch_size", "lr_range", "momentum", "weight_decay"]
+    (first_test,) = _stage_results(workdir, "lr_range")
+    (run,) = [p for p in (stages / "lr_range").iterdir() if p.is_dir()]
+    loss = read_scalars(run)["train_loss"]
+    assert [x for _, x in loss] == pytest.approx(first_test.train_loss, rel=1e-6)
+    one_cycle = read_scalars(workdir / "one_cycle" / "tensorboard")
+    assert [s for s, _ in one_cycle["learning_rate"]] == [
+        r["step"] for r in read_rows(workdir / "one_cycle" / "metrics.jsonl")
+        if r["kind"] == "train"]
 
 
 def test_changed_inputs_under_an_existing_workdir_are_refused(tuned):

@@ -9,11 +9,17 @@ tests, `report` turns every finished run into
 `experiments/RESULTS.md`.
 """
 
-from hparams_jax.experiment.spec import (Claim, Experiment, PaperResult, RangeTest, Setting,
-                                         find, load_all)
-from hparams_jax.experiment.protocols import core_comparisons
-from hparams_jax.experiment.runner import DEFAULT_ROOT, run_dir, run_range_test, run_setting
-from hparams_jax.experiment.report import write_report
+from hparams_jax import _extras
+
+try:
+    from hparams_jax.experiment.spec import (Claim, Experiment, PaperResult, RangeTest, Setting,
+                                             find, load_all)
+    from hparams_jax.experiment.protocols import core_comparisons
+    from hparams_jax.experiment.runner import (DEFAULT_ROOT, run_dir, run_range_test,
+                                               run_setting)
+    from hparams_jax.experiment.report import write_report
+except ModuleNotFoundError as _err:  # the engine comes with the train extra
+    _extras.reraise(_err, "hparams_jax.experiment")
 
 __all__ = ["DEFAULT_ROOT", "Claim", "Experiment", "PaperResult", "RangeTest", "Setting",
            "core_comparisons", "find", "load_all", "run_dir", "run_range_test", "run_setting",

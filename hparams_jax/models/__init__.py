@@ -35,16 +35,21 @@ decay on its last layer) are available as ``model.weight_decay_multipliers()`` /
 ``model.lr_multipliers()``.
 """
 
-from hparams_jax.models.cifar3 import Cifar3
-from hparams_jax.models.densenet import DenseNet
-from hparams_jax.models.inception_resnet_v2 import InceptionResNetV2
-from hparams_jax.models.layers import PLAIN as PLAIN_LAYERS
-from hparams_jax.models.layers import Layers, count_params, param_multipliers
-from hparams_jax.models.lenet import LeNet
-from hparams_jax.models.registry import available, create
-from hparams_jax.models.resnet50 import ResNet50
-from hparams_jax.models.resnet_cifar import CifarResNet
-from hparams_jax.models.xla_cpu import LAYERS as XLA_CPU_LAYERS
+from hparams_jax import _extras
+
+try:
+    from hparams_jax.models.cifar3 import Cifar3
+    from hparams_jax.models.densenet import DenseNet
+    from hparams_jax.models.inception_resnet_v2 import InceptionResNetV2
+    from hparams_jax.models.layers import PLAIN as PLAIN_LAYERS
+    from hparams_jax.models.layers import Layers, count_params, param_multipliers
+    from hparams_jax.models.lenet import LeNet
+    from hparams_jax.models.registry import available, create
+    from hparams_jax.models.resnet50 import ResNet50
+    from hparams_jax.models.resnet_cifar import CifarResNet
+    from hparams_jax.models.xla_cpu import LAYERS as XLA_CPU_LAYERS
+except ModuleNotFoundError as _err:  # Flax comes with the train extra
+    _extras.reraise(_err, "hparams_jax.models")
 
 __all__ = [
     "available", "create", "count_params", "param_multipliers",

@@ -198,6 +198,9 @@ class TrainConfig:
     workdir: str | None = _field(None, "folder of the metrics, summary and checkpoints (None: "
                                  "nothing written); a rerun resumes from it")
     progress: bool = _field(True, "progress bars", execution=True)
+    tensorboard: bool = _field(False, "also write the metrics as TensorBoard event files into "
+                               "WORKDIR/tensorboard (needs hparams_jax[tensorboard])",
+                               execution=True)
 
     def __post_init__(self):
         if isinstance(self.momentum, list):

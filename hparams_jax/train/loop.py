@@ -38,7 +38,8 @@ from hparams_jax.train.checkpoint import Checkpointer
 from hparams_jax.train.config import EXECUTION_FIELDS, TrainConfig
 from hparams_jax.train.interrupt import TrainingInterrupted, stop_on_signals
 from hparams_jax.train.lock import workdir_lock
-from hparams_jax.train.metrics import History, MetricsLog, write_json_atomic
+from hparams_jax.train import tensorboard
+from hparams_jax.train.metrics import History, MetricsLog, Throughput, write_json_atomic
 from hparams_jax.train.session import open_session
 from hparams_jax.train.task import Task, resolve
 
@@ -75,7 +76,8 @@ def fit(config: TrainConfig, *, task: Task | None = None) -> History:
     """Trains `config` (all its sweep members at once) on `task` (default: the config's zoo
     network and dataset) and returns the history.
 
-    Writes `metrics.jsonl`, `summary.json`, `config.json` and `checkpoints/` into
+    Writes `metrics.jsonl`, `summary.json`, `config.json` and `checkpoints/` (and, with
+    `config.tensorboard`, `tensorboard/`: `train.tensorboard`) into
     `config.workdir` (a temporary folder, removed afterwards, when it is None), holding the
     workdir's lock all along (`WorkdirLocked` at once if another run holds it). Resumes from
     the newest readable checkpoint there (`CheckpointMismatchError` if the state's structure
@@ -144,7 +146,8 @@ def _fit(config: TrainConfig, task: Task, workdir: Path) -> History:
         if restored is not None:
             state = restored[1]
         with _writing(workdir):
-            log = MetricsLog(workdir / "metrics.jsonl", resume_step=step, enabled=is_main)
+            log = MetricsLog(workdir / "metrics.jsonl", resume_step=step, enabled=is_main,
+                             tensorboard=tensorboard.for_run(config, workdir))
         summary_path = workdir / "summary.json"
         if step >= session.total_steps and _completed(summary_path):  # returned untouched
             log.close()
@@ -243,6 +246,7 @@ def _train(run: _Run) -> History:
     # Throughput excludes the chunks that compiled (the first of each length).
     train_seconds, trained_steps, timed_seconds, timed_steps = 0.0, 0, 0.0, 0
     compiled_lengths: set[int] = set()
+    throughput = Throughput(config.batch_size)
     status, diverged = "failed", np.zeros(session.num_members, bool)
     try:
         while step < total_steps:
@@ -261,6 +265,7 @@ def _train(run: _Run) -> History:
             run.state, m = session.chunk(run.state, step, n)
             m = jax.device_get(m)
             seconds = time.perf_counter() - t0
+            speed = throughput.record(n, seconds, compiled=n not in compiled_lengths)
             train_seconds, trained_steps = train_seconds + seconds, trained_steps + n
             if n in compiled_lengths:
                 timed_seconds, timed_steps = timed_seconds + seconds, timed_steps + n
@@ -271,6 +276,7 @@ def _train(run: _Run) -> History:
                 session.num_members)
             for k, row in enumerate(rows):
                 row.update({name: m[name][-1, k] for name in HYPERPARAM_NAMES if name in m})
+                row.update(speed)
             diverged = np.asarray(jax.device_get(run.state.diverged))
             if not diverged.all() and session.has_eval:
                 due_eval = step // eval_every > prev // eval_every or step == total_steps
@@ -310,6 +316,7 @@ def _train(run: _Run) -> History:
                            np.flatnonzero(diverged), step, total_steps, steps_per_epoch, wall,
                            train_seconds, per_step * steps_per_epoch)
         summary_path = run.summary_path
+        summary.update(throughput.summary())
         try:
             log.close()
             # a finished run's summary is replaced only by that of a run that finished again

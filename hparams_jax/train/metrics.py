@@ -2,8 +2,11 @@
 `summary.json`, and `History`, the in-memory view `fit` returns.
 
 Rows carry `kind` ("train" or "eval"), `step`, `epoch` and `member` (the sweep member, 0 for a
-single run). Resuming from a checkpoint drops the rows written after it and keeps the others
-byte for byte, so a resumed run's file equals an uninterrupted run's.
+single run); train rows also the throughput of the steps they cover (`TIMING_KEYS`, measured by
+`Throughput`). Resuming from a checkpoint drops the rows written after it and keeps the others
+byte for byte, so a resumed run's file equals an uninterrupted run's but for the timings
+(`untimed`). `MetricsLog` can mirror the rows into TensorBoard event files (`train.tensorboard`);
+`metrics.jsonl` stays the record.
 """
 
 from __future__ import annotations
@@ -13,9 +16,19 @@ import math
 import os
 import warnings
 from pathlib import Path
-from typing import Any, Iterable
+from typing import TYPE_CHECKING, Any, Iterable, Sequence
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from hparams_jax.train.tensorboard import ScalarWriter
+
+# The fields of a train row that time its steps; the only ones in which two runs of one config
+# differ.
+TIMING_KEYS = ("examples_per_second", "step_time_s")
+
+# The metric every tool reads as the accuracy (a task's loss may report it).
+ACCURACY = "accuracy"
 
 
 def _json_value(x: Any) -> Any:
@@ -95,11 +108,17 @@ class MetricsLog:
     Kept lines stay byte for byte as they were; the file is rewritten only when something is
     dropped (rows past `resume_step`, a torn last line), so reopening a finished run's log
     changes nothing. Lines that hold no row are kept as they are (readers skip them).
+
+    With a `tensorboard` writer, each write also goes to TensorBoard, the first one preceded by
+    the kept rows: after a resumption the event files show what `metrics.jsonl` holds.
     """
 
-    def __init__(self, path: str | Path, *, resume_step: int = 0, enabled: bool = True):
+    def __init__(self, path: str | Path, *, resume_step: int = 0, enabled: bool = True,
+                 tensorboard: ScalarWriter | None = None):
         self.path = Path(path)
         self.enabled = enabled
+        self.tensorboard = tensorboard if enabled else None
+        self._mirrored = 0  # the rows already written to TensorBoard
         lines = _read_lines(self.path)
         keep = [(raw, row) for raw, row in lines
                 if (isinstance(row, dict) and row["step"] <= resume_step)
@@ -119,11 +138,16 @@ class MetricsLog:
         if self.enabled:
             self._file.write("".join(json.dumps(r) + "\n" for r in rows))
             self._file.flush()
+        if self.tensorboard is not None:
+            self.tensorboard.write(self.rows[self._mirrored:])
+            self._mirrored = len(self.rows)
 
     def sync(self) -> None:
         if self.enabled:
             self._file.flush()
             os.fsync(self._file.fileno())
+        if self.tensorboard is not None:
+            self.tensorboard.flush()
 
     def close(self) -> None:
         if self.enabled and not self._file.closed:
@@ -131,10 +155,73 @@ class MetricsLog:
                 self.sync()
             finally:
                 self._file.close()
+                if self.tensorboard is not None:
+                    self.tensorboard.close()
 
 
 def _clean(row: dict[str, Any]) -> dict[str, Any]:
     return {k: _json_value(v) for k, v in row.items()}
+
+
+def untimed(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """`rows` without their `TIMING_KEYS`: what two runs of one config (or a run and its
+    resumption) record alike.
+
+    Examples:
+      >>> from hparams_jax.train.metrics import untimed
+      >>> untimed([{"kind": "train", "step": 4, "train_loss": 0.5, "step_time_s": 0.01}])
+      [{'kind': 'train', 'step': 4, 'train_loss': 0.5}]
+    """
+    return [{k: v for k, v in r.items() if k not in TIMING_KEYS} for r in rows]
+
+
+class Throughput:
+    """The speed of a run's training steps: each train row's `examples_per_second` and
+    `step_time_s` (per optimizer step) for the chunk of steps it covers, and the run's medians
+    for `summary.json`.
+
+    A row's time is the chunk's wall time on the host, from its dispatch until its metrics are
+    back (neither evaluations nor checkpoints are in it); a chunk that compiled its program
+    counts its compilation. The medians leave those chunks out when there are others. In a
+    sweep every member processes `examples_per_step` examples a step, so the device processes
+    K times the member's `examples_per_second`.
+
+    Args:
+      examples_per_step: training examples in one optimizer step (the global batch).
+
+    Examples:
+      >>> from hparams_jax.train.metrics import Throughput
+      >>> speed = Throughput(examples_per_step=128)
+      >>> speed.record(steps=10, seconds=2.0, compiled=True)  # the first chunk compiles
+      {'examples_per_second': 640.0, 'step_time_s': 0.2}
+      >>> for seconds in (0.5, 0.4, 0.6):
+      ...     _ = speed.record(steps=10, seconds=seconds)
+      >>> speed.summary()
+      {'median_examples_per_second': 2560.0, 'median_step_time_s': 0.05}
+    """
+
+    def __init__(self, examples_per_step: int):
+        self.examples_per_step = examples_per_step
+        self._chunks: list[tuple[float, bool]] = []  # (seconds per step, compiled)
+
+    def record(self, steps: int, seconds: float, compiled: bool = False) -> dict[str, float]:
+        """The row fields of a chunk of `steps` optimizer steps that took `seconds` (`compiled`:
+        its time includes compiling the program)."""
+        per_step = seconds / steps
+        self._chunks.append((per_step, compiled))
+        return {"examples_per_second": self.examples_per_step / per_step,
+                "step_time_s": per_step}
+
+    def summary(self) -> dict[str, float | None]:
+        """The medians of the chunks recorded (those that did not compile, where there are
+        any): `median_examples_per_second`, `median_step_time_s` (None before any chunk)."""
+        timed = [t for t, compiled in self._chunks if not compiled]
+        times = timed or [t for t, _ in self._chunks]
+        if not times:
+            return {"median_examples_per_second": None, "median_step_time_s": None}
+        median = float(np.median(times))
+        return {"median_examples_per_second": self.examples_per_step / median,
+                "median_step_time_s": median}
 
 
 class History:

@@ -15,7 +15,6 @@ zoo task where `task` is None):
 
 from __future__ import annotations
 
-import itertools
 
 import jax
 import numpy as np

@@ -20,8 +20,8 @@ norm sees global-batch statistics. Random keys derive from (seed, step): a resum
 exactly the keys an uninterrupted run would.
 
 One step is one optimizer step. With `accumulate_steps` k > 1 it augments the global batch as
-a whole (the task's `augment`), splits each of its arrays into k micro-batches each spread over all devices (`data.micro_batches`)
-and feeds their gradients in turn to the `optax.MultiSteps` optimizer, which updates the
+a whole (the task's `augment`), splits each of its arrays into k micro-batches, each spread
+over all devices (`data.micro_batches`), and feeds their gradients in turn to the `optax.MultiSteps` optimizer, which updates the
 parameters after the k-th: a `lax.scan` over the micro-batches where the plan scans chunks,
 unrolled where it loops on the host (XLA:CPU, for the reason `plan` gives). Batch norm runs on
 each micro-batch in turn (its statistics are the micro-batch's; its running averages move k

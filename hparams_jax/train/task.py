@@ -30,10 +30,10 @@ from flax import nnx
 
 from hparams_jax import data
 from hparams_jax.errors import ConfigError
+from hparams_jax.train.metrics import ACCURACY
 
 # An eval batch from an iterator may weight its examples (0 on padding) under this key.
 EXAMPLE_MASK = "example_mask"
-ACCURACY = "accuracy"
 Batch = Mapping[str, Any]
 Data = Mapping[str, Any] | Callable[..., Iterable[Batch]]
 
@@ -99,9 +99,10 @@ class Task:
       >>> task.held, task.name
       (True, 'own')
       >>> Task(params=lambda key: {}, loss=loss, train={"x": x, "y": x[:10]})
+      ... # doctest: +ELLIPSIS
       Traceback (most recent call last):
       ...
-      hparams_jax.errors.ConfigError: train holds arrays of different lengths ('x': 64, 'y': 10): every array must have the examples on axis 0, as many in each.
+      hparams_jax.errors.ConfigError: train holds arrays of different lengths ('x': 64, ...
     """
 
     loss: Callable[..., Any]

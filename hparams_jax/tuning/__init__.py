@@ -4,6 +4,11 @@ trains with 1cycle and reads the result (`stages`); `batch` says which batch siz
 `budget` what the search may spend, `advice` the paper's next step, `report` writes
 `report.md`."""
 
-from hparams_jax.tuning.stages import Decision, TuneResult, tune
+from hparams_jax import _extras
+
+try:
+    from hparams_jax.tuning.stages import Decision, TuneResult, tune
+except ModuleNotFoundError as _err:  # the engine comes with the train extra
+    _extras.reraise(_err, "hparams_jax.tune")
 
 __all__ = ["Decision", "TuneResult", "tune"]

@@ -41,6 +41,7 @@ from hparams_jax.errors import ConfigError
 from hparams_jax.range_test import (EVAL_TOLERANCE, Family, RangeTestResult, check_ramp,
                                     lr_range_test, near_lowest_loss, range_test_family)
 from hparams_jax.train import DivergenceError, History, TrainConfig, fit, workdir_lock
+from hparams_jax.train import tensorboard as tensorboard_
 from hparams_jax.train.config import EXECUTION_FIELDS
 from hparams_jax.train.metrics import write_json_atomic
 from hparams_jax.train.task import Task, resolve, train_examples
@@ -209,10 +210,12 @@ class _Stages:
     """The stages of one tune in its workdir, each loaded when recorded, else run."""
 
     def __init__(self, workdir: Path, plan: SearchPlan, ramp: dict,
-                 say: Callable[[str], None], task: Task | None):
+                 say: Callable[[str], None], task: Task | None, tensorboard: bool = False):
         self.dir = workdir / "stages"
         self.plan, self.say, self.task = plan, say, task
         self.ramp = {**ramp, "task": task}  # every range test's ramp, on the task
+        # with --tensorboard each stage's range tests go to WORKDIR/tensorboard/STAGE
+        self.tensorboard = workdir / tensorboard_.LOGDIR if tensorboard else None
         self.records: dict[str, dict[str, Any]] = {}
 
     def run(self, name: str, compute: Callable[[], tuple[Decision, list[RangeTestResult]]]
@@ -225,12 +228,17 @@ class _Stages:
             decision, results = compute()
             record = {"decision": decision.to_dict(),
                       "range_tests": [r.to_dict() for r in results]}
+            if self.tensorboard and results:  # before the record: a recorded stage has them
+                tensorboard_.write_range_tests(results, self.tensorboard / name)
             write_json_atomic(path, record)
             self.say(f"{name} (Sec. {decision.section}): {show(decision.choice)} "
                      f"({decision.reason})")
         self.records[name] = record
-        return (Decision(**record["decision"]),
-                [RangeTestResult.from_dict(r) for r in record["range_tests"]])
+        results = [RangeTestResult.from_dict(r) for r in record["range_tests"]]
+        if self.tensorboard and results and not (self.tensorboard / name).exists():
+            # a stage recorded by a run without --tensorboard
+            tensorboard_.write_range_tests(results, self.tensorboard / name)
+        return Decision(**record["decision"]), results
 
     def decision(self, name: str, candidates, choice, reason, bounds, results,
                  steps=None) -> Decision:
@@ -295,17 +303,20 @@ def tune(config: TrainConfig, *, budget: int | None = None,
     0.95-0.85, then constant 0.9, 0.95, 0.97, 0.99) and `weight_decays` (default: 1e-3, 1e-4,
     1e-5, and 1e-6 from `LARGE_DATASET` training examples) are the candidates; every range test
     ramps the LR linearly from `start` to `stop` over `range_steps` steps. `budget` caps the
-    training steps of the search's range tests (`tuning.budget`; None: no cap).
+    training steps of the search's range tests (`tuning.budget`; None: no cap). With
+    `config.tensorboard`, each stage's range tests are written to `WORKDIR/tensorboard/STAGE`
+    (`train.tensorboard.write_range_tests`) and the 1cycle run's metrics to
+    `WORKDIR/one_cycle/tensorboard`.
     """
+    if task is not None:
+        config, task = resolve(config, task)
+        task.require_eval("tune")
     if config.workdir is None:
         raise ConfigError("workdir=None is not allowed here: tune records its stages, "
                           "tune.json and report.md in a workdir.")
     if config.members:
         raise ConfigError(f"members={list(config.members)!r} is not allowed here: tune chooses "
                           "one setting (give the starting one).")
-    if task is not None:
-        config, task = resolve(config, task)
-        task.require_eval("tune")
     v.check("range_steps", range_steps, isinstance(range_steps, int)
             and not isinstance(range_steps, bool) and range_steps >= MIN_RANGE_STEPS,
             f"an integer >= {MIN_RANGE_STEPS}")
@@ -313,6 +324,8 @@ def tune(config: TrainConfig, *, budget: int | None = None,
     check_budget(budget)
     batch_sizes, momenta, weight_decays = _candidates(config, task, batch_sizes, momenta,
                                                       weight_decays)
+    if config.tensorboard:
+        tensorboard_.check_installed()  # before anything trains
     workdir = Path(config.workdir)
     with workdir_lock(workdir):
         return _tune(config, task, workdir, budget, batch_sizes, momenta, weight_decays,
@@ -340,7 +353,8 @@ def _tune(config, task, workdir, budget, batch_sizes, momenta, weight_decays, ra
     base = config.replace(eval_examples=min(config.eval_examples or RANGE_EVAL_EXAMPLES,
                                             RANGE_EVAL_EXAMPLES),
                           workdir=None, progress=False)
-    stages = _Stages(workdir, plan, {**ramp, "num_steps": plan.range_steps}, say, task)
+    stages = _Stages(workdir, plan, {**ramp, "num_steps": plan.range_steps}, say, task,
+                     tensorboard=config.tensorboard)
     decisions = []
 
     d, (start_result,) = stages.run("lr_range", lambda: stages.lr_range(base))
