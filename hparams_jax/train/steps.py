@@ -19,13 +19,13 @@ The global batch is sharded over the mesh's "data" axis; parameters are replicat
 norm sees global-batch statistics. Random keys derive from (seed, step): a resumed run draws
 exactly the keys an uninterrupted run would.
 
-One step is one optimizer step. With `accumulate_steps` k > 1 it augments the global batch as
-a whole (the task's `augment`), splits each of its arrays into k micro-batches, each spread
-over all devices (`data.micro_batches`), and feeds their gradients in turn to the `optax.MultiSteps` optimizer, which updates the
-parameters after the k-th: a `lax.scan` over the micro-batches where the plan scans chunks,
-unrolled where it loops on the host (XLA:CPU, for the reason `plan` gives). Batch norm runs on
-each micro-batch in turn (its statistics are the micro-batch's; its running averages move k
-times a step).
+One step is one optimizer step. With `accumulate_steps` k > 1 it augments the global batch as a
+whole (the task's `augment`), splits each of its arrays into k micro-batches, each spread over all
+devices (`data.micro_batches`), and feeds their gradients in turn to the `optax.MultiSteps`
+optimizer, which updates the parameters after the k-th: a `lax.scan` over the micro-batches where
+the plan scans chunks, unrolled where it loops on the host (XLA:CPU, for the reason `plan` gives).
+Batch norm runs on each micro-batch in turn (its statistics are the micro-batch's; its running
+averages move k times a step).
 
 Evaluation weighs each batch's mean loss and metrics by its examples; the padded last batch of
 held data (or a streamed batch with an "example_mask") is evaluated example by example
