@@ -268,13 +268,15 @@ def plot_training(history, path: str | Path | None = None, *, diagnosis=None, me
     ax.set_ylabel("loss")
     _clip_loss_axis(ax, [train["train_loss"], ev.get("test_loss", [])],
                     YLIM_FACTOR * _first_finite(train["train_loss"]))
-    axes[1].plot(train["epoch"], train["train_accuracy"], color="tab:blue", alpha=0.6,
-                 label="training accuracy")
-    if ev:
-        axes[1].plot(ev["epoch"], ev["test_accuracy"], "o-", color="tab:orange", ms=4,
-                     label="test accuracy")
-    axes[1].set_ylabel("accuracy")
-    axes[1].legend(loc="lower right", fontsize=8)
+    metric = _metric_name(train)  # accuracy, or a task's own metric
+    if metric:
+        axes[1].plot(train["epoch"], train[f"train_{metric}"], color="tab:blue", alpha=0.6,
+                     label=f"training {metric}")
+        if ev and f"test_{metric}" in ev:
+            axes[1].plot(ev["epoch"], ev[f"test_{metric}"], "o-", color="tab:orange", ms=4,
+                         label=f"test {metric}")
+        axes[1].set_ylabel(metric)
+        axes[1].legend(loc="lower right", fontsize=8)
     _plot_hparams(axes[2], train)
     if diagnosis is not None:
         _mark_findings(axes, diagnosis, train)
@@ -288,6 +290,12 @@ def plot_training(history, path: str | Path | None = None, *, diagnosis=None, me
     if diagnosis is not None:
         _caption(fig, diagnosis.text().splitlines())
     return _save(fig, path)
+
+
+def _metric_name(train) -> str | None:
+    """"accuracy" where the rows have it, else the first other metric of a task's loss."""
+    names = [k[len("train_"):] for k in train if k.startswith("train_") and k != "train_loss"]
+    return "accuracy" if "accuracy" in names else (names[0] if names else None)
 
 
 def _plot_hparams(ax, train) -> None:

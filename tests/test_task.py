@@ -56,7 +56,7 @@ def plain(**changes) -> TrainConfig:
 
 def test_functional_task_trains_as_a_plain_optax_loop(tmp_path):
     """Full-batch SGD with momentum 0.9 (optax's form) and a constant LR: the engine's
-    per-step losses and its held-out RMSE equal a hand-written optax loop's."""
+    per-step losses and its held-out loss equal a hand-written optax loop's."""
     history = fit(plain(workdir=str(tmp_path)), task=linear_task())
     params, opt = linear_params(None), optax.sgd(0.05, momentum=0.9)
     state, losses = opt.init(params), []
@@ -65,8 +65,9 @@ def test_functional_task_trains_as_a_plain_optax_loop(tmp_path):
         updates, state = opt.update(grads, state, params)
         params, losses = optax.apply_updates(params, updates), losses + [float(loss)]
     np.testing.assert_allclose(history.train()["train_loss"], losses, rtol=2e-5)
-    rmse = float(linear_loss(params, HELD_OUT, None)[1]["rmse"])
-    assert history.eval()["test_rmse"][-1] == pytest.approx(rmse, rel=2e-5)
+    mse = float(linear_loss(params, HELD_OUT, None)[0])
+    assert history.eval()["test_loss"][-1] == pytest.approx(mse, rel=2e-5)
+    assert "test_rmse" in history.rows[-1]  # the task's own metric, logged
     assert "train_accuracy" not in history.rows[0]  # the task reports no accuracy
     saved = json.loads((tmp_path / "config.json").read_text())
     assert saved["model"] == saved["dataset"] == "task:linear"
@@ -131,9 +132,9 @@ def test_nnx_task_with_batch_norm_and_dropout_resumes_exactly(tmp_path, monkeypa
 
     session = open_session(config, cnn_task())
     state = session.init_state()
-    moved, _ = session.chunk(state, 0, 1)
-    before, after = (jax.tree.leaves(s.rest)[0] for s in (state, moved))
-    assert not np.allclose(before, after)  # the running mean of batch norm moved
+    before = np.asarray(jax.tree.leaves(state.rest)[0])
+    moved, _ = session.chunk(state, 0, 1)  # donates `state`
+    assert not np.allclose(before, jax.tree.leaves(moved.rest)[0])  # the running mean of batch norm moved
     model = session.engine.model
     member = jax.tree.map(lambda x: x[0], moved)
     batch = {"pixels": PIXELS[:16], "target": TARGET[:16]}
@@ -157,10 +158,10 @@ def test_padded_held_out_batch_is_exact():
     loss, m = linear_loss(member.params, HELD_OUT, None)
     assert got["loss"][0] == pytest.approx(float(loss), rel=1e-5)
     # the RMSE metric is the mean of the batches' RMSEs, weighted by examples
-    per = [linear_loss(member.params, {k: v[i:i + 16] for k, v in HELD_OUT.items()}, None)[1]
-           ["rmse"] for i in (0, 16)]
-    last = [linear_loss(member.params, {k: v[i:i + 1] for k, v in HELD_OUT.items()}, None)[1]
-            ["rmse"] for i in range(32, 40)]
+    per = [float(linear_loss(member.params, {k: v[i:i + 16] for k, v in HELD_OUT.items()},
+                             None)[1]["rmse"]) for i in (0, 16)]
+    last = [float(linear_loss(member.params, {k: v[i:i + 1] for k, v in HELD_OUT.items()},
+                              None)[1]["rmse"]) for i in range(32, 40)]
     assert got["rmse"][0] == pytest.approx((16 * sum(per) + sum(last)) / 40, rel=1e-5)
 
 
@@ -218,7 +219,7 @@ def test_a_seekable_iterator_is_asked_for_the_resumed_batch():
     session = open_session(plain(batch_size=32), linear_task(train=train))
     state = session.init_state()
     session.chunk(state, 5, 2)
-    assert starts == [5]
+    assert starts[-1] == 5 and len(starts) <= 2  # (a first call reads the length, if any)
 
 
 @pytest.mark.parametrize("make, match", [
@@ -242,7 +243,8 @@ def test_a_seekable_iterator_is_asked_for_the_resumed_batch():
      "fixed size"),
     (lambda: Task(model=lambda rngs: SmallCNN(rngs=rngs), params=linear_params,
                   loss=cnn_loss, train=TABLE), "give exactly one"),
-    (lambda: fit(plain(batch_size=32), task=linear_task(train=lambda: batches(TABLE, 32, 9))),
+    (lambda: fit(plain(batch_size=32, steps=None, epochs=1),
+                 task=linear_task(train=lambda: batches(TABLE, 32, 9))),
      "give the run's length as steps"),
 ])
 def test_bad_task_input_is_a_one_line_config_error(make, match):

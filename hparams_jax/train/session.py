@@ -52,6 +52,58 @@ class _Prepared:
     def init_state(self) -> TrainState:
         return self.engine.init(self.hp)
 
+    def _prepare_eval(self) -> None:
+        """Held-out arrays go onto the device(s) once, in full batches of `batch_size` and a
+        padded, masked last one; an iterator is read anew at each evaluation."""
+        if self.task.eval is None or callable(self.task.eval):
+            return
+        test = subset(self.task.eval, self.config.eval_examples)
+        self.test = data.DeviceDataset.from_mapping(test, self.mesh, name="eval")
+        idx, mask = data.eval_indices(len(self.test), self.config.batch_size)
+        full = mask.all(axis=1)
+        self.eval_idx = data.put(idx[full], data.batch_sharding(self.mesh, leading=1))
+        self.eval_last = None
+        if not full.all():
+            last = data.batch_sharding(self.mesh)
+            self.eval_last = (data.put(idx[-1], last), data.put(mask[-1], last))
+
+    def evaluate(self, state: TrainState) -> dict[str, np.ndarray]:
+        """Held-out loss and metrics of each member, (K,) arrays."""
+        if self.task.eval is None:
+            raise ConfigError(f"task {self.task.name!r} has eval=None: nothing to evaluate.")
+        if not callable(self.task.eval):
+            last, mask = self.eval_last or (None, None)
+            return means(self.engine.evaluate(state, self.test, self.eval_idx, last, mask))
+        batches = (self._device(b, "task.eval", eval=True)
+                   for b in open_stream("eval", self.task.eval))
+        try:
+            return self.engine.evaluate_batches(state, batches)
+        except ValueError as err:
+            raise ConfigError(f"task.eval yielded no batch ({err}).") from err
+
+    def _device(self, batch, what: str, *, eval: bool = False):
+        """A host batch (or one already on the device) as global arrays sharded on the batch
+        axis (an eval batch that does not divide over the devices: replicated); (batch,
+        mask)."""
+        if not isinstance(batch, dict):
+            try:
+                batch = dict(batch)
+            except (TypeError, ValueError) as err:
+                raise ConfigError(f"{what} yielded {type(batch).__name__}: batches must be "
+                                  "mappings of arrays.") from err
+        mask = batch.pop(EXAMPLE_MASK, None) if eval else None
+        n = data.check_same_length(what, batch)
+        if not eval and n != self.config.batch_size:
+            raise ConfigError(f"{what} yielded a batch of {n} examples: training batches must "
+                              f"hold the global batch_size={self.config.batch_size}.")
+        if all(isinstance(a, jax.Array) for a in batch.values()):
+            return batch, mask
+        sharding = (data.batch_sharding(self.mesh) if n % self.mesh.size == 0
+                    else self.engine.replicated)
+        out = {k: data.put(np.asarray(a), sharding) for k, a in batch.items()}
+        return out, None if mask is None else data.put(np.asarray(mask, np.float32), sharding)
+
+
     def chunk_length(self, step: int, *intervals: int) -> int:
         """Steps from `step` to the next multiple of any of `intervals` (or the run's end)."""
         return min(*(every - step % every for every in intervals), self.total_steps - step)
@@ -71,20 +123,7 @@ class Session(_Prepared):
                               f"{self.num_train} training examples: it must be at most that.")
         self.train = data.DeviceDataset.from_mapping(train, self.mesh, name="train")
         self._build(config, task, self.num_train // config.batch_size)
-        if task.eval is not None:
-            if callable(task.eval):
-                raise ConfigError("task.eval is an iterator while task.train holds arrays: "
-                                  "give both as arrays, or both as iterators.")
-            test = subset(task.eval, config.eval_examples)
-            self.test = data.DeviceDataset.from_mapping(test, self.mesh, name="eval")
-            idx, mask = data.eval_indices(len(self.test), config.batch_size)
-            sharding = data.batch_sharding(self.mesh, leading=1)
-            full = mask.all(axis=1)
-            self.eval_idx = data.put(idx[full], sharding)
-            self.eval_last = None
-            if not full.all():
-                last = data.batch_sharding(self.mesh)
-                self.eval_last = (data.put(idx[-1], last), data.put(mask[-1], last))
+        self._prepare_eval()
         self._epochs: dict[int, np.ndarray] = {}
 
     def _epoch_indices(self, epoch: int) -> np.ndarray:
@@ -113,11 +152,6 @@ class Session(_Prepared):
                                    sharding=self.engine.chunk_sharding)
         return self.engine.compile_step(self.hp, self.train, idx)
 
-    def evaluate(self, state: TrainState) -> dict[str, np.ndarray]:
-        """Held-out loss and metrics of each member, (K,) arrays."""
-        last, mask = self.eval_last or (None, None)
-        return means(self.engine.evaluate(state, self.test, self.eval_idx, last, mask))
-
 
 class StreamedSession(_Prepared):
     """A run on batches streamed from the host (see the module docstring)."""
@@ -126,10 +160,8 @@ class StreamedSession(_Prepared):
         task = Task.from_config(config) if task is None else task
         self.mesh = data.make_mesh()
         data.check_batch_divisible(config.batch_size, self.mesh.size, config.accumulate_steps)
-        if task.eval is not None and not callable(task.eval):
-            raise ConfigError("task.eval holds arrays while task.train is an iterator: give "
-                              "both as arrays, or both as iterators.")
-        steps_per_epoch = task.steps_per_epoch or iterable_length(task.train)
+        self.epoch_length = task.steps_per_epoch or iterable_length(task.train)
+        steps_per_epoch = self.epoch_length
         if steps_per_epoch is None:
             if config.steps is None:
                 raise ConfigError(
@@ -137,33 +169,10 @@ class StreamedSession(_Prepared):
                     "without a length, so epochs cannot be counted: give the run's length "
                     "as steps (or the task's steps_per_epoch).")
             steps_per_epoch = config.steps
-        self.epoch_length = task.steps_per_epoch or iterable_length(task.train)
         self.seekable = seekable(task.train)
         self._build(config, task, steps_per_epoch)
+        self._prepare_eval()
         self._stream, self._next_step = None, None
-        self._batch_shape: dict | None = None
-
-    def _device(self, batch, what: str, *, eval: bool = False):
-        """A host batch (or one already on the device) as global arrays sharded on the batch
-        axis (an eval batch that does not divide over the devices: replicated); (batch,
-        mask)."""
-        if not isinstance(batch, dict):
-            try:
-                batch = dict(batch)
-            except (TypeError, ValueError) as err:
-                raise ConfigError(f"{what} yielded {type(batch).__name__}: batches must be "
-                                  "mappings of arrays.") from err
-        mask = batch.pop(EXAMPLE_MASK, None) if eval else None
-        n = data.check_same_length(what, batch)
-        if not eval and n != self.config.batch_size:
-            raise ConfigError(f"{what} yielded a batch of {n} examples: training batches must "
-                              f"hold the global batch_size={self.config.batch_size}.")
-        if all(isinstance(a, jax.Array) for a in batch.values()):
-            return batch, mask
-        sharding = (data.batch_sharding(self.mesh) if n % self.mesh.size == 0
-                    else self.engine.replicated)
-        out = {k: data.put(np.asarray(a), sharding) for k, a in batch.items()}
-        return out, None if mask is None else data.put(np.asarray(mask, np.float32), sharding)
 
     def _open(self, step: int):
         """The training stream from batch `step` on: sought where the task's data take a
@@ -199,15 +208,6 @@ class StreamedSession(_Prepared):
         abstract = {k: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=a.sharding)
                     for k, a in batch.items()}
         return self.engine.compile_step(self.hp, abstract)
-
-    def evaluate(self, state: TrainState) -> dict[str, np.ndarray]:
-        """Held-out loss and metrics of each member, (K,) arrays."""
-        batches = (self._device(b, "task.eval", eval=True)
-                   for b in open_stream("eval", self.task.eval))
-        try:
-            return self.engine.evaluate_batches(state, batches)
-        except ValueError as err:
-            raise ConfigError(f"task.eval yielded no batch ({err}).") from err
 
 
 def open_session(config: TrainConfig, task: Task | None = None) -> Session | StreamedSession:

@@ -62,7 +62,9 @@ class Task:
       loss: with `model=`, `loss(model, batch)`; with `params=`, `loss(params, batch, key)`
         (`key` is a PRNG key in training, None in evaluation). Returns a scalar, or
         `(scalar, metrics)` with a mapping of named scalars; "accuracy" is read as the
-        accuracy, the others are logged as `train_NAME` / `test_NAME`.
+        accuracy, the others are logged as `train_NAME` / `test_NAME`. Held-out readings
+        are means over the examples, so the loss and metrics should be means over the batch
+        (a mean squared error, not its root).
       train: the training data: a mapping of arrays with the examples on axis 0 (any names,
         any number of inputs), or a callable returning an iterable of batches (mappings of
         arrays at the global batch size). A callable that takes a `start` argument is called
