@@ -22,7 +22,8 @@ from nbclient import NotebookClient
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
 # The whole set of notebooks the README documents (a missing or extra file fails a test).
-EXPECTED = ["01_optax_quickstart", "02_lr_range_test", "03_one_cycle_vs_baseline"]
+EXPECTED = ["01_optax_quickstart", "02_lr_range_test", "03_one_cycle_vs_baseline",
+            "04_your_own_model"]
 
 _SMALL = {"DATASET": "fashion_mnist", "TRAIN_EXAMPLES": 1024, "EVAL_EXAMPLES": 256}
 TINY = {
@@ -32,6 +33,9 @@ TINY = {
                          "TUNE_EPOCHS": 1},
     "03_one_cycle_vs_baseline": {**_SMALL, "MODEL": "lenet", "EPOCHS": 2, "EVALS": 16,
                                  "RANGE_STEPS": 40},
+    "04_your_own_model": {"TRAIN_EXAMPLES": 512, "EVAL_EXAMPLES": 256, "BATCH_SIZE": 64,
+                          "EPOCHS": 1, "RANGE_STEPS": 30, "TUNE_EPOCHS": 1,
+                          "TUNE_RANGE_STEPS": 50},
 }
 CELL_TIMEOUT_S = 300
 
