@@ -32,12 +32,12 @@ import collections.abc
 import dataclasses
 import functools
 import json
-import runpy
 import types
 import typing
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
+from hparams_jax import _files
 from hparams_jax.errors import ConfigError
 from hparams_jax.train.config import TrainConfig
 
@@ -247,28 +247,23 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
 
 def load_config(path: str | Path, defaults: TrainConfig | None = None) -> TrainConfig:
     """The `TrainConfig` of a config file: a Python file's `config` (or `CONFIG`), or a JSON
-    object of fields applied over `defaults` (TrainConfig's own when None)."""
+    object of fields applied over `defaults` (TrainConfig's own when None). A file that cannot
+    be read (a folder, a syntax error, an error raised while it runs, JSON that does not parse)
+    is an `UnreadableFileError` naming it (and the line, for Python)."""
     path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"--config {str(path)!r}: no such file.")
-    if path.suffix == ".py":
-        namespace = runpy.run_path(str(path))
-        config = namespace.get("config", namespace.get("CONFIG"))
-        if not isinstance(config, TrainConfig):
-            raise ConfigError(f"--config {str(path)!r} defines no TrainConfig named config or "
-                              f"CONFIG (found {type(config).__name__}).")
-        return config
+    _files.read_text(path, "--config ")  # a folder, a missing or unreadable file: named so
     if path.suffix == ".json":
-        try:
-            values = json.loads(path.read_text())
-        except ValueError as err:
-            raise ConfigError(f"--config {str(path)!r} is not JSON: {err}.") from None
-        if not isinstance(values, dict):
-            raise ConfigError(f"--config {str(path)!r} holds a {type(values).__name__}; it "
-                              "must be a JSON object of TrainConfig fields.")
+        values = _files.read_json(path, "--config ", "a JSON object of TrainConfig fields")
         return TrainConfig.from_dict({**dataclasses.asdict(defaults or TrainConfig()),
                                       **values})
-    raise ConfigError(f"--config {str(path)!r}: a config file is a .py or a .json file.")
+    if path.suffix != ".py":
+        raise ConfigError(f"--config {str(path)!r}: a config file is a .py or a .json file.")
+    namespace = _files.run_python(path, "--config ")
+    config = namespace.get("config", namespace.get("CONFIG"))
+    if not isinstance(config, TrainConfig):
+        raise ConfigError(f"--config {str(path)!r} defines no TrainConfig named config or "
+                          f"CONFIG (found {type(config).__name__}).")
+    return config
 
 
 def parse_assignment(text: str, names: Iterable[str]) -> tuple[str, Any]:
