@@ -11,6 +11,7 @@ completed step; any other exception surfaces with its traceback (status 1).
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 from pathlib import Path
@@ -74,7 +75,7 @@ def _train(args) -> int:
     from hparams_jax.train import fit
 
     config = options.config_from(args, _train_defaults(), options.fields())
-    _check_model(config.model)
+    _check_model(config)
     if args.runs < 1:
         raise ConfigError(f"--runs {args.runs} is not allowed: --runs must be a positive "
                           "integer (seeds trained together).")
@@ -148,7 +149,7 @@ def _range_test_locked(args) -> int:
     from hparams_jax.range_test import lr_range_test, range_test_family
 
     config = options.config_from(args, _range_test_defaults(), _range_test_fields())
-    _check_model(config.model)
+    _check_model(config)
     ramp = dict(start=args.start, stop=args.stop, num_steps=args.steps, mode=args.mode,
                 eval_every=args.eval_every)
     workdir = Path(args.workdir)
@@ -221,7 +222,7 @@ def _tune(args) -> int:
 
     config = options.config_from(args, _tune_defaults(),
                                  [f for f in options.fields() if f not in TUNE_EXCLUDED])
-    _check_model(config.model)
+    _check_model(config)
     result = tune(config.replace(workdir=args.workdir), budget=args.budget,
                   batch_sizes=args.batch_sizes, momenta=args.momenta,
                   weight_decays=args.weight_decays, start=args.start, stop=args.stop,
@@ -303,12 +304,19 @@ def _experiment(args) -> int:
     return 0
 
 
-def _check_model(name: str) -> None:
+def _check_model(config) -> None:
+    """The network and its keywords (`model_options`), checked before anything is written."""
     from hparams_jax import models
+    from hparams_jax.models import registry
 
-    if name not in models.available():
-        raise ConfigError(f"model={name!r} is unknown; available: "
+    if config.model not in models.available():
+        raise ConfigError(f"model={config.model!r} is unknown; available: "
                           f"{', '.join(models.available())}")
+    try:  # dtype and layers come from the config's precision and plan
+        registry.check_options(config.model, config.model_options, exclude=("dtype", "layers"))
+    except ConfigError as err:
+        raise ConfigError(f"model_options={json.dumps(dict(config.model_options))} is not "
+                          f"allowed: {err}") from None
 
 
 class _Parser(argparse.ArgumentParser):

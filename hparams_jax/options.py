@@ -10,7 +10,8 @@ one value, read by the field's type:
   `--augmentation none`);
 - tuples as values separated by commas or colons (`--momentum 0.95,0.85`, `0.95:0.85`,
   `--piecewise-boundaries 0.5,0.75`) or as a JSON list;
-- mappings (and tuples of them) as JSON (`--model-options '{"in_channels": 1}'`).
+- mappings (and tuples of them) as JSON (`--model cifar3 --model-options
+  '{"in_channels": 1}'`).
 
 A command's configuration is built in this order, later wins: its defaults, `--config FILE` (a
 Python file that defines a `TrainConfig` named `config` or `CONFIG`, or a JSON object of fields
@@ -241,8 +242,10 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--set", metavar="FIELD=VALUE", action="append", default=[],
                         dest="overrides",
                         help="set a field, after the other options (repeatable; values as "
-                             "the options read them, e.g. --set momentum=0.95,0.85 --set "
-                             "model_options='{\"in_channels\": 1}')")
+                             "the options read them, e.g. --set momentum=0.95,0.85, or --set "
+                             "model=cifar3 --set model_options='{\"in_channels\": 1, "
+                             "\"input_size\": 28}' for the 3-layer CIFAR net on MNIST-shaped "
+                             "images; a keyword the network does not take is refused)")
 
 
 def load_config(path: str | Path, defaults: TrainConfig | None = None) -> TrainConfig:

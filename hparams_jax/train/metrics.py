@@ -17,6 +17,8 @@ from typing import Any, Iterable
 
 import numpy as np
 
+from hparams_jax import _files
+
 
 def _json_value(x: Any) -> Any:
     if isinstance(x, (np.floating, float)):
@@ -178,6 +180,9 @@ class History:
           Its `metrics.jsonl` rows (a torn last line skipped) and its `summary.json` ({}
           while the run has none).
 
+        Raises:
+          UnreadableFileError: `summary.json` is not a JSON object (damaged), named.
+
         Examples:
           >>> import json, pathlib, tempfile
           >>> from hparams_jax.train import History
@@ -191,7 +196,7 @@ class History:
         """
         workdir = Path(workdir)
         summary_path = workdir / "summary.json"
-        summary = json.loads(summary_path.read_text()) if summary_path.exists() else None
+        summary = _files.read_json(summary_path) if summary_path.exists() else None
         return cls(read_rows(workdir / "metrics.jsonl"), summary)
 
     @property
