@@ -40,11 +40,11 @@ def read_json(path: str | Path, what: str = "", expected: str = "a JSON object")
     try:
         value = json.loads(text)
     except ValueError as err:
-        where = (f"{err.msg} at line {err.lineno} column {err.colno}"
+        where = (f"{err.msg}: line {err.lineno} column {err.colno}"
                  if isinstance(err, json.JSONDecodeError) else str(err))
         raise UnreadableFileError(path, f"it is not JSON ({where})", what) from None
     if not isinstance(value, dict):
-        raise UnreadableFileError(path, f"it holds a JSON {_json_kind(value)}; it must hold "
+        raise UnreadableFileError(path, f"it holds a JSON {_json_kind(value)}; it must be "
                                         f"{expected}", what)
     return value
 

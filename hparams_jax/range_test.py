@@ -437,18 +437,20 @@ def _warnings(r: RangeTestResult, end: int, best: int) -> list[str]:
 def _no_suggestion(r: RangeTestResult, end: int) -> str | None:
     """Why the first `end` steps of `r` give no bounds at all, or None when they give some
     (Sec. 4.1 reads the LR at which the loss stops improving, so a loss that never improved
-    names none): the loss was never finite, or the test diverged before its loss ever fell
-    `FLAT_DROP` below its start."""
+    names none): the loss was never finite, or the test diverged (stopped early) before its
+    training loss ever fell `FLAT_DROP` below its first value. The raw loss is read here: on
+    the few steps before a divergence the centred average mixes the blow-up into the start."""
     if end == 0:
         return ("the loss was non-finite from the first step: lower start (the LR range "
                 "begins above any LR this network trains at)")
-    s = r.smoothed_loss[:end]
-    if r.stop_reason != "completed" and s[0] - np.min(s) < FLAT_DROP * abs(s[0]):
+    loss = r.train_loss[:end]
+    lowest = float(np.nanmin(loss))
+    if r.stop_reason != "completed" and loss[0] - lowest < FLAT_DROP * abs(loss[0]):
         return (f"the test diverged before its loss ever fell: it stopped after {end} steps "
-                f"at lr {r.learning_rate[end - 1]:.4g} ({r.stop_reason}) with the smoothed "
-                f"loss never {FLAT_DROP:.0%} below its start ({s[0]:.4g} -> at best "
-                f"{np.min(s):.4g}); the range begins too high or rises too fast: lower start "
-                "and stop, or ramp over more steps")
+                f"at lr {r.learning_rate[end - 1]:.4g} ({r.stop_reason}) with the training "
+                f"loss never {FLAT_DROP:.0%} below its first value ({loss[0]:.4g} -> at best "
+                f"{lowest:.4g}); the range begins too high or rises too fast: lower start and "
+                "stop, or ramp over more steps")
     return None
 
 
