@@ -139,19 +139,23 @@ def _family(text: str):
 
 def _range_test(args) -> int:
     """The LR range test (Smith 2018, Sec. 4.1) or a family of them (Sec. 4.3-4.5), its
-    workdir locked while it runs."""
+    workdir locked while it runs; the config and the ramp are checked before anything is
+    written."""
+    from hparams_jax import options
+    from hparams_jax.range_test import check_ramp
     from hparams_jax.train import workdir_lock
-
-    with workdir_lock(args.workdir):
-        return _range_test_locked(args)
-
-
-def _range_test_locked(args) -> int:
-    from hparams_jax import options, plots
-    from hparams_jax.range_test import NoSuggestionError, lr_range_test, range_test_family
 
     config = options.config_from(args, _range_test_defaults(), _range_test_fields())
     _check_model(config)
+    check_ramp(args.start, args.stop, args.steps, args.mode, eval_every=args.eval_every)
+    with workdir_lock(args.workdir):
+        return _range_test_locked(args, config)
+
+
+def _range_test_locked(args, config) -> int:
+    from hparams_jax import plots
+    from hparams_jax.range_test import NoSuggestionError, lr_range_test, range_test_family
+
     ramp = dict(start=args.start, stop=args.stop, num_steps=args.steps, mode=args.mode,
                 eval_every=args.eval_every)
     workdir = Path(args.workdir)
