@@ -138,7 +138,7 @@ def _range_loss_top(results) -> float:
 def _mark_suggestion(axes, s) -> None:
     """Vertical lines at the suggested min_lr / max_lr and, dotted, at the alternatives (none
     where the reading gives no suggestion)."""
-    if not s.found:
+    if s.max_lr is None:
         return
     method = "\n".join(textwrap.wrap(s.method, 40))
     lines = [(s.max_lr, "tab:red", "-", f"max_lr = {s.max_lr:.3g}\n{method}"),
@@ -182,7 +182,8 @@ def plot_range_test(result, path: str | Path | None = None, *,
     label = f": {result.label}" if result.label else ""
     ax.set_title(f"LR range test{label} ({result.mode} ramp)")
     fig.tight_layout()
-    _caption(fig, [f"{'suggestion' if suggestion.found else 'no suggestion'}: "
+    found = suggestion.max_lr is not None
+    _caption(fig, [f"{'suggestion' if found else 'no suggestion'}: "
                    f"{suggestion.reason}"]
              + [f"warning: {w}" for w in suggestion.warnings])
     return _save(fig, path)

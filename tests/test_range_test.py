@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from hparams_jax import cli, schedules
+from hparams_jax import cli, plots, schedules
 from hparams_jax.range_test import (Family, NoSuggestionError, RangeTestResult, centred,
                                     check_ramp, lr_range_test, range_test_family, smooth)
 from hparams_jax.train import TrainConfig
@@ -255,7 +255,7 @@ def test_a_test_that_diverges_before_its_loss_falls_gives_no_bounds(loss, stop_r
         s.require()
 
 
-def test_a_family_never_picks_a_test_without_a_suggestion():
+def test_a_family_never_picks_a_test_without_a_suggestion(tmp_path):
     lr = np.linspace(0.001, 1.0, 100)
     fine = synthetic(lr, valley_curve(lr, best=0.3), eval_loss=lambda x: 0.9 + 0 * x)
     blown = synthetic(lr[:20], 2.3 + 1e3 * lr[:20], stop_reason="non-finite loss or gradient")
@@ -263,6 +263,7 @@ def test_a_family_never_picks_a_test_without_a_suggestion():
     family = Family("weight_decay", [1e-3, 1e-4], [fine, blown])
     assert family.rows()[1]["max_lr"] is None and family.pick()[0] == 1e-3
     assert "0.0001         -" in family.text()
+    assert plots.plot_family(family.results, tmp_path / "family.png") is not None
     with pytest.raises(NoSuggestionError, match="none of the 1 range test"):
         Family("weight_decay", [1e-4], [blown]).pick()
 
