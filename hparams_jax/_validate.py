@@ -96,11 +96,13 @@ def momentum(name: str, value: Any) -> None:
               "in [0, 1) (or an array of such values)")
 
 
-def ordered(low_name: str, low: Any, high_name: str, high: Any) -> None:
+def ordered(low_name: str, low: Any, high_name: str, high: Any, why: str = "") -> None:
+    """`low` <= `high` (elementwise for arrays); `why`, when given, ends the message."""
     lo, hi = numeric(low_name, low), numeric(high_name, high)
     if lo is not None and hi is not None and not np.all(lo <= hi):
         raise ConfigError(
-            f"{low_name}={low!r} is above {high_name}={high!r}: {low_name} must be <= {high_name}."
+            f"{low_name}={low!r} is above {high_name}={high!r}: {low_name} must be <= {high_name}"
+            f"{f' ({why})' if why else ''}."
         )
 
 

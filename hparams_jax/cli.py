@@ -2,21 +2,24 @@
 
 The options of `train`, `range-test`, `tune` and `experiment run` are `TrainConfig`'s fields
 (`hparams_jax.options`), with `--config FILE` and `--set FIELD=VALUE` where a whole config is
-built. A `ConfigError` (and a missing dataset, a missing optional dependency, or a workdir
-another run holds) ends a command with a one-line message and exit status 2, a divergence with
-3, a failed write into the workdir (a full disk) with 1, SIGINT/SIGTERM during training with
-130/143 after saving the last completed step; any other exception surfaces with its traceback
-(status 1).
+built. A `ConfigError` (and a missing dataset, a missing optional dependency, a workdir another
+run holds, or a file the user hands over that cannot be read: `UnreadableFileError`, naming the
+file) ends a command with a one-line message and exit status 2; a divergence, and a range test
+that gives no suggestion (`NoSuggestionError`: it diverged before its loss fell), with 3; a
+failed write into the workdir (a full disk) with 1; SIGINT/SIGTERM during training with 130/143
+after saving the last completed step. Any other exception surfaces with its traceback (status
+1).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 from pathlib import Path
 
-from hparams_jax.errors import ConfigError, MissingExtraError
+from hparams_jax.errors import ConfigError, MissingExtraError, UnreadableFileError
 
 
 def _demo(args) -> int:
@@ -75,7 +78,7 @@ def _train(args) -> int:
     from hparams_jax.train import fit
 
     config = options.config_from(args, _train_defaults(), options.fields())
-    _check_model(config.model)
+    _check_model(config)
     if args.runs < 1:
         raise ConfigError(f"--runs {args.runs} is not allowed: --runs must be a positive "
                           "integer (seeds trained together).")
@@ -137,26 +140,32 @@ def _family(text: str):
 
 def _range_test(args) -> int:
     """The LR range test (Smith 2018, Sec. 4.1) or a family of them (Sec. 4.3-4.5), its
-    workdir locked while it runs."""
+    workdir locked while it runs; the config and the ramp are checked before anything is
+    written."""
+    from hparams_jax import options
+    from hparams_jax.range_test import check_ramp
     from hparams_jax.train import workdir_lock
-
-    with workdir_lock(args.workdir):
-        return _range_test_locked(args)
-
-
-def _range_test_locked(args) -> int:
-    from hparams_jax import options, plots
-    from hparams_jax.range_test import lr_range_test, range_test_family
 
     from hparams_jax.train import tensorboard
 
     config = options.config_from(args, _range_test_defaults(), _range_test_fields())
-    _check_model(config.model)
+    _check_model(config)
+    check_ramp(args.start, args.stop, args.steps, args.mode, eval_every=args.eval_every)
     if config.tensorboard:
         tensorboard.check_installed()  # before anything trains
+    with workdir_lock(args.workdir):
+        return _range_test_locked(args, config)
+
+
+def _range_test_locked(args, config) -> int:
+    from hparams_jax import plots
+    from hparams_jax.range_test import NoSuggestionError, lr_range_test, range_test_family
+    from hparams_jax.train import tensorboard
+
     ramp = dict(start=args.start, stop=args.stop, num_steps=args.steps, mode=args.mode,
                 eval_every=args.eval_every)
     workdir = Path(args.workdir)
+    none: NoSuggestionError | None = None
     if args.family:
         param, values = args.family
         family = range_test_family(config, param, values, **ramp)
@@ -168,19 +177,28 @@ def _range_test_locked(args) -> int:
         for r in family.results:
             print(f"{r.label}: {r.suggest().text()}")
         results = family.results
+        try:
+            family.pick()
+        except NoSuggestionError as err:
+            none = err
     else:
         result = lr_range_test(config, **ramp)
         result.label = (f"{config.model}, {config.dataset}, {config.optimizer}, "
                         f"weight_decay={config.weight_decay:g}")
         result.save(workdir / "range_test.json")
         plots.plot_range_test(result, workdir / "range_test.png")
-        print(result.suggest().text())
+        suggestion = result.suggest()
+        print(suggestion.text())
         results = [result]
+        if not suggestion.found:
+            none = NoSuggestionError(f"the range test gives no suggestion: {suggestion.reason}")
     print(f"saved {workdir / 'range_test.json'} and {workdir / 'range_test.png'}")
     if config.tensorboard:
         logdir = tensorboard.write_range_tests(results if args.family else results[0],
                                                workdir / tensorboard.LOGDIR)
         print(f"TensorBoard: tensorboard --logdir {logdir}")
+    if none is not None:
+        raise none  # exit status 3, after the curves are saved
     return 0
 
 
@@ -232,7 +250,7 @@ def _tune(args) -> int:
 
     config = options.config_from(args, _tune_defaults(),
                                  [f for f in options.fields() if f not in TUNE_EXCLUDED])
-    _check_model(config.model)
+    _check_model(config)
     result = tune(config.replace(workdir=args.workdir), budget=args.budget,
                   batch_sizes=args.batch_sizes, momenta=args.momenta,
                   weight_decays=args.weight_decays, start=args.start, stop=args.stop,
@@ -251,15 +269,23 @@ def _diagnose(args) -> int:
     if not (workdir / "metrics.jsonl").exists():
         raise ConfigError(f"workdir={str(workdir)!r} has no metrics.jsonl: is it the workdir "
                           "of a training run?")
-    history = History.load(workdir)
+    history = History.load(workdir)  # a damaged summary.json: named, exit status 2
+    output = Path(args.output) if args.output else workdir / "diagnosis.png"
     for member in range(history.num_members):
         found = diagnose(history, member=member)
         if history.num_members > 1:
             print(f"member {member}:")
         print(found.text())
-        name = "diagnosis.png" if history.num_members == 1 else f"diagnosis_{member}.png"
-        plots.plot_training(history, workdir / name, diagnosis=found, member=member)
-        print(f"saved {workdir / name}")
+        path = output if history.num_members == 1 else output.with_name(
+            f"{output.stem}_{member}{output.suffix}")
+        try:
+            plots.plot_training(history, path, diagnosis=found, member=member)
+        except OSError as err:  # a read-only run: the findings stand without the figure
+            print(f"hparams-jax: note: figure skipped: cannot write {path} "
+                  f"({err.strerror or err}); --output FILE writes it elsewhere",
+                  file=sys.stderr)
+            continue
+        print(f"saved {path}")
     return 0
 
 
@@ -278,9 +304,12 @@ def _experiment(args) -> int:
         return 0
     if args.action == "report":
         path = experiment.write_report(experiment.load_all(args.configs), root=args.root,
-                                       output=args.output)
+                                       output=args.output, allow_empty=args.allow_empty)
         print(f"wrote {path}")
         return 0
+    if not 0 < args.scale <= 1:  # before anything runs, the range tests included
+        raise ConfigError(f"--scale {args.scale:g} is not allowed: --scale must be a number "
+                          "in (0, 1] (the fraction of each setting's length).")
     _join_cluster(args)
     if not args.name:
         raise ConfigError("experiment run needs NAME (see hparams-jax experiment list)")
@@ -314,12 +343,19 @@ def _experiment(args) -> int:
     return 0
 
 
-def _check_model(name: str) -> None:
+def _check_model(config) -> None:
+    """The network and its keywords (`model_options`), checked before anything is written."""
     from hparams_jax import models
+    from hparams_jax.models import registry
 
-    if name not in models.available():
-        raise ConfigError(f"model={name!r} is unknown; available: "
+    if config.model not in models.available():
+        raise ConfigError(f"model={config.model!r} is unknown; available: "
                           f"{', '.join(models.available())}")
+    try:  # dtype and layers come from the config's precision and plan
+        registry.check_options(config.model, config.model_options, exclude=("dtype", "layers"))
+    except ConfigError as err:
+        raise ConfigError(f"model_options={json.dumps(dict(config.model_options))} is not "
+                          f"allowed: {err}") from None
 
 
 class _Parser(argparse.ArgumentParser):
@@ -347,9 +383,11 @@ def build_parser() -> argparse.ArgumentParser:
         description="Smith's disciplined approach to neural-network hyper-parameters "
                     "(1cycle, cyclical momentum, LR range test) in JAX.",
         epilog="exit status: 0 done; 1 a write into the workdir failed (a full disk); 2 bad "
-               "arguments, or a workdir another run holds or that cannot be written; 3 training "
-               "diverged; 130/143 stopped by SIGINT/SIGTERM after saving the last completed "
-               "step (run the same command again to resume).")
+               "arguments, a file given that cannot be read (named), or a workdir another run "
+               "holds or that cannot be written; 3 training diverged, or a range test gives no "
+               "suggestion (it diverged before its loss fell); 130/143 stopped by "
+               "SIGINT/SIGTERM after saving the last completed step (run the same command "
+               "again to resume).")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     demo = sub.add_parser(
         "demo", help="tune LeNet on Fashion-MNIST, beside a hand-set 1cycle and a constant LR",
@@ -394,12 +432,16 @@ def build_parser() -> argparse.ArgumentParser:
                     "read where the loss and held-out accuracy stop improving (Smith 2018, "
                     "Sec. 4.1). Writes WORKDIR/range_test.json and WORKDIR/range_test.png and "
                     "prints the suggested min_lr/max_lr.",
-        epilog="TrainConfig fields that are not options here (the ramp replaces them, or they "
+        epilog="A test that diverges before its loss ever falls (or whose loss is never "
+               "finite) gives no suggestion: it prints 'no suggestion' and why, saves the "
+               "curves, and exits with status 3 (with --family: when no member gives one). "
+               "TrainConfig fields that are not options here (the ramp replaces them, or they "
                "concern full runs): " + ", ".join(RANGE_TEST_EXCLUDED) + ".",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     options.add_config_arguments(rt)
     rt.add_argument("--start", type=float, default=0.001, help="first learning rate")
-    rt.add_argument("--stop", type=float, default=1.0, help="last learning rate")
+    rt.add_argument("--stop", type=float, default=1.0,
+                    help="last learning rate (above --start)")
     rt.add_argument("--steps", type=int, default=300, help="steps of the ramp")
     rt.add_argument("--mode", choices=["linear", "exp"], default="linear",
                     help="linear ramp (the paper) or exponential (equal ratios)")
@@ -454,8 +496,13 @@ def build_parser() -> argparse.ArgumentParser:
         "diagnose", help="read a run's curves for under/over-fitting",
         description="Print the findings on a finished or running training run (divergence, "
                     "under-fitting, over-fitting, instability, the early horizontal test loss "
-                    "of Smith 2018, Sec. 3) and save the annotated plot WORKDIR/diagnosis.png.")
+                    "of Smith 2018, Sec. 3) and save the annotated plot WORKDIR/diagnosis.png "
+                    "(or --output). A run that cannot be written (read-only) still gets its "
+                    "findings; the figure is skipped with a one-line note.")
     diag.add_argument("workdir", help="the workdir of a training run")
+    diag.add_argument("--output", metavar="FILE", default=None,
+                      help="where the figure goes (default: WORKDIR/diagnosis.png; a sweep's "
+                           "members get FILE's name with _0, _1, ...)")
     diag.set_defaults(func=_diagnose)
 
     exp = sub.add_parser(
@@ -485,6 +532,10 @@ def build_parser() -> argparse.ArgumentParser:
                      help="where runs are written and read (default: experiments/records, the "
                           "committed records; a finished setting there is not trained again)")
     exp.add_argument("--output", default="experiments/RESULTS.md", help="report file")
+    exp.add_argument("--allow-empty", action="store_true",
+                     help="report: write the report even when ROOT holds no finished run or "
+                          "range test (refused otherwise, so that a wrong --root never "
+                          "replaces a report that has rows)")
     exp.add_argument("--configs", default=None,
                      help="folder of experiment configs (default: the repository's "
                           "experiments/configs)")
@@ -499,13 +550,16 @@ def _expected_errors() -> dict[type[BaseException], tuple[int, str]]:
     """Exceptions that end a command with a one-line message: (exit status, prefix). Any other
     exception surfaces with its traceback (exit status 1)."""
     from hparams_jax.data import DatasetUnavailableError
+    from hparams_jax.range_test import NoSuggestionError
     from hparams_jax.train import TrainingInterrupted, WorkdirLocked
 
     expected: dict[type[BaseException], tuple[int, str]] = {
+        UnreadableFileError: (2, "error: "),  # every file handed over that cannot be read
         ConfigError: (2, "error: "),
         MissingExtraError: (2, "error: "),
         DatasetUnavailableError: (2, "error: "),
         WorkdirLocked: (2, "error: "),
+        NoSuggestionError: (3, ""),
         TrainingInterrupted: (130, ""),  # the status is the signal's: see `main`
         KeyboardInterrupt: (130, ""),
     }

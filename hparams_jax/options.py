@@ -10,7 +10,8 @@ one value, read by the field's type:
   `--augmentation none`);
 - tuples as values separated by commas or colons (`--momentum 0.95,0.85`, `0.95:0.85`,
   `--piecewise-boundaries 0.5,0.75`) or as a JSON list;
-- mappings (and tuples of them) as JSON (`--model-options '{"in_channels": 1}'`).
+- mappings (and tuples of them) as JSON (`--model cifar3 --model-options
+  '{"in_channels": 1}'`).
 
 A command's configuration is built in this order, later wins: its defaults, `--config FILE` (a
 Python file that defines a `TrainConfig` named `config` or `CONFIG`, or a JSON object of fields
@@ -32,12 +33,12 @@ import collections.abc
 import dataclasses
 import functools
 import json
-import runpy
 import types
 import typing
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
+from hparams_jax import _files
 from hparams_jax.errors import ConfigError
 from hparams_jax.train.config import TrainConfig
 
@@ -241,34 +242,31 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--set", metavar="FIELD=VALUE", action="append", default=[],
                         dest="overrides",
                         help="set a field, after the other options (repeatable; values as "
-                             "the options read them, e.g. --set momentum=0.95,0.85 --set "
-                             "model_options='{\"in_channels\": 1}')")
+                             "the options read them, e.g. --set momentum=0.95,0.85, or --set "
+                             "model=cifar3 --set model_options='{\"in_channels\": 1, "
+                             "\"input_size\": 28}' for the 3-layer CIFAR net on MNIST-shaped "
+                             "images; a keyword the network does not take is refused)")
 
 
 def load_config(path: str | Path, defaults: TrainConfig | None = None) -> TrainConfig:
     """The `TrainConfig` of a config file: a Python file's `config` (or `CONFIG`), or a JSON
-    object of fields applied over `defaults` (TrainConfig's own when None)."""
+    object of fields applied over `defaults` (TrainConfig's own when None). A file that cannot
+    be read (a folder, a syntax error, an error raised while it runs, JSON that does not parse)
+    is an `UnreadableFileError` naming it (and the line, for Python)."""
     path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"--config {str(path)!r}: no such file.")
-    if path.suffix == ".py":
-        namespace = runpy.run_path(str(path))
-        config = namespace.get("config", namespace.get("CONFIG"))
-        if not isinstance(config, TrainConfig):
-            raise ConfigError(f"--config {str(path)!r} defines no TrainConfig named config or "
-                              f"CONFIG (found {type(config).__name__}).")
-        return config
+    _files.read_text(path, "--config ")  # a folder, a missing or unreadable file: named so
     if path.suffix == ".json":
-        try:
-            values = json.loads(path.read_text())
-        except ValueError as err:
-            raise ConfigError(f"--config {str(path)!r} is not JSON: {err}.") from None
-        if not isinstance(values, dict):
-            raise ConfigError(f"--config {str(path)!r} holds a {type(values).__name__}; it "
-                              "must be a JSON object of TrainConfig fields.")
+        values = _files.read_json(path, "--config ", "a JSON object of TrainConfig fields")
         return TrainConfig.from_dict({**dataclasses.asdict(defaults or TrainConfig()),
                                       **values})
-    raise ConfigError(f"--config {str(path)!r}: a config file is a .py or a .json file.")
+    if path.suffix != ".py":
+        raise ConfigError(f"--config {str(path)!r}: a config file is a .py or a .json file.")
+    namespace = _files.run_python(path, "--config ")
+    config = namespace.get("config", namespace.get("CONFIG"))
+    if not isinstance(config, TrainConfig):
+        raise ConfigError(f"--config {str(path)!r} defines no TrainConfig named config or "
+                          f"CONFIG (found {type(config).__name__}).")
+    return config
 
 
 def parse_assignment(text: str, names: Iterable[str]) -> tuple[str, Any]:

@@ -141,7 +141,10 @@ def _range_loss_top(results) -> float:
 
 
 def _mark_suggestion(axes, s) -> None:
-    """Vertical lines at the suggested min_lr / max_lr and, dotted, at the alternatives."""
+    """Vertical lines at the suggested min_lr / max_lr and, dotted, at the alternatives (none
+    where the reading gives no suggestion)."""
+    if s.max_lr is None:
+        return
     method = "\n".join(textwrap.wrap(s.method, 40))
     lines = [(s.max_lr, "tab:red", "-", f"max_lr = {s.max_lr:.3g}\n{method}"),
              (s.min_lr, "tab:red", "--", f"min_lr = {s.min_lr:.3g}")]
@@ -184,7 +187,9 @@ def plot_range_test(result, path: str | Path | None = None, *,
     label = f": {result.label}" if result.label else ""
     ax.set_title(f"LR range test{label} ({result.mode} ramp)")
     fig.tight_layout()
-    _caption(fig, [f"suggestion: {suggestion.reason}"]
+    found = suggestion.max_lr is not None
+    _caption(fig, [f"{'suggestion' if found else 'no suggestion'}: "
+                   f"{suggestion.reason}"]
              + [f"warning: {w}" for w in suggestion.warnings])
     return _save(fig, path)
 
@@ -212,10 +217,12 @@ def plot_family(results, path: str | Path | None = None, *, log_x: bool | None =
     axes = axes[:, 0]
     for i, (r, colour) in enumerate(zip(results, _colours(len(results)))):
         max_lr = r.suggest().max_lr
-        label = f"{r.label or f'test {i}'} (max_lr {max_lr:.3g})"
+        shown = "no suggestion" if max_lr is None else f"max_lr {max_lr:.3g}"
+        label = f"{r.label or f'test {i}'} ({shown})"
         axes[0].plot(r.learning_rate, r.smoothed_loss, color=colour, lw=1.8, label=label)
-        axes[0].plot([max_lr], [np.interp(max_lr, r.learning_rate, r.smoothed_loss)], "v",
-                     color=colour, ms=9, mec="black")
+        if max_lr is not None:
+            axes[0].plot([max_lr], [np.interp(max_lr, r.learning_rate, r.smoothed_loss)], "v",
+                         color=colour, ms=9, mec="black")
         for ax, key in zip(axes[1:], panels[1:]):
             ax.plot(r.eval_learning_rate, getattr(r, key), "o-", color=colour, ms=4)
     for ax, key in zip(axes, panels):

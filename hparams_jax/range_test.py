@@ -10,8 +10,12 @@ of the caller's is touched.
 
 `RangeTestResult.suggest()` reads the curve by the paper's rule: the largest LR before the
 held-out loss or accuracy worsens (never past the lowest training loss), or, without enough
-held-out points, before the training loss worsens or turns ragged; where the training curve
-points far lower than the held-out one, the suggestion is flagged low-confidence. It gives the
+held-out points, before the training loss worsens or turns ragged; never past the LR at which
+the held-out loss was best; where the training curve points far lower than the held-out one,
+the suggestion is flagged low-confidence. A test whose loss was never finite, or that diverged
+before its loss ever fell, gives no suggestion at all: no bounds, and the reason
+(`Suggestion.found`; `Suggestion.require` raises `NoSuggestionError`, the command line's exit
+status 3). It gives the
 minimum LR as a stated fraction of the maximum; the steepest-descent, valley and minimum/10
 picks of fastai and pytorch-lr-finder come alongside, labelled. `range_test_family` repeats the
 test over weight decays, momenta or batch sizes (Figs. 9-11): settings that share shapes run as
@@ -23,13 +27,14 @@ from __future__ import annotations
 import dataclasses
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 import jax
 import numpy as np
 
+from hparams_jax import _files
 from hparams_jax import _validate as v
-from hparams_jax.errors import ConfigError
+from hparams_jax.errors import ConfigError, UnreadableFileError
 from hparams_jax.train.config import RANGE_MODES, TrainConfig
 from hparams_jax.train.metrics import ACCURACY, write_text_atomic
 
@@ -75,15 +80,25 @@ class Alternative:
     reason: str
 
 
+NO_SUGGESTION = "no suggestion"  # the method of a reading that gives no bounds
+
+
+class NoSuggestionError(RuntimeError):
+    """A range test's reading gives no LR bounds (it diverged before its loss ever fell, or its
+    loss was never finite); the message says why. The command line exits with status 3."""
+
+
 @dataclasses.dataclass(frozen=True)
 class Suggestion:
-    """LR bounds read from a range test (`RangeTestResult.suggest`).
+    """LR bounds read from a range test (`RangeTestResult.suggest`), or the reason there are
+    none.
 
     Attributes:
-      max_lr: the suggested upper bound.
-      min_lr: the suggested lower bound, a fraction of `max_lr` set by the policy.
-      method: the curve the reading used.
-      reason: the numbers it rests on.
+      max_lr: the suggested upper bound (None: no suggestion).
+      min_lr: the suggested lower bound, a fraction of `max_lr` set by the policy (None: no
+        suggestion).
+      method: the curve the reading used ("no suggestion" when it gives no bounds).
+      reason: the numbers it rests on, or why there are no bounds.
       alternatives: the picks of other finders, labelled.
       warnings: reasons to distrust the reading (too short, flat, noisy, disagreeing curves).
 
@@ -91,14 +106,38 @@ class Suggestion:
       >>> from hparams_jax.range_test import Suggestion
       >>> print(Suggestion(0.3, 0.03, "eval", "held-out loss lowest up to 0.3").text())
       max_lr = 0.3, min_lr = 0.03 (eval): held-out loss lowest up to 0.3
+      >>> none = Suggestion(None, None, "no suggestion", "the loss was never finite")
+      >>> none.found, none.text()
+      (False, 'no suggestion: the loss was never finite')
     """
 
-    max_lr: float
-    min_lr: float
+    max_lr: float | None
+    min_lr: float | None
     method: str
     reason: str
     alternatives: tuple[Alternative, ...] = ()
     warnings: tuple[str, ...] = ()
+
+    @property
+    def found(self) -> bool:
+        """Whether the reading gives bounds."""
+        return self.max_lr is not None
+
+    def require(self, what: str = "the range test") -> "Suggestion":
+        """This suggestion when it gives bounds; `NoSuggestionError` (saying why) otherwise.
+
+        Args:
+          what: the test, as the message names it.
+
+        Returns:
+          self.
+
+        Raises:
+          NoSuggestionError: the reading gives no bounds.
+        """
+        if not self.found:
+            raise NoSuggestionError(f"{what} gives no suggestion: {self.reason}")
+        return self
 
     def to_dict(self) -> dict[str, Any]:
         """The fields as a JSON-ready dict."""
@@ -106,8 +145,11 @@ class Suggestion:
 
     def text(self) -> str:
         """The suggestion, its alternatives and warnings, one per line."""
-        lines = [f"max_lr = {self.max_lr:.4g}, min_lr = {self.min_lr:.4g} ({self.method}): "
-                 f"{self.reason}"]
+        if self.max_lr is None or self.min_lr is None:
+            lines = [f"{NO_SUGGESTION}: {self.reason}"]
+        else:
+            lines = [f"max_lr = {self.max_lr:.4g}, min_lr = {self.min_lr:.4g} "
+                     f"({self.method}): {self.reason}"]
         lines += [f"  {a.name}: {a.lr:.4g} ({a.reason})" for a in self.alternatives]
         lines += [f"  warning: {w}" for w in self.warnings]
         return "\n".join(lines)
@@ -272,19 +314,19 @@ class RangeTestResult:
         return _suggest(self, MIN_LR_FRACTION[policy], policy)
 
     def to_dict(self) -> dict[str, Any]:
-        """The curves as JSON-ready lists, and the `suggest()`ion."""
+        """The curves as JSON-ready lists, and the `suggest()`ion; a non-finite number (a
+        diverged loss) is None, so the JSON is strict (null) and `from_dict` reads it as NaN."""
         d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
-        d = {k: (np.asarray(x).tolist() if isinstance(x, np.ndarray) else x)
-             for k, x in d.items()}
         d["suggestion"] = self.suggest().to_dict()
-        return d
+        return _strict(d)
 
     def save(self, path: str | Path) -> Path:
-        """Writes `to_dict()` as JSON to `path` (its folder made as needed; the file is replaced
-        whole, never left half-written); returns the path."""
+        """Writes `to_dict()` as strict JSON (non-finite numbers as null) to `path` (its folder
+        made as needed; the file is replaced whole, never left half-written); returns the
+        path."""
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        write_text_atomic(path, json.dumps(self.to_dict(), indent=1))
+        write_text_atomic(path, json.dumps(self.to_dict(), indent=1, allow_nan=False))
         return path
 
     @classmethod
@@ -295,12 +337,36 @@ class RangeTestResult:
 
     @classmethod
     def load(cls, path: str | Path) -> "RangeTestResult":
-        """The result `save` wrote to `path`."""
-        return cls.from_dict(json.loads(Path(path).read_text()))
+        """The result `save` wrote to `path` (`UnreadableFileError` naming a damaged file)."""
+        return _loaded(path, lambda d: cls.from_dict(d))
 
 
 _ARRAYS = tuple(f.name for f in dataclasses.fields(RangeTestResult)
                 if f.type == "np.ndarray")
+
+
+def _strict(x: Any) -> Any:
+    """`x` with arrays as lists and every non-finite float as None (strict JSON)."""
+    if isinstance(x, np.ndarray):
+        x = x.tolist()
+    if isinstance(x, dict):
+        return {k: _strict(y) for k, y in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_strict(y) for y in x]
+    if isinstance(x, (float, np.floating)):
+        return float(x) if np.isfinite(x) else None
+    return x
+
+
+def _loaded(path: str | Path, build: Callable[[dict[str, Any]], Any]) -> Any:
+    """`build` of the JSON object in `path`; a file that is not one, or lacks what `build`
+    reads, is an `UnreadableFileError` naming it."""
+    d = _files.read_json(path)
+    try:
+        return build(d)
+    except (KeyError, TypeError, ValueError) as err:
+        raise UnreadableFileError(path, f"it is not a saved range test ({type(err).__name__}: "
+                                        f"{err})") from None
 
 
 # --- reading the curve ---------------------------------------------------------------------
@@ -370,11 +436,47 @@ def _warnings(r: RangeTestResult, end: int, best: int) -> list[str]:
     return out
 
 
+def _no_suggestion(r: RangeTestResult, end: int) -> str | None:
+    """Why the first `end` steps of `r` give no bounds at all, or None when they give some
+    (Sec. 4.1 reads the LR at which the loss stops improving, so a loss that never improved
+    names none): the loss was never finite, or the test diverged (stopped early) before its
+    training loss ever fell `FLAT_DROP` below its first value. The raw loss is read here: on
+    the few steps before a divergence the centred average mixes the blow-up into the start."""
+    if end == 0:
+        return ("the loss was non-finite from the first step: lower start (the LR range "
+                "begins above any LR this network trains at)")
+    loss = r.train_loss[:end]
+    lowest = float(np.nanmin(loss))
+    if r.stop_reason != "completed" and loss[0] - lowest < FLAT_DROP * abs(loss[0]):
+        return (f"the test diverged before its loss ever fell: it stopped after {end} steps "
+                f"at lr {r.learning_rate[end - 1]:.4g} ({r.stop_reason}) with the training "
+                f"loss never {FLAT_DROP:.0%} below its first value ({loss[0]:.4g} -> at best "
+                f"{lowest:.4g}); the range begins too high or rises too fast: lower start and "
+                "stop, or ramp over more steps")
+    return None
+
+
+def _held_out_best(r: RangeTestResult, end: int) -> tuple[float, float] | None:
+    """The largest LR up to which the held-out loss stays at its best (within
+    `EVAL_TOLERANCE`, from the best point on) among the evaluations of the first `end` steps,
+    and that best loss; None without a finite held-out point."""
+    ok = np.isfinite(r.eval_loss) & (r.eval_step <= end)
+    if not ok.any():
+        return None
+    e_lr, e_loss = r.eval_learning_rate[ok], r.eval_loss[ok]
+    best = i = int(np.argmin(e_loss))
+    while i + 1 < len(e_loss) and e_loss[i + 1] <= e_loss[best] * (1 + EVAL_TOLERANCE):
+        i += 1
+    return float(e_lr[i]), float(e_loss[best])
+
+
 def _suggest(r: RangeTestResult, fraction: float, policy: str) -> Suggestion:
     end = min(_finite_prefix(r.smoothed_loss), r.steps_run)
-    if end == 0:
-        return Suggestion(r.start, r.start * fraction, "none", "the loss was never finite",
-                          warnings=("the loss was non-finite from the first step",))
+    why_none = _no_suggestion(r, end)
+    if why_none is not None:
+        return Suggestion(None, None, NO_SUGGESTION, why_none,
+                          warnings=tuple(_warnings(r, end, int(np.argmin(
+                              r.smoothed_loss[:end])))) if end else ())
     lr, s = r.learning_rate[:end], r.smoothed_loss[:end]
     best = int(np.argmin(s))
     ragged = _ragged_from(r, end)
@@ -410,6 +512,10 @@ def _suggest(r: RangeTestResult, fraction: float, policy: str) -> Suggestion:
         if ragged is not None and ragged < best:
             max_lr, why = float(lr[ragged]), f"training loss turns ragged at lr {lr[ragged]:.4g}"
         method = "paper: largest LR before the training loss worsens"
+    held = _held_out_best(r, end)
+    if held is not None and max_lr > held[0]:  # never past the best held-out loss
+        max_lr = held[0]
+        why += f"; capped where the held-out loss was best ({held[1]:.4g} at lr {held[0]:.4g})"
 
     upto = min(max(best + 1, 3), end)  # the descent before the minimum (a few points at least)
     i_steep = _steepest(lr[:upto], s[:upto]) if upto >= 2 else 0
@@ -472,7 +578,7 @@ def check_ramp(start, stop, num_steps, mode="linear", stop_factor=4.0, eval_ever
 
     Args:
       start: the LR at step 0 (>= 0; > 0 for `mode="exp"`).
-      stop: the LR at the last step (> `start`).
+      stop: the LR at the last step (> `start`: equal bounds are no ramp).
       num_steps: the ramp's length in optimizer steps (an integer >= 2).
       mode: "linear" (the paper) or "exp".
       stop_factor: the early-stopping factor on the smoothed training loss (> 1).
@@ -496,6 +602,8 @@ def check_ramp(start, stop, num_steps, mode="linear", stop_factor=4.0, eval_ever
     (v.strictly_positive if mode == "exp" else v.non_negative)("start", start)
     v.strictly_positive("stop", stop)
     v.ordered("start", start, "stop", stop)
+    v.check("stop", stop, bool(np.all(np.asarray(stop) > np.asarray(start))),
+            f"above start={start!r} (the ramp rises from start to stop)")
     v.positive_int("num_steps", num_steps)
     v.check("num_steps", num_steps, num_steps >= 2, "at least 2")
     v.check("stop_factor", stop_factor, stop_factor > 1, "greater than 1")
@@ -637,14 +745,16 @@ class Family:
     results: list[RangeTestResult]
 
     def rows(self) -> list[dict[str, Any]]:
-        """One dict per value: its suggested max_lr, lowest smoothed and held-out losses, best
-        held-out accuracy and why its test stopped."""
+        """One dict per value: its suggested max_lr (None: no suggestion), lowest smoothed and
+        held-out losses, best held-out accuracy and why its test stopped."""
         out = []
         for value, r in zip(self.values, self.results):
             s = r.suggest()
             ok = np.isfinite(r.eval_loss)
+            finite = np.isfinite(r.smoothed_loss)
             out.append({self.param: value, "max_lr": s.max_lr,
-                        "min_smoothed_loss": float(np.nanmin(r.smoothed_loss)),
+                        "min_smoothed_loss": float(np.min(r.smoothed_loss[finite]))
+                        if finite.any() else None,
                         "best_eval_loss": float(np.min(r.eval_loss[ok])) if ok.any() else None,
                         "best_eval_accuracy": float(np.max(r.eval_accuracy[ok]))
                         if ok.any() else None,
@@ -655,14 +765,19 @@ class Family:
         """`rows()` as a table, then the `pick()`."""
         lines = [f"{self.param:>14} {'max_lr':>9} {'min loss':>9} {'best eval loss':>15} "
                  f"{'best eval acc':>14}  stop"]
+        def show(x, fmt):
+            return "-" if x is None else format(x, fmt)
+
         for r in self.rows():
-            ev_loss = "-" if r["best_eval_loss"] is None else f"{r['best_eval_loss']:.4f}"
-            ev_acc = "-" if r["best_eval_accuracy"] is None else f"{r['best_eval_accuracy']:.4f}"
-            lines.append(f"{str(r[self.param]):>14} {r['max_lr']:>9.4g} "
-                         f"{r['min_smoothed_loss']:>9.4f} {ev_loss:>15} {ev_acc:>14}  "
-                         f"{r['stopped']}")
-        value, reason = self.pick()
-        lines.append(f"pick: {self.param}={_fmt(value)} ({reason})")
+            lines.append(f"{str(r[self.param]):>14} {show(r['max_lr'], '.4g'):>9} "
+                         f"{show(r['min_smoothed_loss'], '.4f'):>9} "
+                         f"{show(r['best_eval_loss'], '.4f'):>15} "
+                         f"{show(r['best_eval_accuracy'], '.4f'):>14}  {r['stopped']}")
+        try:
+            value, reason = self.pick()
+            lines.append(f"pick: {self.param}={_fmt(value)} ({reason})")
+        except NoSuggestionError as err:
+            lines.append(f"pick: none ({err})")
         return "\n".join(lines)
 
     def pick(self) -> tuple[Any, str]:
@@ -670,10 +785,13 @@ class Family:
         lowest and stays low to the largest LR. Values whose lowest held-out loss lies within
         `EVAL_TOLERANCE` of the family's lowest count as lowest; of those, the one with the
         largest suggested max_lr is picked. Without held-out points the smoothed training loss
-        stands in.
+        stands in. A value whose test gives no suggestion is never picked.
 
         Returns:
           The picked value and the reason, with the numbers it rests on.
+
+        Raises:
+          NoSuggestionError: no test of the family gives a suggestion.
 
         Examples:
           Two made-up range tests; the held-out loss of weight decay 1e-3 is lowest and holds
@@ -705,38 +823,45 @@ class Family:
         return chosen[self.param], reason
 
     def save(self, path: str | Path) -> Path:
-        """Writes the family as JSON to `path` (its folder made as needed; the file is replaced
-        whole, never left half-written); returns the path."""
+        """Writes the family as strict JSON (non-finite numbers as null) to `path` (its folder
+        made as needed; the file is replaced whole, never left half-written); returns the
+        path."""
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         write_text_atomic(path, json.dumps(
             {"family": self.param,
              "values": [list(x) if isinstance(x, tuple) else x for x in self.values],
-             "results": [r.to_dict() for r in self.results]}, indent=1))
+             "results": [r.to_dict() for r in self.results]}, indent=1, allow_nan=False))
         return path
 
     @classmethod
     def load(cls, path: str | Path) -> "Family":
-        """The family `save` wrote to `path`."""
-        d = json.loads(Path(path).read_text())
-        results = [RangeTestResult.from_dict(r) for r in d["results"]]
-        values = [tuple(x) if isinstance(x, list) else x for x in d["values"]]
-        return cls(d["family"], values, results)
+        """The family `save` wrote to `path` (`UnreadableFileError` naming a damaged file)."""
+        def build(d: dict[str, Any]) -> "Family":
+            results = [RangeTestResult.from_dict(r) for r in d["results"]]
+            values = [tuple(x) if isinstance(x, list) else x for x in d["values"]]
+            return cls(d["family"], values, results)
+
+        return _loaded(path, build)
 
 
 def near_lowest_loss(rows: Sequence[dict[str, Any]]
                      ) -> tuple[list[dict[str, Any]], str, float, str]:
     """The rows that count as lowest (Sec. 4.4's reading of a family): those whose best
     held-out loss lies within `EVAL_TOLERANCE` of the lowest (the smoothed training loss stands
-    in where a test has no held-out points). `Family.pick` and `tune`'s batch-size choice read
-    the same rule.
+    in where a test has no held-out points). A row whose test gives no suggestion (its
+    "max_lr" None) never counts. `Family.pick` and `tune`'s batch-size choice read the same
+    rule.
 
     Args:
-      rows: one dict per range test with "best_eval_loss" (None without held-out points) and
-        "min_smoothed_loss", as `Family.rows` gives.
+      rows: one dict per range test with "best_eval_loss" (None without held-out points),
+        "min_smoothed_loss" and "max_lr", as `Family.rows` gives.
 
     Returns:
       (the rows within the tolerance, the key read, the lowest value, the loss's name).
+
+    Raises:
+      NoSuggestionError: no row's test gives a suggestion.
 
     Examples:
       >>> from hparams_jax.range_test import near_lowest_loss
@@ -747,6 +872,11 @@ def near_lowest_loss(rows: Sequence[dict[str, Any]]
       >>> [r["v"] for r in near], key, lowest, what
       ([1, 2], 'best_eval_loss', 0.5, 'held-out')
     """
+    given = [r for r in rows if r.get("max_lr", 0.0) is not None]
+    if not given:
+        raise NoSuggestionError(f"none of the {len(rows)} range test(s) gives a suggestion "
+                                "(each diverged before its loss fell, or was never finite)")
+    rows = given
     use_eval = all(r["best_eval_loss"] is not None for r in rows)
     key = "best_eval_loss" if use_eval else "min_smoothed_loss"
     lowest = min(r[key] for r in rows)

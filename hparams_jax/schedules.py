@@ -172,15 +172,17 @@ def one_cycle(
       max_value: the LR at the top of the cycle (>= `min_value`), from the LR range test.
       step_size: steps in half the cycle (default `0.45 * total_steps`); the cycle
         (`2 * step_size`) must fit in `total_steps`.
-      final_value: the LR at `total_steps` and after (>= 0; default `min_value / 1000`).
+      final_value: the LR at `total_steps` and after (in [0, `min_value`]; default
+        `min_value / 1000`): the annihilation ends at or below `min_value`.
       anneal: "linear" or "cos", the shape of every phase.
 
     Returns:
       An `optax.Schedule` with `horizon = total_steps`.
 
     Raises:
-      ConfigError: a value is negative or the bounds are out of order, a step count is not
-        positive, the cycle does not fit in `total_steps`, or `anneal` is unknown.
+      ConfigError: a value is negative or the bounds are out of order (`final_value` above
+        `min_value` included), a step count is not positive, the cycle does not fit in
+        `total_steps`, or `anneal` is unknown.
 
     Examples:
       >>> from hparams_jax import schedules
@@ -195,6 +197,8 @@ def one_cycle(
     if final_value is None:
         final_value = min_value / 1000.0
     v.non_negative("final_value", final_value)
+    v.ordered("final_value", final_value, "min_value", min_value,
+              "the annihilation takes the LR down from min_value, Sec. 4.1")
     v.one_of("anneal", anneal, ANNEALS)
     annihilation = total_steps - 2.0 * step_size
 

@@ -435,3 +435,131 @@ def test_unusable_workdir_is_a_one_line_error(tmp_path, capsys, kind):
             subprocess.run(["umount", str(workdir)], check=True)
         elif kind == "read_only":
             workdir.chmod(0o755)
+
+
+# --- files handed over that cannot be read: one line naming the file, exit 2 ----------------
+
+@pytest.mark.parametrize("kind, cause", [
+    ("syntax_error.py", "syntax error at line 3: '(' was never closed"),
+    ("raises.py", "running it raised ConfigError at line 2: batch_size=0 is not allowed"),
+    ("a_folder", "it is a folder, not a file"),
+    ("junk.json", "not UTF-8 text (byte 0 is 0xff)"),
+    ("cut.json", "it is not JSON (Expecting ',' delimiter: line 1 column 16)"),
+])
+def test_an_unreadable_config_file_is_one_line_naming_it(tmp_path, capsys, kind, cause):
+    path = tmp_path / kind
+    if kind == "a_folder":
+        path.mkdir()
+    else:
+        path.write_bytes({
+            "syntax_error.py": b"from hparams_jax.train import TrainConfig\n\n"
+                               b"config = TrainConfig(\n",
+            "raises.py": b"from hparams_jax.train import TrainConfig\n"
+                         b"config = TrainConfig(batch_size=0)\n",
+            "junk.json": b"\xff\xfe{}",
+            "cut.json": b'{"max_lr": 0.1 "min',
+        }[kind])
+    workdir = tmp_path / "run"
+    assert cli.main(["train", "--config", str(path), "--workdir", str(workdir)]) == 2
+    line = one_line_error(capsys.readouterr().err)
+    assert line.startswith(f"hparams-jax: error: --config {str(path)!r} cannot be read: {cause}")
+    assert not workdir.exists()
+
+
+def test_a_network_keyword_it_does_not_take_is_refused_before_anything_is_written(tmp_path,
+                                                                                  capsys):
+    workdir = tmp_path / "run"
+    for argv in (["train", "--workdir", str(workdir)],
+                 ["range-test", "--workdir", str(workdir)],
+                 ["tune", "--workdir", str(workdir)]):
+        assert cli.main([*argv, "--set", 'model_options={"in_channels": 1}']) == 2
+        assert one_line_error(capsys.readouterr().err) == (
+            'hparams-jax: error: model_options={"in_channels": 1} is not allowed: '
+            "model='lenet' takes no keyword 'in_channels': the keywords it takes are "
+            "input_size.")
+        assert not workdir.exists()
+
+
+def _run_files(reference, folder: Path) -> Path:
+    """A copy of the reference run's records (no checkpoints): what diagnose reads."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in ("config.json", "metrics.jsonl", "summary.json"):
+        shutil.copy(reference / name, folder / name)
+    return folder
+
+
+def test_diagnose_names_a_damaged_summary(reference, tmp_path, capsys):
+    run = _run_files(reference, tmp_path / "run")
+    (run / "summary.json").write_bytes(b"\x00 not a summary {")
+    assert cli.main(["diagnose", str(run)]) == 2
+    assert one_line_error(capsys.readouterr().err) == (
+        f"hparams-jax: error: {run / 'summary.json'} cannot be read: it is not JSON (Expecting "
+        "value: line 1 column 1).")
+    assert not (run / "diagnosis.png").exists()
+
+
+def test_diagnose_on_a_read_only_run_prints_findings_and_skips_the_figure(reference, tmp_path,
+                                                                         capsys):
+    run = tmp_path / "read_only"
+    if os.geteuid() == 0:  # permissions do not stop root: a read-only filesystem does
+        _mount_tmpfs(run, "size=4m")
+        _run_files(reference, run)
+        subprocess.run(["mount", "-o", "remount,ro", str(run)], check=True)
+        cause = "Read-only file system"
+    else:
+        _run_files(reference, run).chmod(0o555)
+        cause = "Permission denied"
+    try:
+        assert cli.main(["diagnose", str(run)]) == 0
+        out, err = capsys.readouterr()
+        assert "verdict:" in out and "saved" not in out
+        assert err.strip() == (f"hparams-jax: note: figure skipped: cannot write "
+                               f"{run / 'diagnosis.png'} ({cause}); --output FILE writes it "
+                               "elsewhere")
+        figure = tmp_path / "figures" / "diagnosis.png"
+        assert cli.main(["diagnose", str(run), "--output", str(figure)]) == 0
+        assert f"saved {figure}" in capsys.readouterr().out
+        assert figure.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    finally:
+        if os.geteuid() == 0:
+            subprocess.run(["umount", str(run)], check=True)
+        else:
+            run.chmod(0o755)
+
+
+# --- the experiment grid: bad input refused before any work, a report never emptied ----------
+
+@pytest.mark.parametrize("scale", ["0", "2", "-0.5", "nan"])
+def test_experiment_run_refuses_a_scale_outside_0_1_before_any_work(tmp_path, capsys,
+                                                                    monkeypatch, scale):
+    from hparams_jax import experiment
+
+    def work(*args, **kwargs):
+        raise AssertionError("work started")
+
+    monkeypatch.setattr(experiment, "run_range_test", work)
+    monkeypatch.setattr(experiment, "run_setting", work)
+    root = tmp_path / "records"
+    assert cli.main(["experiment", "run", "fashion_mnist_lenet", "--scale", scale,
+                     "--root", str(root)]) == 2
+    assert one_line_error(capsys.readouterr().err) == (
+        f"hparams-jax: error: --scale {float(scale):g} is not allowed: --scale must be a "
+        "number in (0, 1] (the fraction of each setting's length).")
+    assert not root.exists()
+
+
+def test_a_report_with_rows_is_never_replaced_by_one_without_unless_asked(tmp_path, capsys):
+    output = tmp_path / "RESULTS.md"
+    output.write_text("# Results\n\n| setting | accuracy |\n|---|---|\n| one_cycle | 0.91 |\n")
+    before = snapshot(tmp_path)
+    for root in (tmp_path / "nonexistent", tmp_path):  # missing, and holding no records
+        assert cli.main(["experiment", "report", "--root", str(root), "--output",
+                         str(output)]) == 2
+        line = one_line_error(capsys.readouterr().err)
+        assert line.startswith(f"hparams-jax: error: root={str(root)!r} ")
+        assert (f"the report would have no rows; {str(output)!r} is left as it is" in line
+                and "--allow-empty" in line)
+        assert snapshot(tmp_path) == before
+    assert cli.main(["experiment", "report", "--root", str(tmp_path / "nonexistent"),
+                     "--output", str(output), "--allow-empty"]) == 0
+    assert "not run here" in output.read_text()

@@ -266,6 +266,17 @@ def test_bad_options_and_inputs():
         model(jnp.zeros((2, 28, 28, 3)))
 
 
+def test_a_keyword_the_network_does_not_take_is_refused_naming_those_it_takes():
+    with pytest.raises(ValueError, match=r"model='lenet' takes no keyword 'in_channels': the "
+                                         r"keywords it takes are input_size, dtype, layers\."):
+        models.create("lenet", num_classes=10, rngs=nnx.Rngs(0), in_channels=1)
+    with pytest.raises(ValueError, match=r"model='resnet20' takes no keywords 'depht', 'widht'"):
+        models.create("resnet20", num_classes=10, rngs=nnx.Rngs(0), depht=3, widht=2)
+    model = models.create("cifar3", num_classes=10, rngs=nnx.Rngs(0), in_channels=1,
+                          input_size=28)  # the --set model_options example
+    assert model(jnp.zeros((2, 28, 28, 1))).shape == (2, 10)
+
+
 # --- forward passes ----------------------------------------------------------------------------
 
 @pytest.mark.parametrize("name,shape", [

@@ -18,9 +18,10 @@ from hparams_jax.train.config import EXECUTION_FIELDS
 FIELDS = dataclasses.fields(TrainConfig)
 TYPES = typing.get_type_hints(TrainConfig)
 # Values the type alone does not give: a sweep member may set only some fields.
-# Each value must be valid alone and with all the others: the batch divides into the micro-batches.
+# Each value must be valid alone and with all the others: the batch divides into the micro-batches,
+# 1cycle's final LR lies below min_lr.
 SPECIAL = {"members": ({"seed": 5}, {"seed": 6, "max_lr": 0.3}), "momentum": (0.95, 0.85),
-           "batch_size": 256, "accumulate_steps": 2, "adam_b2": 0.99}
+           "batch_size": 256, "accumulate_steps": 2, "adam_b2": 0.99, "final_lr": 1e-5}
 
 
 def other_value(f: dataclasses.Field):

@@ -1,12 +1,16 @@
 """The LR range test: reading synthetic curves with known answers, warnings on bad curves, a
-real short test, families run as one vmapped program, JSON round trip."""
+real short test, families run as one vmapped program, JSON round trip; degenerate tests (no
+suggestion, few held-out points, equal bounds) and strict JSON."""
+
+import json
+from pathlib import Path
 
 import numpy as np
 import pytest
 
-from hparams_jax import schedules
-from hparams_jax.range_test import (RangeTestResult, centred, lr_range_test,
-                                    range_test_family, smooth)
+from hparams_jax import cli, plots, schedules
+from hparams_jax.range_test import (Family, NoSuggestionError, RangeTestResult, centred,
+                                    check_ramp, lr_range_test, range_test_family, smooth)
 from hparams_jax.train import TrainConfig
 
 
@@ -220,3 +224,95 @@ def test_range_test_in_bfloat16_reads_like_float32():
     assert np.isfinite(half.train_loss[:10]).all() and np.isfinite(half.eval_loss[:1]).all()
     assert half.train_loss[:10].mean() == pytest.approx(full.train_loss[:10].mean(), rel=0.05)
     assert 0.5 < half.suggest().max_lr / full.suggest().max_lr < 2.0
+
+
+# --- degenerate readings: no suggestion, the held-out cap, equal bounds, strict JSON ----------
+
+def test_few_held_out_points_still_cap_the_suggestion_at_the_best_held_out_loss():
+    """Too few held-out points for the paper's reading (the training loss decides), but the
+    suggestion never passes the LR at which the held-out loss was best (Sec. 4.1)."""
+    lr = np.linspace(0.001, 1.0, 400)
+    r = synthetic(lr, valley_curve(lr, best=0.8), eval_every=100,
+                  eval_loss=lambda x: 0.5 + 3 * np.maximum(x - 0.3, 0))  # points at 0.25, 0.5, ...
+    s = r.suggest()
+    assert s.max_lr == pytest.approx(lr[99]) and s.min_lr == pytest.approx(lr[99] / 10)
+    assert f"capped where the held-out loss was best (0.5 at lr {lr[99]:.4g})" in s.reason
+
+
+@pytest.mark.parametrize("loss, stop_reason, why", [
+    (lambda lr: np.full_like(lr, np.nan), "non-finite loss or gradient",
+     "the loss was non-finite from the first step"),
+    (lambda lr: 2.3 + 1e3 * lr ** 2, "smoothed loss above 4x its minimum",
+     "the test diverged before its loss ever fell"),
+])
+def test_a_test_that_diverges_before_its_loss_falls_gives_no_bounds(loss, stop_reason, why):
+    lr = np.linspace(0.5, 5.0, 40)
+    r = synthetic(lr, loss(lr), stop_reason=stop_reason)
+    s = r.suggest()
+    assert (s.found, s.max_lr, s.min_lr, s.method) == (False, None, None, "no suggestion")
+    assert s.reason.startswith(why) and s.text().startswith(f"no suggestion: {why}")
+    with pytest.raises(NoSuggestionError, match=f"the range test gives no suggestion: {why}"):
+        s.require()
+
+
+def test_a_family_never_picks_a_test_without_a_suggestion(tmp_path):
+    lr = np.linspace(0.001, 1.0, 100)
+    fine = synthetic(lr, valley_curve(lr, best=0.3), eval_loss=lambda x: 0.9 + 0 * x)
+    blown = synthetic(lr[:20], 2.3 + 1e3 * lr[:20], stop_reason="non-finite loss or gradient")
+    blown.eval_loss[:] = 0.1  # the lowest held-out loss, yet no reading
+    family = Family("weight_decay", [1e-3, 1e-4], [fine, blown])
+    assert family.rows()[1]["max_lr"] is None and family.pick()[0] == 1e-3
+    assert "0.0001         -" in family.text()
+    assert plots.plot_family(family.results, tmp_path / "family.png") is not None
+    with pytest.raises(NoSuggestionError, match="none of the 1 range test"):
+        Family("weight_decay", [1e-4], [blown]).pick()
+
+
+def strict_json(path):
+    """The JSON document at `path`, refusing NaN and Infinity as any strict parser does."""
+    def refuse(name):
+        raise ValueError(f"{name} is not JSON")
+
+    return json.loads(Path(path).read_text(), parse_constant=refuse)
+
+
+@pytest.mark.parametrize("start, stop", [(1e3, 1e4), (0.001, 1e9)])
+def test_a_range_test_that_diverges_at_once_says_so_exits_3_and_saves_strict_json(
+        tmp_path, capsys, start, stop):
+    workdir = tmp_path / "rt"
+    assert cli.main(["range-test", "--model", "lenet", "--batch-size", "32",
+                     "--train-examples", "256", "--eval-examples", "128", "--start", str(start),
+                     "--stop", str(stop), "--steps", "40", "--workdir", str(workdir)]) == 3
+    out, err = capsys.readouterr()
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert err.startswith("hparams-jax: the range test gives no suggestion: the test diverged "
+                          "before its loss ever fell: it stopped after ")
+    assert out.startswith("no suggestion: the test diverged before its loss ever fell")
+    saved = strict_json(workdir / "range_test.json")
+    assert saved["suggestion"]["max_lr"] is None and saved["suggestion"]["min_lr"] is None
+    assert saved["stop_reason"] != "completed"
+    again = RangeTestResult.load(workdir / "range_test.json")
+    assert not again.suggest().found and (workdir / "range_test.png").exists()
+
+
+def test_saved_results_are_strict_json_with_non_finite_values_as_null(tmp_path):
+    lr = np.linspace(0.001, 1.0, 100)
+    r = synthetic(lr, valley_curve(lr))
+    r.eval_loss[-1], r.eval_loss[-2] = np.nan, np.inf
+    saved = strict_json(r.save(tmp_path / "rt.json"))
+    assert saved["eval_loss"][-2:] == [None, None]
+    again = RangeTestResult.load(tmp_path / "rt.json")
+    assert np.isnan(again.eval_loss[-2:]).all() and again.suggest() == r.suggest()
+    family = Family("weight_decay", [1e-4], [r])
+    assert strict_json(family.save(tmp_path / "family.json"))["results"][0]["eval_loss"][-1] \
+        is None
+
+
+def test_equal_bounds_are_no_ramp(tmp_path, capsys):
+    with pytest.raises(ValueError, match=r"stop=0.1 is not allowed: stop must be above "
+                                         r"start=0.1 \(the ramp rises from start to stop\)"):
+        check_ramp(0.1, 0.1, 40)
+    assert cli.main(["range-test", "--start", "0.1", "--stop", "0.1", "--workdir",
+                     str(tmp_path / "rt")]) == 2
+    assert capsys.readouterr().err.startswith("hparams-jax: error: stop=0.1 is not allowed")
+    assert not (tmp_path / "rt").exists()

@@ -306,3 +306,13 @@ def test_horizon_holds_every_value_of_the_schedule():
         inside = values(sched, range(horizon + 1))
         later = values(sched, range(horizon, 4 * horizon + 10))
         assert inside.min() <= later.min() + 1e-7 and later.max() <= inside.max() + 1e-7
+
+
+def test_annihilation_ends_at_or_below_min_value():
+    """Sec. 4.1: the annihilation takes the LR from min_value "several orders of magnitude"
+    lower; a final value above min_value would make the LR climb there instead."""
+    with pytest.raises(ValueError, match=r"final_value=5.0 is above min_value=0.01: final_value "
+                                         r"must be <= min_value \(the annihilation"):
+        schedules.one_cycle(100, 0.01, 0.1, final_value=5.0)
+    lr = schedules.one_cycle(100, 0.01, 0.1, final_value=0.01)  # held flat: allowed
+    assert float(lr(100)) == pytest.approx(0.01)

@@ -134,7 +134,7 @@ def test_nnx_task_with_batch_norm_and_dropout_resumes_exactly(tmp_path, monkeypa
     state = session.init_state()
     before = np.asarray(jax.tree.leaves(state.rest)[0])
     moved, _ = session.chunk(state, 0, 1)  # donates `state`
-    assert not np.allclose(before, jax.tree.leaves(moved.rest)[0])  # the running mean of batch norm moved
+    assert not np.allclose(before, jax.tree.leaves(moved.rest)[0])  # batch norm's mean moved
     model = session.engine.model
     member = jax.tree.map(lambda x: x[0], moved)
     batch = {"pixels": PIXELS[:16], "target": TARGET[:16]}

@@ -49,6 +49,16 @@ def test_config_rejects_bad_values(changes, argument):
         tiny(**changes)
 
 
+def test_config_refuses_a_final_lr_above_min_lr():
+    """1cycle's annihilation (Sec. 4.1) ends at or below min_lr, every sweep member's too."""
+    with pytest.raises(ValueError, match=r"final_lr=5.0 is above min_lr=0.01: final_lr must be "
+                                         r"<= min_lr \(1cycle's annihilation"):
+        tiny(final_lr=5.0)
+    with pytest.raises(ValueError, match=r"final_lr=0.005 is above min_lr=0.001"):
+        tiny(final_lr=0.005, members=({"min_lr": 0.01}, {"min_lr": 0.001}))
+    assert tiny(final_lr=0.01).final_lr == 0.01
+
+
 def test_config_round_trips_through_json():
     config = tiny(members=({"seed": 1, "weight_decay": 1e-4}, {"seed": 2}))
     again = TrainConfig.from_dict(json.loads(json.dumps(config.to_dict())))

@@ -1,26 +1,31 @@
 """`hparams_jax.tune` and `hparams-jax tune`: one small real run on a Fashion-MNIST subset that
 completes every stage, each recorded choice checked by re-applying the paper's rule to the
-numbers recorded in tune.json; a killed `tune` resumed; the budget's cuts; bad input and the
-workdir lock."""
+numbers recorded in tune.json; a killed `tune` resumed; damaged stage records and failed
+writes; the budget's cuts; bad input and the workdir locks."""
 
 from __future__ import annotations
 
+import errno
 import json
 import os
+import re
+import shutil
 import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 from conftest import held_by_another_process, run_cli
 
-from hparams_jax import ConfigError
+from hparams_jax import ConfigError, cli
+from hparams_jax.errors import UnreadableFileError
 from hparams_jax.range_test import EVAL_TOLERANCE, RangeTestResult
-from hparams_jax.train import TrainConfig, WorkdirLocked
+from hparams_jax.train import TrainConfig, WorkdirLocked, WorkdirWriteError
 from hparams_jax.train.metrics import read_rows
 from hparams_jax.train.tensorboard import read_scalars
-from hparams_jax.tuning import advice, tune
+from hparams_jax.tuning import advice, stages, tune
 from hparams_jax.tuning.batch import _step_bytes, check_candidate
 from hparams_jax.tuning.budget import MIN_RANGE_STEPS, plan_search
 
@@ -256,3 +261,111 @@ def test_import_stays_light_and_tune_is_reachable():
             "assert tune.__module__ == 'hparams_jax.tuning.stages'\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
+
+
+# --- damaged records, failed writes, the locks ------------------------------------------------
+
+def _copy_of(tuned, tmp_path) -> Path:
+    return Path(shutil.copytree(tuned[0].workdir, tmp_path / "tune"))
+
+
+def _where_moved(record: bytes) -> dict:
+    """A stage record less the workdir it names (the copy's, not the original's)."""
+    d = json.loads(record)
+    d.get("config", {}).pop("workdir", None)
+    return d
+
+
+def _records(folder: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(folder.glob("*.json"))}
+
+
+@pytest.mark.parametrize("stage, damage", [("1_lr_range", "truncated"), ("3_momentum", "junk"),
+                                           ("5_one_cycle", "an empty object")])
+def test_a_damaged_stage_record_is_moved_aside_and_the_stage_run_again(tuned, tmp_path, stage,
+                                                                       damage):
+    workdir = _copy_of(tuned, tmp_path)
+    folder = workdir / "stages"
+    path = folder / f"{stage}.json"
+    good = path.read_bytes()
+    bad = {"truncated": good[:len(good) // 2], "junk": bytes(range(255, -1, -1)),
+           "an empty object": b"{}"}[damage]
+    path.write_bytes(bad)
+    others = {k: x for k, x in _records(folder).items() if k != path.name}
+    moved = folder / "damaged" / path.name
+    with pytest.warns(RuntimeWarning, match=f"{re.escape(str(path))} is damaged .*: moved it "
+                                            f"to {re.escape(str(moved))}; running the stage "
+                                            "again"):
+        tune(SMALL.replace(workdir=str(workdir)), **SEARCH)
+    assert moved.read_bytes() == bad  # set aside as it was
+    assert _where_moved(path.read_bytes()) == _where_moved(good)  # run again, to the same record
+    assert {k: x for k, x in _records(folder).items() if k != path.name} == others
+
+
+def test_a_damaged_inputs_record_is_refused_naming_it(tuned, tmp_path, capsys):
+    workdir = _copy_of(tuned, tmp_path)
+    path = workdir / "stages" / "0_inputs.json"
+    path.write_text('{"config": {"model": "lenet"')
+    before = _records(workdir / "stages")
+    assert cli.main(["tune", "--workdir", str(workdir), "--range-steps", "60"]) == 2
+    err = capsys.readouterr().err
+    assert err == (f"hparams-jax: error: {path} cannot be read: it is not JSON (Expecting ',' "
+                   "delimiter: line 1 column 29).\n")
+    with pytest.raises(UnreadableFileError, match=re.escape(str(path))):
+        tune(SMALL.replace(workdir=str(workdir)), **SEARCH)
+    assert _records(workdir / "stages") == before
+
+
+def test_a_stage_record_that_cannot_be_written_is_one_line_and_the_earlier_stages_intact(
+        tuned, tmp_path, monkeypatch):
+    workdir = _copy_of(tuned, tmp_path)
+    folder = workdir / "stages"
+    (folder / "4_weight_decay.json").unlink()
+    (folder / "5_one_cycle.json").unlink()
+    before = _records(folder)
+    write = stages.write_json_atomic
+
+    def full_disk(path, obj):  # the disk fills up as the weight-decay stage is recorded
+        if Path(path).name == "4_weight_decay.json":
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), f"{path}.tmp")
+        write(path, obj)
+
+    monkeypatch.setattr(stages, "write_json_atomic", full_disk)
+    with pytest.raises(WorkdirWriteError) as err:
+        tune(SMALL.replace(workdir=str(workdir)), **SEARCH)
+    assert str(err.value) == (
+        f"could not write {folder / '4_weight_decay.json'} (No space left on device); the "
+        "stages recorded before it are intact. Free space (or fix the folder) and run the "
+        "same tune again to continue.")
+    assert _records(folder) == before
+
+
+def test_tune_holds_the_one_cycle_workdir_from_the_start(tmp_path, monkeypatch):
+    """Another run may not start in WORKDIR/one_cycle while the search runs, and a tune does
+    not start while another run holds it."""
+    workdir = tmp_path / "tune"
+    probe = ("import sys\n"
+             "from hparams_jax.train import WorkdirLocked, workdir_lock\n"
+             "try:\n"
+             "    with workdir_lock(sys.argv[1]):\n"
+             "        print('free')\n"
+             "except WorkdirLocked:\n"
+             "    print('locked')\n")
+    seen = []
+
+    class Stop(Exception):
+        pass
+
+    def first_range_test(*args, **kwargs):  # the search's first step
+        seen.append(subprocess.run([sys.executable, "-c", probe, str(workdir / "one_cycle")],
+                                   capture_output=True, text=True).stdout.strip())
+        raise Stop
+
+    monkeypatch.setattr(stages, "lr_range_test", first_range_test)
+    with pytest.raises(Stop):
+        tune(SMALL.replace(workdir=str(workdir)), **SEARCH)
+    assert seen == ["locked"]
+    with held_by_another_process(workdir / "one_cycle") as holder:
+        with pytest.raises(WorkdirLocked, match=f"process {holder.pid}"):
+            tune(SMALL.replace(workdir=str(tmp_path / "tune")), **SEARCH)
+    assert seen == ["locked"]  # refused before the search

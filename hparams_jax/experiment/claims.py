@@ -168,7 +168,8 @@ def range_test_bounds(r: _Records, *, test: str, at: Mapping[str, str],
     does not hold when every 1x run diverged. A min_lr variant is reported beside the verdict
     (above, level with or below max/10, or diverged) and does not decide it."""
     s = r.test(test).results[0].suggest()
-    measured = [f"suggested max_lr {s.max_lr:.4g}, min_lr {s.min_lr:.4g}"]
+    measured = [f"suggested max_lr {s.max_lr:.4g}, min_lr {s.min_lr:.4g}" if s.found
+                else f"the range test gives no suggestion ({s.reason})"]
     measured += [f"{k}: {r.text_or_diverged(name)}"
                  for k, name in (*at.items(), *min_fraction.items())]
     ran = f"range test `{test}`, 1cycle at " + ", ".join(at) + (
@@ -198,6 +199,7 @@ def batch_size(r: _Records, *, test: str, runs: Mapping[int, str]) -> Verdict:
     lower test loss. Holds when the largest batch ties or beats the smallest."""
     family = r.test(test)
     bounds = {b: res.suggest().max_lr for b, res in zip(family.values, family.results)}
+    bounds = {b: float("nan") if lr is None else lr for b, lr in bounds.items()}
     sizes = sorted(runs)
     measured = [f"batch {b}: max_lr {bounds.get(b, float('nan')):.3g}, {r.text(runs[b])}, "
                 f"test loss {mean_std(r.loss(runs[b]))}" for b in sizes]

@@ -4,11 +4,11 @@ tests, as `run_setting` and `run_range_test` wrote them under `ROOT/NAME/`."""
 from __future__ import annotations
 
 import dataclasses
-import json
 from pathlib import Path
 
 import numpy as np
 
+from hparams_jax import _files
 from hparams_jax.experiment.runner import range_test_dir
 from hparams_jax.experiment.spec import Experiment
 from hparams_jax.range_test import Family
@@ -48,11 +48,11 @@ def find_runs(root: str | Path, experiment: Experiment) -> list[Run]:
     """The finished runs of `experiment` under `root`, sorted by scale (full first), setting."""
     runs = []
     for path in sorted((Path(root) / experiment.name).glob("*/experiment.json")):
-        meta = json.loads(path.read_text())
+        meta = _files.read_json(path)
         summary_path = path.parent / "summary.json"
         if meta.get("setting") not in experiment.setting_names or not summary_path.exists():
             continue
-        summary = json.loads(summary_path.read_text())
+        summary = _files.read_json(summary_path)
         if summary.get("status") not in FINISHED:
             continue
         runs.append(Run(meta["setting"], float(meta["scale"]), summary,

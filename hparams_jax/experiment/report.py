@@ -17,6 +17,7 @@ from typing import Iterable
 import numpy as np
 
 from hparams_jax import data, plots
+from hparams_jax.errors import ConfigError
 from hparams_jax.experiment import claims
 from hparams_jax.experiment.records import (Run, epochs_to_reach, find_range_tests, find_runs,
                                             mean_std)
@@ -34,6 +35,10 @@ def _paper_text(setting) -> str:
         return "—"
     top5 = f" / {p.top5:.4f}" if p.top5 is not None else ""
     return f"{p.accuracy:.4f}{top5} ({p.epochs:g} ep.)"
+
+
+def _lr_text(lr: float | None) -> str:
+    return "none" if lr is None else f"{lr:.4g}"
 
 
 def _reach_text(epochs: np.ndarray) -> str:
@@ -148,7 +153,8 @@ def _range_test_section(experiment: Experiment, root: Path, figures: Path, link_
             value = row[family.param]
             loss, acc = row["best_eval_loss"], row["best_eval_accuracy"]
             lines.append(
-                f"| `{test.name}` | {family.param}={value} | {s.max_lr:.4g} | {s.min_lr:.4g} | "
+                f"| `{test.name}` | {family.param}={value} | {_lr_text(s.max_lr)} | "
+                f"{_lr_text(s.min_lr)} | "
                 f"{'—' if loss is None else f'{loss:.4f}'} | "
                 f"{'—' if acc is None else f'{acc:.4f}'} | {row['stopped']} | {s.method} |")
     lines.append("")
@@ -191,12 +197,37 @@ def _relative(path: Path, base: Path) -> str:
 
 
 def write_report(experiments: dict[str, Experiment], *, root: str | Path = DEFAULT_ROOT,
-                 output: str | Path = "experiments/RESULTS.md") -> Path:
-    """Writes `output` (and its figures beside it in `figures/`) from the runs under `root`."""
+                 output: str | Path = "experiments/RESULTS.md",
+                 allow_empty: bool = False) -> Path:
+    """Writes `output` (and its figures beside it in `figures/`) from the runs under `root`.
+
+    Args:
+      experiments: the experiments of the grid, by name (`load_all`).
+      root: where their runs and range tests are recorded.
+      output: the report file (replaced).
+      allow_empty: write a report without a single finished run or range test (every row
+        "not run here"); refused otherwise, so that a wrong `root` never replaces a report
+        that has rows with one that has none.
+
+    Returns:
+      `output`.
+
+    Raises:
+      ConfigError: `root` holds no finished run or range test of `experiments` and
+        `allow_empty` is False (nothing is written).
+    """
     root, output = Path(root), Path(output)
+    all_runs = {name: find_runs(root, e) for name, e in experiments.items()}
+    if not allow_empty and not any(all_runs.values()) and not any(
+            find_range_tests(root, e) for e in experiments.values()):
+        where = "does not exist" if not root.exists() else (
+            f"holds no finished run or range test of the {len(experiments)} experiment(s)")
+        kept = f"; {str(output)!r} is left as it is" if output.exists() else ""
+        raise ConfigError(f"root={str(root)!r} {where}: the report would have no rows{kept}. "
+                          "Give the root the runs were written to (--root), or allow an "
+                          "empty report (allow_empty=True, --allow-empty).")
     figures = output.parent / "figures"
     figures.mkdir(parents=True, exist_ok=True)
-    all_runs = {name: find_runs(root, e) for name, e in experiments.items()}
     machines = sorted({f"{r.summary['backend']} x{r.summary['devices']}"
                        for runs in all_runs.values() for r in runs})
     ran = sum(bool(runs) for runs in all_runs.values())

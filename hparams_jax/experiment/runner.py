@@ -12,10 +12,10 @@ it is read and written (`train.workdir_lock`): a second `experiment run` stops t
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
+from hparams_jax import _files
 from hparams_jax import _validate as v
 from hparams_jax import data, plots
 from hparams_jax.errors import ConfigError
@@ -49,8 +49,8 @@ def is_complete(workdir: Path, config: TrainConfig) -> bool:
     summary, saved = workdir / "summary.json", workdir / "config.json"
     if not (summary.exists() and saved.exists()):
         return False
-    changed = set(config.changed_fields(json.loads(saved.read_text()))) - set(RESUMABLE_CHANGES)
-    return not changed and json.loads(summary.read_text()).get("status") == "completed"
+    changed = set(config.changed_fields(_files.read_json(saved))) - set(RESUMABLE_CHANGES)
+    return not changed and _files.read_json(summary).get("status") == "completed"
 
 
 def run_setting(experiment: Experiment, setting: str, *, runs: int | None = None,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import inspect
+import typing
 from typing import Any, Callable
 
 from flax import nnx
@@ -43,6 +45,93 @@ def available() -> list[str]:
     return sorted(_REGISTRY)
 
 
+# Keywords `create` fills itself, and those a training config sets through its own fields.
+_CREATE_KEYWORDS = ("num_classes", "rngs")
+
+
+def options(name: str) -> tuple[str, ...]:
+    """The keywords network `name` takes besides ``num_classes`` and ``rngs``: those of its
+    constructor (a factory that forwards ``**kwargs`` is read through the class it returns).
+
+    Args:
+      name: one of `available()`.
+
+    Returns:
+      The keyword names, in the constructor's order.
+
+    Raises:
+      ConfigError: ``name`` is not registered.
+
+    Examples:
+      >>> from hparams_jax import models
+      >>> models.registry.options("lenet")
+      ('input_size', 'dtype', 'layers')
+      >>> models.registry.options("resnet20")[:3]
+      ('blocks', 'widths', 'bn_momentum')
+    """
+    return tuple(k for k, p in _parameters(name).items() if k not in _CREATE_KEYWORDS
+                 and p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD))
+
+
+def _parameters(name: str) -> dict[str, inspect.Parameter]:
+    """The parameters of network `name`'s constructor, read through a factory's ``**kwargs``
+    to the class it is annotated to return."""
+    factory = _factory(name)
+    params = _signature(factory)
+    returns = typing.get_type_hints(factory).get("return")
+    if _open(params) and isinstance(returns, type):
+        params = _signature(returns)
+    return params
+
+
+def _signature(factory: Callable) -> dict[str, inspect.Parameter]:
+    """The parameters of a function, or of a class's constructor (not its metaclass's)."""
+    if isinstance(factory, type):
+        return dict(list(inspect.signature(factory.__init__).parameters.items())[1:])
+    return dict(inspect.signature(factory).parameters)
+
+
+def _open(params: dict[str, inspect.Parameter]) -> bool:
+    return any(p.kind is p.VAR_KEYWORD for p in params.values())
+
+
+def check_options(name: str, given: Any, exclude: tuple[str, ...] = ()) -> None:
+    """Refuses keywords network `name` does not take, before anything is built.
+
+    Args:
+      name: one of `available()`.
+      given: the keywords meant for it (a mapping or their names).
+      exclude: keywords set elsewhere (a training config's ``dtype`` and ``layers`` come from
+        its precision and plan), refused here as well.
+
+    Raises:
+      ConfigError: naming the network, the keywords it does not take and those it takes.
+
+    Examples:
+      >>> from hparams_jax import models
+      >>> models.registry.check_options("cifar3", {"in_channels": 1, "input_size": 28})
+      >>> models.registry.check_options("lenet", {"in_channels": 1})  # doctest: +ELLIPSIS
+      Traceback (most recent call last):
+      ...
+      hparams_jax.errors.ConfigError: model='lenet' takes no keyword 'in_channels': ...
+    """
+    accepted = [k for k in options(name) if k not in exclude]
+    unknown = [k for k in given if k not in accepted
+               and (k in exclude or not _open(_parameters(name)))]
+    if unknown:
+        raise ConfigError(
+            f"model={name!r} takes no keyword{'s' if len(unknown) > 1 else ''} "
+            f"{', '.join(map(repr, unknown))}: the keywords it takes are "
+            f"{', '.join(accepted) or 'none'}.")
+
+
+def _factory(name: str) -> Callable[..., nnx.Module]:
+    if not isinstance(name, str) or name not in _REGISTRY:
+        raise ConfigError(f"unknown model name={name!r}: available models are "
+                          f"{', '.join(available())}")
+    return _REGISTRY[name]
+
+
 def create(name: str, *, num_classes: int, rngs: nnx.Rngs, **kwargs: Any) -> nnx.Module:
     """Build the network ``name`` with ``num_classes`` outputs.
 
@@ -63,8 +152,9 @@ def create(name: str, *, num_classes: int, rngs: nnx.Rngs, **kwargs: Any) -> nnx
       its running statistics and dropout off, ``model.train()`` back.
 
     Raises:
-      ConfigError: ``name`` is not registered, ``num_classes`` is not a positive int or
-        ``rngs`` is not an ``nnx.Rngs``.
+      ConfigError: ``name`` is not registered, a keyword of ``kwargs`` is not one the network
+        takes (`options`), ``num_classes`` is not a positive int or ``rngs`` is not an
+        ``nnx.Rngs``.
 
     Examples:
       >>> import jax.numpy as jnp
@@ -83,11 +173,10 @@ def create(name: str, *, num_classes: int, rngs: nnx.Rngs, **kwargs: Any) -> nnx
       >>> models.count_params(nnx.state(abstract, nnx.Param))
       280154
     """
-    if not isinstance(name, str) or name not in _REGISTRY:
-        raise ConfigError(f"unknown model name={name!r}: available models are "
-                          f"{', '.join(available())}")
+    factory = _factory(name)
+    check_options(name, kwargs)
     layers.validate_num_classes(num_classes)
     if not isinstance(rngs, nnx.Rngs):
         raise ConfigError(f"rngs={rngs!r} is not allowed: rngs must be an nnx.Rngs, e.g. "
                           "nnx.Rngs(params=0, dropout=1)")
-    return _REGISTRY[name](num_classes=num_classes, rngs=rngs, **kwargs)
+    return factory(num_classes=num_classes, rngs=rngs, **kwargs)

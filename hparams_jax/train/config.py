@@ -135,8 +135,8 @@ class TrainConfig:
     step_size: float | None = _field(
         None, "optimizer steps in half a cycle (None: 45% of the run for 1cycle, an eighth of "
         "it for triangular)")
-    final_lr: float | None = _field(None, "1cycle's LR at the end of the annihilation (None: "
-                                    "min_lr / 1000)")
+    final_lr: float | None = _field(None, "1cycle's LR at the end of the annihilation, at most "
+                                    "min_lr (None: min_lr / 1000)")
     anneal: str = _field("linear", "shape of 1cycle's and cyclical momentum's phases: linear "
                          "or cos (half cosine)", choices=ANNEALS)
     piecewise_boundaries: tuple[float, ...] = _field(
@@ -235,6 +235,11 @@ class TrainConfig:
                                   f"swept; a member may set {', '.join(SWEEPABLE)}.")
         for setting in self.members_or_self():
             _validate_rates(setting)
+        if self.final_lr is not None:
+            v.non_negative_number("final_lr", self.final_lr)
+            for setting in self.members_or_self():
+                v.ordered("final_lr", self.final_lr, "min_lr", setting.min_lr,
+                          "1cycle's annihilation takes the LR down from min_lr, Sec. 4.1")
         if self.step_size is not None:
             v.positive_number("step_size", self.step_size)
         for b in self.piecewise_boundaries:

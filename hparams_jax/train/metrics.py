@@ -20,6 +20,8 @@ from typing import TYPE_CHECKING, Any, Iterable, Sequence
 
 import numpy as np
 
+from hparams_jax import _files
+
 if TYPE_CHECKING:
     from hparams_jax.train.tensorboard import ScalarWriter
 
@@ -265,6 +267,9 @@ class History:
           Its `metrics.jsonl` rows (a torn last line skipped) and its `summary.json` ({}
           while the run has none).
 
+        Raises:
+          UnreadableFileError: `summary.json` is not a JSON object (damaged), named.
+
         Examples:
           >>> import json, pathlib, tempfile
           >>> from hparams_jax.train import History
@@ -278,7 +283,7 @@ class History:
         """
         workdir = Path(workdir)
         summary_path = workdir / "summary.json"
-        summary = json.loads(summary_path.read_text()) if summary_path.exists() else None
+        summary = _files.read_json(summary_path) if summary_path.exists() else None
         return cls(read_rows(workdir / "metrics.jsonl"), summary)
 
     @property

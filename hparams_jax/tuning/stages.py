@@ -18,8 +18,15 @@ The paper sets four hyper-parameters together, each read from short runs' held-o
 
 Each stage is recorded in `WORKDIR/stages/` when it finishes (written atomically) and loaded on
 a restart, so a killed `tune` continues at the stage it was in; the 1cycle run resumes through
-`fit`'s own checkpoints in `WORKDIR/one_cycle`. The whole tune holds `WORKDIR`'s lock, and a
-workdir holding a tune of other inputs (config, candidates, ramp or budget) is refused.
+`fit`'s own checkpoints in `WORKDIR/one_cycle`. A stage record that cannot be read (truncated,
+junk, not a record) is moved to `WORKDIR/stages/damaged/` with a warning and the stage runs
+again; a damaged `0_inputs.json` or `0_plan.json` is refused, named (the stages rest on them).
+A record that cannot be written (a full disk, a read-only folder) stops the tune with
+`WorkdirWriteError` naming the file and the cause, the stages recorded before it intact. A
+range test that gives no suggestion where the procedure needs bounds stops it with
+`NoSuggestionError` (nothing recorded for that stage). The whole tune holds the locks of
+`WORKDIR` and of `WORKDIR/one_cycle`, and a workdir holding a tune of other inputs (config,
+candidates, ramp or budget) is refused.
 `WORKDIR/tune.json` holds every decision, its candidates and numbers, the paper's section and
 what the budget cut (`tuning.budget`); `WORKDIR/report.md` reads them as the paper's argument
 (`tuning.report`).
@@ -30,17 +37,22 @@ from __future__ import annotations
 import dataclasses
 import json
 import numbers
+import os
+import warnings
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from hparams_jax import _files
 from hparams_jax import _validate as v
 from hparams_jax.diagnose import Diagnosis, diagnose
-from hparams_jax.errors import ConfigError
-from hparams_jax.range_test import (EVAL_TOLERANCE, Family, RangeTestResult, check_ramp,
-                                    lr_range_test, near_lowest_loss, range_test_family)
-from hparams_jax.train import DivergenceError, History, TrainConfig, fit, workdir_lock
+from hparams_jax.errors import ConfigError, UnreadableFileError
+from hparams_jax.range_test import (EVAL_TOLERANCE, Family, NoSuggestionError,
+                                    RangeTestResult, check_ramp, lr_range_test,
+                                    near_lowest_loss, range_test_family)
+from hparams_jax.train import (DivergenceError, History, TrainConfig, WorkdirWriteError, fit,
+                               workdir_lock)
 from hparams_jax.train import tensorboard as tensorboard_
 from hparams_jax.train.config import EXECUTION_FIELDS
 from hparams_jax.train.metrics import write_json_atomic
@@ -171,9 +183,13 @@ def _inputs(config: TrainConfig, **search) -> dict[str, Any]:
 
 def _check_same_inputs(path: Path, inputs: dict[str, Any]) -> None:
     if not path.exists():
-        write_json_atomic(path, inputs)
+        _write(path, inputs)
         return
-    saved = json.loads(path.read_text())
+    saved = _files.read_json(path)
+    if not isinstance(saved.get("config"), dict):
+        raise UnreadableFileError(path, "it is not a tune's inputs (no config object); the "
+                                        "recorded stages rest on them: restore it, or use "
+                                        "another workdir")
     changed = [f"config.{k}" for k in inputs["config"]
                if saved["config"].get(k) != inputs["config"][k]]
     changed += [k for k in inputs if k != "config" and saved.get(k) != inputs[k]]
@@ -183,6 +199,70 @@ def _check_same_inputs(path: Path, inputs: dict[str, Any]) -> None:
             f"workdir={str(workdir)!r} holds a tune of other inputs ({', '.join(changed)} "
             f"differ from {path}): rerun with the same inputs to continue it, or use another "
             "workdir.")
+
+
+# --- the records ---------------------------------------------------------------------------
+
+def _write(path: Path, obj: Any) -> None:
+    """`obj` written to `path` as JSON, atomically; a failed write (a full disk, a read-only
+    folder) is a `WorkdirWriteError` naming the file and the cause."""
+    try:
+        write_json_atomic(path, obj)
+    except OSError as err:
+        raise WorkdirWriteError(
+            f"could not write {path} ({err.strerror or err}); the stages recorded before it "
+            "are intact. Free space (or fix the folder) and run the same tune again to "
+            "continue.") from err
+
+
+def _move_aside(path: Path, cause: str) -> None:
+    """Moves a damaged stage record to `stages/damaged/` (`NAME-1.json`, ... when taken) with a
+    warning; refuses it (`UnreadableFileError`) when it cannot be moved."""
+    folder = path.parent / "damaged"
+    target, k = folder / path.name, 0
+    while target.exists():
+        k += 1
+        target = folder / f"{path.stem}-{k}{path.suffix}"
+    try:
+        folder.mkdir(exist_ok=True)
+        os.replace(path, target)
+    except OSError as err:
+        raise UnreadableFileError(path, f"{cause}; it could not be moved aside to {target} "
+                                        f"({err.strerror or err})") from None
+    warnings.warn(f"{path} is damaged ({cause}): moved it to {target}; running the stage "
+                  "again", RuntimeWarning, stacklevel=3)
+
+
+def _recorded(path: Path, check: Callable[[dict[str, Any]], Any]) -> dict[str, Any] | None:
+    """The record at `path` when `check` reads it; None when there is none, or when it is
+    damaged (then moved aside: the stage runs again)."""
+    if not path.exists():
+        return None
+    try:
+        record = _files.read_json(path)
+        check(record)
+    except UnreadableFileError as err:
+        _move_aside(path, err.cause)
+        return None
+    except (KeyError, TypeError, ValueError, AttributeError) as err:
+        _move_aside(path, f"not a stage record: {type(err).__name__} {err}")
+        return None
+    return record
+
+
+def _stage_of(record: dict[str, Any]) -> tuple[Decision, list[RangeTestResult]]:
+    return (Decision(**record["decision"]),
+            [RangeTestResult.from_dict(r) for r in record["range_tests"]])
+
+
+FINAL_KEYS = ("config", "status", "epochs", "test_accuracy", "test_loss", "train_loss",
+              "diagnosis", "next_step")
+
+
+def _final_record(record: dict[str, Any]) -> None:
+    missing = [k for k in FINAL_KEYS if k not in record]
+    if missing:
+        raise KeyError(", ".join(missing))
 
 
 # --- the rules -----------------------------------------------------------------------------
@@ -200,7 +280,8 @@ def largest_batch_near_best(rows: Sequence[dict[str, Any]]) -> tuple[int, str]:
 
 
 def _bounds(result: RangeTestResult) -> dict[str, float]:
-    s = result.suggest("one_cycle")
+    s = result.suggest("one_cycle").require(f"the range test {result.label}".rstrip())
+    assert s.max_lr is not None and s.min_lr is not None
     return {"max_lr": s.max_lr, "min_lr": s.min_lr}
 
 
@@ -221,24 +302,30 @@ class _Stages:
     def run(self, name: str, compute: Callable[[], tuple[Decision, list[RangeTestResult]]]
             ) -> tuple[Decision, list[RangeTestResult]]:
         path = self.dir / f"{STAGES.index(name) + 1}_{name}.json"
-        if path.exists():
-            record = json.loads(path.read_text())
+        record = _recorded(path, _stage_of)
+        if record is not None:
             self.say(f"{name}: recorded in {path}")
         else:
-            decision, results = compute()
+            try:
+                decision, results = compute()
+            except NoSuggestionError as err:
+                raise NoSuggestionError(
+                    f"tune stage {name} (Sec. {SECTIONS[name]}): {err}. Nothing is recorded "
+                    "for this stage; another ramp (--start, --stop, --range-steps) needs "
+                    "another workdir.") from None
             record = {"decision": decision.to_dict(),
                       "range_tests": [r.to_dict() for r in results]}
             if self.tensorboard and results:  # before the record: a recorded stage has them
                 tensorboard_.write_range_tests(results, self.tensorboard / name)
-            write_json_atomic(path, record)
+            _write(path, record)
             self.say(f"{name} (Sec. {decision.section}): {show(decision.choice)} "
                      f"({decision.reason})")
         self.records[name] = record
-        results = [RangeTestResult.from_dict(r) for r in record["range_tests"]]
+        decision, results = _stage_of(record)
         if self.tensorboard and results and not (self.tensorboard / name).exists():
             # a stage recorded by a run without --tensorboard
             tensorboard_.write_range_tests(results, self.tensorboard / name)
-        return Decision(**record["decision"]), results
+        return decision, results
 
     def decision(self, name: str, candidates, choice, reason, bounds, results,
                  steps=None) -> Decision:
@@ -252,11 +339,11 @@ class _Stages:
         result = lr_range_test(config, **self.ramp)
         result.label = (f"batch {config.batch_size}, momentum {show(config.momentum)}, weight "
                         f"decay {config.weight_decay:g}")
-        s = result.suggest("one_cycle")
+        s = result.suggest("one_cycle").require("the LR range test")
         candidates = [{"name": "paper", "lr": s.max_lr, "reason": s.method}] + [
             dataclasses.asdict(a) for a in s.alternatives]
         reason = s.reason + "".join(f"; warning: {w}" for w in s.warnings)
-        bounds = {"max_lr": s.max_lr, "min_lr": s.min_lr}
+        bounds = _bounds(result)
         return self.decision("lr_range", candidates, bounds, reason, bounds, [result]), [result]
 
     def batch_size(self, config: TrainConfig, start: RangeTestResult, fit_records: list
@@ -327,7 +414,8 @@ def tune(config: TrainConfig, *, budget: int | None = None,
     if config.tensorboard:
         tensorboard_.check_installed()  # before anything trains
     workdir = Path(config.workdir)
-    with workdir_lock(workdir):
+    # the search and the 1cycle run are one writer's: no other run may start in one_cycle
+    with workdir_lock(workdir), workdir_lock(workdir / "one_cycle"):
         return _tune(config, task, workdir, budget, batch_sizes, momenta, weight_decays,
                      dict(start=start, stop=stop), range_steps)
 
@@ -337,19 +425,19 @@ def _tune(config, task, workdir, budget, batch_sizes, momenta, weight_decays, ra
     say = print if config.progress else (lambda _: None)
     inputs = _inputs(config, budget=budget, batch_sizes=batch_sizes, momenta=momenta,
                      weight_decays=weight_decays, range_steps=range_steps, **ramp)
-    (workdir / "stages").mkdir(parents=True, exist_ok=True)
+    try:
+        (workdir / "stages").mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise WorkdirWriteError(f"could not create {workdir / 'stages'} "
+                                f"({err.strerror or err}).") from err
     _check_same_inputs(workdir / "stages" / "0_inputs.json", inputs)
     plan_path = workdir / "stages" / "0_plan.json"
     if plan_path.exists():  # fixed once: a resumed tune runs the plan it started with
-        saved = json.loads(plan_path.read_text())
-        fit_records, plan = saved["batch_candidates"], SearchPlan(**{
-            **saved["plan"], **{k: tuple(_momentum(x) for x in saved["plan"][k])
-                                for k in ("batch_sizes", "momenta", "weight_decays", "cuts")}})
+        fit_records, plan = _saved_plan(plan_path)
     else:
         fit_records, plan = _plan(config, task, budget, batch_sizes, momenta, weight_decays,
                                   range_steps)
-        write_json_atomic(plan_path, {"batch_candidates": fit_records,
-                                      "plan": dataclasses.asdict(plan)})
+        _write(plan_path, {"batch_candidates": fit_records, "plan": dataclasses.asdict(plan)})
     base = config.replace(eval_examples=min(config.eval_examples or RANGE_EVAL_EXAMPLES,
                                             RANGE_EVAL_EXAMPLES),
                           workdir=None, progress=False)
@@ -373,8 +461,28 @@ def _tune(config, task, workdir, budget, batch_sizes, momenta, weight_decays, ra
                                          weight_decay=d.choice, **d.bounds), task, workdir)
     result = _one_cycle(stages, final, decisions)
     _write_tune_json(workdir, inputs, plan, fit_records, result)
-    report.write(workdir, {name: stages.records[name] for name in STAGES[:-1]}, result, plan)
+    try:
+        report.write(workdir, {name: stages.records[name] for name in STAGES[:-1]}, result,
+                     plan)
+    except OSError as err:
+        raise WorkdirWriteError(f"could not write the report or its figures into {workdir} "
+                                f"({err.strerror or err}); tune.json and the stages are "
+                                "intact: run the same tune again to write it.") from err
     return result
+
+
+def _saved_plan(path: Path) -> tuple[list, SearchPlan]:
+    """The plan a tune started with; a damaged one is refused, named (the recorded stages
+    followed it)."""
+    saved = _files.read_json(path)
+    try:
+        return saved["batch_candidates"], SearchPlan(**{
+            **saved["plan"], **{k: tuple(_momentum(x) for x in saved["plan"][k])
+                                for k in ("batch_sizes", "momenta", "weight_decays", "cuts")}})
+    except (KeyError, TypeError, ValueError) as err:
+        raise UnreadableFileError(path, f"it is not a tune's plan ({type(err).__name__} "
+                                        f"{err}); the recorded stages followed it: restore "
+                                        "it, or use another workdir") from None
 
 
 def _plan(config, task, budget, batch_sizes, momenta, weight_decays, range_steps):
@@ -405,7 +513,7 @@ def _final_config(config: TrainConfig, task: Task | None, workdir: Path) -> Trai
 
 def _one_cycle(stages: _Stages, config: TrainConfig, decisions: list[Decision]) -> TuneResult:
     path = stages.dir / f"{len(STAGES)}_one_cycle.json"
-    done = path.exists()
+    done = _recorded(path, _final_record) is not None
     if not done:
         stages.say(f"one_cycle: {config.min_lr:.4g} -> {config.max_lr:.4g}, batch "
                    f"{config.batch_size}, momentum {show(config.momentum)}, weight decay "
@@ -418,7 +526,7 @@ def _one_cycle(stages: _Stages, config: TrainConfig, decisions: list[Decision]) 
     found = diagnose(history)
     if not done:
         member = history.summary["members"][0]
-        write_json_atomic(path, {
+        _write(path, {
             "config": config.to_dict(), "status": history.summary["status"],
             "epochs": history.summary["epochs"], "test_accuracy": member["test_accuracy"],
             "test_loss": member["test_loss"], "train_loss": member["train_loss"],
@@ -428,8 +536,8 @@ def _one_cycle(stages: _Stages, config: TrainConfig, decisions: list[Decision]) 
 
 
 def _write_tune_json(workdir: Path, inputs, plan: SearchPlan, fit_records, result: TuneResult):
-    final = json.loads((workdir / "stages" / f"{len(STAGES)}_one_cycle.json").read_text())
-    write_json_atomic(workdir / "tune.json", {
+    final = _files.read_json(workdir / "stages" / f"{len(STAGES)}_one_cycle.json")
+    _write(workdir / "tune.json", {
         "procedure": "Smith 2018, A disciplined approach to neural network hyper-parameters: "
                      "Part 1 (arXiv:1803.09820), Sec. 4-5",
         "inputs": inputs,
