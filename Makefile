@@ -5,6 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 FASHION_MNIST := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
+FORTUNES := /usr/share/games/fortunes/fortunes
 
 .PHONY: test demo bench data dist clean
 
@@ -14,13 +15,14 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install -q -e '.[all,test]'
 	touch $@
 
-# Debian's offline Fashion-MNIST (the dataset the demo and CPU reproductions use).
+# Debian's offline Fashion-MNIST (the dataset the demo and CPU reproductions use) and the
+# fortunes text (the character corpus of the own-model transformer case).
 data:
-	@if [ ! -f $(FASHION_MNIST) ]; then \
+	@if [ ! -f $(FASHION_MNIST) ] || [ ! -f $(FORTUNES) ]; then \
 	  if [ "$$(id -u)" = 0 ]; then \
-	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dataset-fashion-mnist; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dataset-fashion-mnist fortunes; \
 	  else \
-	    echo "Fashion-MNIST missing: run 'sudo apt-get install dataset-fashion-mnist'"; \
+	    echo "Offline data missing: run 'sudo apt-get install dataset-fashion-mnist fortunes'"; \
 	  fi; \
 	fi
 

@@ -137,7 +137,7 @@ def mlp_loss(params, batch, key):
         h = h * jax.random.bernoulli(key, 0.9, h.shape) / 0.9
     pred = (h @ params["w2"] + params["b2"])[:, 0]
     mse = jnp.mean((pred - batch["target"]) ** 2)
-    return mse, {"rmse": jnp.sqrt(mse)}
+    return mse, {"mae": jnp.mean(jnp.abs(pred - batch["target"]))}  # means over the examples
 
 
 def tabular_task(train_examples: int = 20_000, eval_examples: int = 4_000) -> Task:
@@ -224,6 +224,7 @@ class Scale:
 SCALES = {
     "full": Scale(None, None, 3, 300, 10, None, 1, 100),
     "tiny": Scale(512, 256, 1, 30, 1, 60_000, 0.2, 50),
+    "test": Scale(256, 128, 1, 12, 1, 12_000, 0.1, 50),
 }
 
 
@@ -252,9 +253,6 @@ def _finals(history: History, factors) -> list[dict]:
         out.append({"factor": f, "max_lr": m["setting"]["max_lr"], "diverged": m["diverged"],
                     "test_loss": m["test_loss"], "test_accuracy": m["test_accuracy"],
                     "train_loss": m["train_loss"]})
-        rows = [r for r in history.rows if r["kind"] == "eval" and r["member"] == k]
-        if rows and "test_rmse" in rows[-1]:
-            out[-1]["test_rmse"] = rows[-1]["test_rmse"]
     return out
 
 
@@ -278,8 +276,10 @@ def _figures(case: str, result: RangeTestResult, history: History, labels) -> No
                           metric=metric, title=f"{case}: 1cycle at the suggestion, 0.5x, 2x")
 
 
-def run_case(case: str, scale: str = "full", root: Path = ROOT, figures: bool = True) -> dict:
-    """Runs (or resumes) one case; returns and writes its `case.json`."""
+def run_case(case: str, scale: str = "full", root: Path = ROOT, figures: bool = True,
+             with_tune: bool = True) -> dict:
+    """Runs (or resumes) one case (the transformer's `tune` where `with_tune`); returns and
+    writes its `case.json`."""
     s = SCALES[scale]
     root = Path(root) / case
     root.mkdir(parents=True, exist_ok=True)
@@ -293,7 +293,8 @@ def run_case(case: str, scale: str = "full", root: Path = ROOT, figures: bool = 
                              num_steps=s.range_steps)
         factors = (1.0, 0.5, 2.0)
     elif case == "tabular":
-        task = tabular_task(*((20_000, 4_000) if scale == "full" else (2_000, 500)))
+        task = tabular_task(*{"full": (20_000, 4_000), "tiny": (2_000, 500)}.get(
+            scale, (512, 256)))
         config = TrainConfig(batch_size=128, epochs=s.tabular_epochs, momentum=0.9,
                              weight_decay=1e-4, log_every=20, **common)
         result = _range_test(root, config, task, start=1e-5, stop=0.1,
@@ -314,7 +315,7 @@ def run_case(case: str, scale: str = "full", root: Path = ROOT, figures: bool = 
               "train_time_s": history.summary["train_time_s"],
               "epochs": history.summary["epochs"], "suggestion": suggestion,
               "runs": _finals(history, factors)}
-    if case == "transformer":
+    if case == "transformer" and with_tune:
         record["tune"] = _tune(root, config, task, s)
     if figures:
         _figures(case, result, history, [f"{f:g}x suggested max_lr" for f in factors])
