@@ -44,10 +44,11 @@ def jax_engine(model: str, *, batch: int = 128, precision: str = "float32", plan
     import jax
 
     from hparams_jax.data import DeviceDataset, make_mesh, put
-    from hparams_jax.train import TrainConfig
+    from hparams_jax.train import TrainConfig, zoo
     from hparams_jax.train.optimizer import member_hparams
     from hparams_jax.train.plan import Plan
     from hparams_jax.train.steps import Engine
+    from hparams_jax.train.task import Task, softmax_classification
 
     config = TrainConfig(model=model, model_options=model_options or {}, dataset="cifar10",
                          batch_size=batch, steps=TOTAL_STEPS, momentum=(0.95, 0.85),
@@ -55,12 +56,16 @@ def jax_engine(model: str, *, batch: int = 128, precision: str = "float32", plan
                          plan=plan if isinstance(plan, str) else plan.name, progress=False)
     mesh = make_mesh()
     h, w, c = SHAPES[model]
-    engine = Engine(config, num_classes=10, mean=[127.0] * c, std=[64.0] * c,
-                    augmentation="none", total_steps=TOTAL_STEPS, mesh=mesh,
-                    plan=plan if isinstance(plan, Plan) else None)
     rng = np.random.default_rng(0)
-    ds = DeviceDataset.from_arrays(rng.integers(0, 256, (NUM_EXAMPLES, h, w, c), np.uint8),
-                                   rng.integers(0, 10, NUM_EXAMPLES).astype(np.int32), mesh)
+    images = {"image": rng.integers(0, 256, (NUM_EXAMPLES, h, w, c), np.uint8),
+              "label": rng.integers(0, 10, NUM_EXAMPLES).astype(np.int32)}
+    layers = plan.layers if isinstance(plan, Plan) else None
+    task = Task(model=zoo.network(config, 10, layers), train=images, precision_in_model=True,
+                loss=softmax_classification(np.full(c, 127.0, np.float32),
+                                            np.full(c, 64.0, np.float32)))
+    engine = Engine(config, task, total_steps=TOTAL_STEPS, mesh=mesh,
+                    plan=plan if isinstance(plan, Plan) else None)
+    ds = DeviceDataset.from_mapping(images, mesh)
     hp = jax.tree.map(lambda a: put(a, engine.replicated), member_hparams(config))
     return engine, engine.init(hp), hp, ds
 

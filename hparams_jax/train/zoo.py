@@ -33,10 +33,7 @@ def task(config) -> Task:
                           "again as task=.")
     info = data.info(config.dataset)
     std = info.std if config.normalization == "standardize" else np.ones_like(info.std)
-    factory = functools.partial(
-        _network, config.model, info.num_classes, jnp.dtype(config.precision),
-        resolve(config.plan).layers, tuple(sorted(config.model_options.items())))
-    common = dict(model=factory, loss=softmax_classification(np.asarray(info.mean, np.float32),
+    common = dict(model=network(config, info.num_classes), loss=softmax_classification(np.asarray(info.mean, np.float32),
                                                              np.asarray(std, np.float32)),
                   precision_in_model=True, name=config.model)
     if info.in_memory:
@@ -54,6 +51,14 @@ def task(config) -> Task:
         raise ConfigError(f"augmentation={config.augmentation!r}: {config.dataset} is "
                           f"augmented on the host ({info.augmentation}); leave it None.")
     return _streamed(config, info, common)
+
+
+def network(config, num_classes: int, layers=None):
+    """The factory `nnx.Rngs -> nnx.Module` of `config`'s network with `num_classes` outputs,
+    in its precision, built from `layers` (default: those of the config's plan)."""
+    layers = resolve(config.plan).layers if layers is None else layers
+    return functools.partial(_network, config.model, num_classes, jnp.dtype(config.precision),
+                             layers, tuple(sorted(config.model_options.items())))
 
 
 def _network(name, num_classes, dtype, layers, options, rngs: nnx.Rngs) -> nnx.Module:
