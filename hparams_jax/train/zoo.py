@@ -33,8 +33,8 @@ def task(config) -> Task:
                           "again as task=.")
     info = data.info(config.dataset)
     std = info.std if config.normalization == "standardize" else np.ones_like(info.std)
-    common = dict(model=network(config, info.num_classes), loss=softmax_classification(np.asarray(info.mean, np.float32),
-                                                             np.asarray(std, np.float32)),
+    loss = softmax_classification(np.asarray(info.mean, np.float32), np.asarray(std, np.float32))
+    common = dict(model=network(config, info.num_classes), loss=loss,
                   precision_in_model=True, name=config.model)
     if info.in_memory:
         if config.image_size is not None:
