@@ -283,7 +283,6 @@ def run_case(case: str, scale: str = "full", root: Path = ROOT, figures: bool = 
     s = SCALES[scale]
     root = Path(root) / case
     root.mkdir(parents=True, exist_ok=True)
-    t0 = time.perf_counter()
     common = dict(progress=False, seed=0)
     if case == "cnn":
         task = cnn_task(s.train_examples, s.eval_examples)
@@ -310,13 +309,17 @@ def run_case(case: str, scale: str = "full", root: Path = ROOT, figures: bool = 
         factors = (1.0, 0.5, 2.0)
     suggestion = _suggestion(result)
     history = _sweep(root, config, task, suggestion["max_lr"], factors)
+    range_seconds = json.loads((root / "range_test_time.json").read_text())["wall_time_s"]
     record = {"case": case, "scale": scale, "task": task.name,
-              "wall_time_s": time.perf_counter() - t0,
+              "range_test_wall_time_s": range_seconds,
+              "one_cycle_wall_time_s": history.summary["wall_time_s"],
               "train_time_s": history.summary["train_time_s"],
               "epochs": history.summary["epochs"], "suggestion": suggestion,
               "runs": _finals(history, factors)}
     if case == "transformer" and with_tune:
         record["tune"] = _tune(root, config, task, s)
+    record["wall_time_s"] = range_seconds + record["one_cycle_wall_time_s"] + record.get(
+        "tune", {}).get("wall_time_s", 0.0)
     if figures:
         _figures(case, result, history, [f"{f:g}x suggested max_lr" for f in factors])
     write_json_atomic(root / "case.json", record)
@@ -328,13 +331,16 @@ def _tune(root: Path, config: TrainConfig, task: Task, s: Scale) -> dict:
     range); returns its decisions."""
     from hparams_jax import tune
 
+    path = root / "tune_time.json"
     t0 = time.perf_counter()
     result = tune(config.replace(workdir=str(root / "tune")), task=task, start=1e-4,
                   stop=0.03, range_steps=s.tune_range_steps,
                   batch_sizes=(64, 128), momenta=(0.9, (0.95, 0.85)),
                   weight_decays=(0.1, 0.01))
     summary = result.history.summary["members"][0]
-    return {"wall_time_s": time.perf_counter() - t0,
+    if not path.exists():  # the first (whole) tune's time, not a finished one read back
+        write_json_atomic(path, {"wall_time_s": time.perf_counter() - t0})
+    return {"wall_time_s": json.loads(path.read_text())["wall_time_s"],
             "decisions": {d.stage: d.choice for d in result.decisions},
             "final": {k: getattr(result.config, k) for k in
                       ("batch_size", "momentum", "weight_decay", "min_lr", "max_lr")},
