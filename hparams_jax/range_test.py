@@ -486,17 +486,21 @@ def _suggest(r: RangeTestResult, fraction: float, policy: str) -> Suggestion:
         # The paper reads the held-out curve: the largest LR up to which the held-out loss and
         # accuracy have not yet worsened. Past the lowest training loss training itself
         # worsens, so that LR caps it; a ragged training loss only lowers the confidence.
+        # A task whose loss reports no accuracy is read on its held-out loss alone.
         e_lr, e_loss, e_acc = r.eval_learning_rate[ok], r.eval_loss[ok], r.eval_accuracy[ok]
-        i_loss, i_acc = int(np.argmin(e_loss)), int(np.argmax(e_acc))
-        good = (e_loss <= e_loss[i_loss] * (1 + EVAL_TOLERANCE)) & (
-            e_acc >= e_acc[i_acc] - EVAL_TOLERANCE)
+        has_acc = bool(np.isfinite(e_acc).all())
+        i_loss = int(np.argmin(e_loss))
+        i_acc = int(np.argmax(e_acc)) if has_acc else i_loss
+        good = e_loss <= e_loss[i_loss] * (1 + EVAL_TOLERANCE)
+        if has_acc:
+            good &= e_acc >= e_acc[i_acc] - EVAL_TOLERANCE
         last_good = i_loss
         while last_good + 1 < len(good) and good[last_good + 1]:
             last_good += 1
         eval_max = float(e_lr[last_good])
         method = "paper: largest LR before the held-out loss/accuracy worsens"
-        why = (f"held-out loss {e_loss[i_loss]:.4g} (best) holds up to lr {eval_max:.4g}, "
-               f"accuracy best {e_acc[i_acc]:.3f}")
+        why = (f"held-out loss {e_loss[i_loss]:.4g} (best) holds up to lr {eval_max:.4g}"
+               + (f", accuracy best {e_acc[i_acc]:.3f}" if has_acc else ""))
         max_lr = eval_max
         if lr[best] < eval_max:
             max_lr = float(lr[best])

@@ -56,6 +56,20 @@ def test_held_out_curve_caps_the_suggestion():
     assert "held-out" in s.reason
 
 
+def test_a_task_without_accuracy_is_read_on_its_held_out_loss():
+    """A loss that reports no accuracy (NaN): the held-out loss alone sets the bound, within
+    its tolerance, and the reason does not speak of an accuracy."""
+    lr = np.linspace(0.001, 1.0, 400)
+    # lowest at lr 0.2, within 1% of it up to 0.4, then rising
+    eval_loss = lambda x: 0.5 + 0.005 * (x > 0.2) + 3 * np.maximum(x - 0.4, 0)  # noqa: E731
+    nan = lambda x: np.full_like(x, np.nan)  # noqa: E731
+    s = synthetic(lr, valley_curve(lr, best=0.8), eval_loss=eval_loss, eval_acc=nan).suggest()
+    with_acc = synthetic(lr, valley_curve(lr, best=0.8), eval_loss=eval_loss,
+                         eval_acc=lambda x: np.full_like(x, 0.9)).suggest()
+    assert s.max_lr == pytest.approx(with_acc.max_lr) and 0.37 < s.max_lr <= 0.4
+    assert "accuracy" not in s.reason and "accuracy best 0.900" in with_acc.reason
+
+
 def test_ragged_training_loss_caps_the_suggestion():
     rng = np.random.default_rng(0)
     lr = np.linspace(0.001, 1.0, 400)
