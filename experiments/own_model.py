@@ -316,6 +316,15 @@ def run_case(case: str, scale: str = "full", root: Path = ROOT, figures: bool = 
               "train_time_s": history.summary["train_time_s"],
               "epochs": history.summary["epochs"], "suggestion": suggestion,
               "runs": _finals(history, factors)}
+    if case == "transformer":  # 1cycle where the other finders land too
+        rules = ("valley", "steepest")
+        alt = [suggestion["alternatives"][name] / suggestion["max_lr"] for name in rules]
+        others = fit(config.replace(workdir=str(root / "one_cycle_alternatives"), members=[
+            {"max_lr": f * suggestion["max_lr"], "min_lr": f * suggestion["max_lr"] / 10}
+            for f in alt]), task=task)
+        record["alternative_runs"] = [{"rule": name, **row} for name, row
+                                      in zip(rules, _finals(others, alt))]
+        record["one_cycle_wall_time_s"] += others.summary["wall_time_s"]
     if case == "transformer" and with_tune:
         record["tune"] = _tune(root, config, task, s)
     record["wall_time_s"] = range_seconds + record["one_cycle_wall_time_s"] + record.get(
