@@ -5,6 +5,7 @@ Flax tutorial's CNN runs in `notebooks/04_your_own_model.ipynb`, tested with the
 
 import importlib.util
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +18,7 @@ PATH = Path(__file__).resolve().parents[1] / "experiments" / "own_model.py"
 def own_model():
     spec = importlib.util.spec_from_file_location("own_model", PATH)
     module = importlib.util.module_from_spec(spec)
+    sys.modules["own_model"] = module  # its dataclasses look their module up
     spec.loader.exec_module(module)
     return module
 
