@@ -269,7 +269,7 @@ def _figures(case: str, result: RangeTestResult, history: History, labels) -> No
 
     FIGURES.mkdir(exist_ok=True)
     plots.plot_range_test(result, FIGURES / f"own_model_{case}_range_test.png")
-    histories = {label: History([r for r in history.rows if r["member"] == k])
+    histories = {label: History([{**r, "member": 0} for r in history.rows if r["member"] == k])
                  for k, label in enumerate(labels)}
     metric = "test_accuracy" if any("test_accuracy" in r for r in history.rows) else "test_loss"
     plots.plot_comparison(histories, FIGURES / f"own_model_{case}_one_cycle.png",
