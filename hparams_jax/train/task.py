@@ -368,8 +368,9 @@ def open_stream(name: str, factory: Callable, start: int = 0) -> Iterator[Batch]
 
 def iterable_length(factory: Callable) -> int | None:
     """`len()` of the iterable `factory` returns, where it has one (e.g. a DataLoader)."""
+    kwargs = {"start": 0} if seekable(factory) else {}
     try:
-        return len(factory(start=0) if seekable(factory) else factory())  # type: ignore
+        return len(_call_factory("train data", factory, **kwargs))
     except TypeError:
         return None
 
