@@ -277,9 +277,9 @@ def _figures(case: str, result: RangeTestResult, history: History, labels) -> No
 
 
 def run_case(case: str, scale: str = "full", root: Path = ROOT, figures: bool = True,
-             with_tune: bool = True) -> dict:
-    """Runs (or resumes) one case (the transformer's `tune` where `with_tune`); returns and
-    writes its `case.json`."""
+             study: bool = True) -> dict:
+    """Runs (or resumes) one case (with `study`, the transformer's further runs: 1cycle at the
+    other finders' LRs, and `tune`); returns and writes its `case.json`."""
     s = SCALES[scale]
     root = Path(root) / case
     root.mkdir(parents=True, exist_ok=True)
@@ -316,7 +316,7 @@ def run_case(case: str, scale: str = "full", root: Path = ROOT, figures: bool = 
               "train_time_s": history.summary["train_time_s"],
               "epochs": history.summary["epochs"], "suggestion": suggestion,
               "runs": _finals(history, factors)}
-    if case == "transformer":  # 1cycle where the other finders land too
+    if case == "transformer" and study:  # 1cycle where the other finders land too
         rules = ("valley", "steepest")
         alt = [suggestion["alternatives"][name] / suggestion["max_lr"] for name in rules]
         others = fit(config.replace(workdir=str(root / "one_cycle_alternatives"), members=[
@@ -325,7 +325,7 @@ def run_case(case: str, scale: str = "full", root: Path = ROOT, figures: bool = 
         record["alternative_runs"] = [{"rule": name, **row} for name, row
                                       in zip(rules, _finals(others, alt))]
         record["one_cycle_wall_time_s"] += others.summary["wall_time_s"]
-    if case == "transformer" and with_tune:
+    if case == "transformer" and study:
         record["tune"] = _tune(root, config, task, s)
     record["wall_time_s"] = range_seconds + record["one_cycle_wall_time_s"] + record.get(
         "tune", {}).get("wall_time_s", 0.0)

@@ -35,7 +35,7 @@ TINY = {
                                  "RANGE_STEPS": 40},
     "04_your_own_model": {"TRAIN_EXAMPLES": 512, "EVAL_EXAMPLES": 256, "BATCH_SIZE": 64,
                           "EPOCHS": 1, "RANGE_STEPS": 30, "TUNE_EPOCHS": 1,
-                          "TUNE_RANGE_STEPS": 50},
+                          "TUNE_RANGE_STEPS": 50, "MOMENTA": [0.9], "WEIGHT_DECAYS": [5e-4]},
 }
 CELL_TIMEOUT_S = 300
 

@@ -40,7 +40,7 @@ def test_tabular_case_runs_a_functional_model_on_named_inputs(own_model, tmp_pat
 
 def test_transformer_case_reads_an_exponential_adamw_range_test(own_model, tmp_path):
     record = own_model.run_case("transformer", "test", tmp_path, figures=False,
-                                with_tune=False)
+                                study=False)
     s = record["suggestion"]
     assert s["max_lr"] <= 1.0 and set(s["alternatives"]) >= {"steepest", "valley"}
     assert [r["factor"] for r in record["runs"]] == [1.0, 0.5, 2.0]
