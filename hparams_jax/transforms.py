@@ -411,6 +411,18 @@ def _is_injected(x) -> bool:
     return isinstance(x, optax.InjectStatefulHyperparamsState)
 
 
+def _states(opt_state: optax.OptState, kinds: tuple[type, ...]):
+    """The states of the `kinds` inside `opt_state`, outermost first, through any wrapper
+    (and inside the wrapped states of `inject_hyperparams` and `schedule_free`)."""
+    for state in jax.tree_util.tree_leaves(opt_state, is_leaf=lambda x: isinstance(x, kinds)):
+        if isinstance(state, kinds):
+            yield state
+            if _is_injected(state):
+                yield from _states(state.inner_state, kinds)
+            elif isinstance(state, optax.contrib.ScheduleFreeState):
+                yield from _states(state.base_optimizer_state, kinds)
+
+
 def hyperparams(opt_state: optax.OptState) -> dict[str, jax.Array | float]:
     """The `learning_rate`, `momentum` and `weight_decay` used by the last update, and Adam's
     `b1` and `b2` where the optimizer has them (`adamw`; its `b1` is also its `momentum`, so
@@ -420,6 +432,9 @@ def hyperparams(opt_state: optax.OptState) -> dict[str, jax.Array | float]:
     wrapper for the states of `sgd`/`trace`/`adamw`/`optax.inject_hyperparams`; a
     hyper-parameter of HYPERPARAM_NAMES the optimizer does not have (no momentum, no weight
     decay) reads 0. Before the first update the values are those the first update will use.
+    Schedule-free's interpolation `b1` reads as its momentum (`optax.contrib.schedule_free`),
+    and Prodigy's learning rate as the one it steps with, its distance estimate `d` times the
+    injected multiplier (`optax.contrib.prodigy`).
 
     Args:
       opt_state: the state of an optimizer built from `sgd`, `trace`, `adamw` or
@@ -439,8 +454,13 @@ def hyperparams(opt_state: optax.OptState) -> dict[str, jax.Array | float]:
       {'learning_rate': 0.1, 'momentum': 0.9, 'weight_decay': 0.0}
     """
     found: dict[str, jax.Array] = {}
-    for state in jax.tree_util.tree_leaves(opt_state, is_leaf=_is_injected):
-        if _is_injected(state):
+    for state in _states(opt_state, (optax.InjectStatefulHyperparamsState,
+                                     optax.contrib.ScheduleFreeState, optax.contrib.ProdigyState)):
+        if isinstance(state, optax.contrib.ScheduleFreeState):
+            found.setdefault("momentum", state.b1)
+        elif isinstance(state, optax.contrib.ProdigyState):
+            found["learning_rate"] = found.get("learning_rate", 1.0) * state.estim_lr
+        else:
             for name in (*HYPERPARAM_NAMES, *ADAM_HYPERPARAM_NAMES):
                 if name in state.hyperparams:
                     found.setdefault(name, state.hyperparams[name])
@@ -449,3 +469,12 @@ def hyperparams(opt_state: optax.OptState) -> dict[str, jax.Array | float]:
     out = {name: found.get(name, 0.0) for name in HYPERPARAM_NAMES}
     out.update({name: found[name] for name in ADAM_HYPERPARAM_NAMES if name in found})
     return out
+
+
+def schedule_free_eval_params(opt_state: optax.OptState, params):
+    """The averaged weights `x` a schedule-free optimizer evaluates (Defazio et al. 2024;
+    `optax.contrib.schedule_free_eval_params`), found through any wrapper (`optax.MultiSteps`)
+    in `opt_state`; `params` as they are where the optimizer is not schedule-free."""
+    for state in _states(opt_state, (optax.contrib.ScheduleFreeState,)):
+        return optax.contrib.schedule_free_eval_params(state, params)
+    return params

@@ -23,11 +23,14 @@ from hparams_jax.data.augment import POLICIES
 from hparams_jax.errors import ConfigError
 from hparams_jax.transforms import MOMENTUM_FORMS
 
-LR_POLICIES = ("one_cycle", "triangular", "constant", "piecewise", "inv", "range_test")
+LR_POLICIES = ("one_cycle", "triangular", "constant", "piecewise", "inv", "range_test", "cosine",
+               "wsd")
 RANGE_MODES = ("linear", "exp")
 ANNEALS = ("linear", "cos")
 NORMALIZATIONS = ("standardize", "mean")
-OPTIMIZERS = ("sgd", "adamw")
+OPTIMIZERS = ("sgd", "adamw", "schedule_free_sgd", "schedule_free_adamw", "prodigy")
+SCHEDULE_FREE = ("schedule_free_sgd", "schedule_free_adamw")
+WSD_DECAYS = ("linear", "1-sqrt")
 PRECISIONS = ("float32", "bfloat16")
 PLANS = ("auto", "accelerator", "cpu")
 # Settings a sweep member may override; each becomes a (K,) array in one compiled program.
@@ -124,19 +127,23 @@ class TrainConfig:
                                   "overrides it)")
     steps: int | None = _field(None, "length of the run in optimizer steps (overrides epochs)")
     optimizer: str = _field(
-        "sgd", "sgd (momentum SGD, the paper's) or adamw (momentum is its beta1; decoupled "
-        "weight decay)", choices=OPTIMIZERS)
+        "sgd", "sgd (momentum SGD, the paper's); adamw (momentum is its beta1; decoupled "
+        "weight decay); schedule_free_sgd or schedule_free_adamw (Defazio et al. 2024: momentum "
+        "is the interpolation b1, evaluation uses the averaged weights); prodigy (LR-free: "
+        "max_lr is its multiplier of the LR it estimates)", choices=OPTIMIZERS)
     lr_policy: str = _field(
         "one_cycle", "one_cycle (1cycle), triangular (CLR), constant (max_lr), piecewise (step "
         "decay from max_lr), inv (Caffe's LeNet baseline) or range_test (a ramp from min_lr to "
-        "max_lr)", choices=LR_POLICIES)
+        "max_lr), cosine (linear warmup, then a cosine decay to final_lr) or wsd (warmup, stable "
+        "at max_lr, then a decay to final_lr)", choices=LR_POLICIES)
     min_lr: float = _field(0.01, "lower LR bound (1cycle starts and ends its cycle here)")
     max_lr: float = _field(0.1, "upper LR bound, from an LR range test")
     step_size: float | None = _field(
         None, "optimizer steps in half a cycle (None: 45% of the run for 1cycle, an eighth of "
         "it for triangular)")
     final_lr: float | None = _field(None, "1cycle's LR at the end of the annihilation, at most "
-                                    "min_lr (None: min_lr / 1000)")
+                                    "min_lr (None: min_lr / 1000); cosine's and wsd's at the "
+                                    "end (None: 0)")
     anneal: str = _field("linear", "shape of 1cycle's and cyclical momentum's phases: linear "
                          "or cos (half cosine)", choices=ANNEALS)
     piecewise_boundaries: tuple[float, ...] = _field(
@@ -147,6 +154,15 @@ class TrainConfig:
     inv_power: float = _field(0.75, "inv: power of max_lr * (1 + gamma * step) ** -power")
     range_mode: str = _field("linear", "range_test: linear ramp (the paper) or exp (equal "
                              "ratios)", choices=RANGE_MODES)
+    warmup_fraction: float = _field(0.05, "cosine, wsd, schedule_free_*: fraction of the run "
+                                    "warming up linearly from 0 to max_lr")
+    decay_fraction: float = _field(0.2, "wsd: fraction of the run decaying from max_lr to "
+                                   "final_lr at the end")
+    wsd_decay: str = _field("linear", "wsd: shape of the decay, linear or 1-sqrt",
+                            choices=WSD_DECAYS)
+    bn_batches: int = _field(20, "schedule_free_*: training batches over which batch-norm "
+                             "statistics are recomputed for the averaged weights before each "
+                             "evaluation")
     momentum: float | tuple[float, float] = _field(
         0.9, "constant (0.9) or cyclical max,min (0.95,0.85 or 0.95:0.85; it falls while the "
         "LR rises); adamw's beta1")
@@ -238,8 +254,12 @@ class TrainConfig:
         if self.final_lr is not None:
             v.non_negative_number("final_lr", self.final_lr)
             for setting in self.members_or_self():
-                v.ordered("final_lr", self.final_lr, "min_lr", setting.min_lr,
-                          "1cycle's annihilation takes the LR down from min_lr, Sec. 4.1")
+                if self.lr_policy in ("cosine", "wsd"):
+                    v.ordered("final_lr", self.final_lr, "max_lr", setting.max_lr,
+                              f"{self.lr_policy} decays from max_lr")
+                else:
+                    v.ordered("final_lr", self.final_lr, "min_lr", setting.min_lr,
+                              "1cycle's annihilation takes the LR down from min_lr, Sec. 4.1")
         if self.step_size is not None:
             v.positive_number("step_size", self.step_size)
         for b in self.piecewise_boundaries:
@@ -255,6 +275,20 @@ class TrainConfig:
                 v.positive_int(name, getattr(self, name))
         v.positive_int("keep_checkpoints", self.keep_checkpoints)
         v.positive_int("accumulate_steps", self.accumulate_steps)
+        v.check("warmup_fraction", self.warmup_fraction,
+                0 <= self.warmup_fraction < 1, "a fraction of the run in [0, 1)")
+        v.check("decay_fraction", self.decay_fraction, 0 <= self.decay_fraction <= 1,
+                "a fraction of the run in [0, 1]")
+        if self.lr_policy == "wsd":
+            v.check("decay_fraction", self.decay_fraction,
+                    self.warmup_fraction + self.decay_fraction <= 1,
+                    f"at most 1 - warmup_fraction = {1 - self.warmup_fraction:g} (wsd's warmup "
+                    "and decay must fit in the run)")
+        v.positive_int("bn_batches", self.bn_batches)
+        if self.optimizer == "prodigy" and self.lr_policy in ("cosine", "wsd"):
+            v.check("warmup_fraction", self.warmup_fraction, self.warmup_fraction == 0,
+                    f"0 for optimizer='prodigy' (a warmup from LR 0 leaves Prodigy's first "
+                    f"steps nothing to estimate its LR from, and the estimate is NaN)")
         if self.batch_size % self.accumulate_steps:
             raise ConfigError(
                 f"batch_size={self.batch_size} does not split into accumulate_steps="
@@ -266,6 +300,10 @@ class TrainConfig:
                 isinstance(self.data_workers, int) and self.data_workers >= 0,
                 "an integer >= 0")
         cyclical = {isinstance(m.momentum, tuple) for m in self.members_or_self()}
+        if self.optimizer in (*SCHEDULE_FREE, "prodigy"):
+            v.check("momentum", [m.momentum for m in self.members_or_self()],
+                    cyclical == {False}, f"a constant for optimizer={self.optimizer!r} (its "
+                    "b1, held in the optimizer state)")
         v.check("momentum", [m.momentum for m in self.members_or_self()], len(cyclical) == 1,
                 "all constant or all (max, min) pairs across members")
 

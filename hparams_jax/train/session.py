@@ -71,6 +71,7 @@ class _Prepared:
         """Held-out loss and metrics of each member, (K,) arrays."""
         if self.task.eval is None:
             raise ConfigError(f"task {self.task.name!r} has eval=None: nothing to evaluate.")
+        state = self.engine.averaged(state, self._statistics_batches())
         if not callable(self.task.eval):
             last, mask = self.eval_last or (None, None)
             return means(self.engine.evaluate(state, self.test, self.eval_idx, last, mask))
@@ -126,6 +127,14 @@ class Session(_Prepared):
         self._prepare_eval()
         self._epochs: dict[int, np.ndarray] = {}
 
+    def _statistics_batches(self):
+        """The first `bn_batches` full training batches in the data's order (schedule-free's
+        batch-norm statistics, `Engine.averaged`)."""
+        b = self.config.batch_size
+        for i in range(min(self.config.bn_batches, self.num_train // b)):
+            yield self.train.gather(data.put(np.arange(i * b, (i + 1) * b, dtype=np.int32),
+                                             data.batch_sharding(self.mesh)))
+
     def _epoch_indices(self, epoch: int) -> np.ndarray:
         """(steps_per_epoch, K, B): each member shuffles every epoch with its own seed."""
         if epoch not in self._epochs:
@@ -173,6 +182,13 @@ class StreamedSession(_Prepared):
         self._build(config, task, steps_per_epoch)
         self._prepare_eval()
         self._stream, self._next_step = None, None
+
+    def _statistics_batches(self):
+        """The first `bn_batches` batches of the training stream (schedule-free's batch-norm
+        statistics, `Engine.averaged`)."""
+        stream = open_stream("train", self.task.train)
+        for _, batch in zip(range(self.config.bn_batches), stream):
+            yield self._device(batch, "task.train")[0]
 
     def _open(self, step: int):
         """The training stream from batch `step` on: sought where the task's data take a

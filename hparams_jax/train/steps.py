@@ -45,7 +45,7 @@ import optax
 from jax.sharding import Mesh
 
 from hparams_jax import data, transforms
-from hparams_jax.train.config import TrainConfig
+from hparams_jax.train.config import SCHEDULE_FREE, TrainConfig
 from hparams_jax.train.optimizer import make_optimizer
 from hparams_jax.train.plan import Plan, resolve
 from hparams_jax.train.task import Task, model_of
@@ -162,6 +162,8 @@ class Engine:
         self.evaluate = jax.jit(self._evaluate)
         self._batch_step = jax.jit(self._train_batch, donate_argnums=0)
         self._eval_batch = jax.jit(self._evaluate_batch)
+        self._statistics = jax.jit(self._batch_statistics)
+        self._averaged = jax.jit(self._with_statistics)
 
     def lift(self, fn: Callable, shared: tuple[int, ...] = ()) -> Callable:
         return self.plan.lift(fn, self.num_members, shared)
@@ -254,6 +256,39 @@ class Engine:
     def _evaluate_batch(self, state: TrainState, batch, mask):
         """Each member's summed held-out loss and metrics on one global batch."""
         return self.lift(lambda s: eval_sums(self.model, s, batch, mask))(state)
+
+    # --- schedule-free: the averaged weights ----------------------------------------------
+    def _batch_statistics(self, state: TrainState, batch):
+        def member(state):
+            params = transforms.schedule_free_eval_params(state.opt_state, state.params)
+            return self.model.batch_statistics(params, state.rest, batch)
+
+        return self.lift(member)(state)
+
+    def _with_statistics(self, state: TrainState, statistics) -> TrainState:
+        def member(state, statistics):
+            params = transforms.schedule_free_eval_params(state.opt_state, state.params)
+            return state._replace(params=params, rest=self.model.with_statistics(
+                params, state.rest, statistics))
+
+        return self.lift(member)(state, statistics)
+
+    def averaged(self, state: TrainState, batches) -> TrainState:
+        """The state a schedule-free optimizer evaluates (Defazio et al. 2024): the averaged
+        weights `x` in place of the trained `y`, with batch-norm statistics recomputed for
+        them as the mean of their statistics over `batches` (training batches, as
+        `torch.optim.swa_utils.update_bn` recomputes them for averaged weights). The state
+        as it is for other optimizers."""
+        if self.config.optimizer not in SCHEDULE_FREE:
+            return state
+        totals, n = None, 0
+        for batch in batches:
+            stats = self._statistics(state, batch)
+            totals = stats if totals is None else jax.tree.map(jnp.add, totals, stats)
+            n += 1
+        if totals is None:
+            raise ValueError("no training batch to recompute the batch-norm statistics on")
+        return self._averaged(state, jax.tree.map(lambda a: a / n, totals))
 
     def evaluate_batches(self, state: TrainState, batches) -> dict[str, np.ndarray]:
         """Mean held-out loss and metrics of each member over (batch, mask) pairs of global

@@ -293,6 +293,27 @@ class NnxModel:
         _, _, _, new_rest = nnx.split(module, nnx.Param, nnx.RngState, ...)
         return loss, metrics, _as_before(new_rest, rest)
 
+    def batch_statistics(self, params, rest, batch):
+        """The batch-norm statistics of `batch` itself under `params` (each `nnx.BatchNorm`'s
+        mean and variance of this batch, as its running averages would hold them with momentum
+        0): averaged over a few batches, they are the statistics recomputed for weights that
+        were not trained with them (schedule-free's averaged weights)."""
+        if self.compute_dtype is not None:
+            params, batch = _cast(params, self.compute_dtype), _cast(batch, self.compute_dtype)
+        module = self.merge(params, rest, train=True, key=jax.random.key(0))
+        for _, layer in nnx.iter_modules(module):
+            if isinstance(layer, nnx.BatchNorm):
+                layer.momentum = 0.0
+        _call_loss(self.loss_fn, module, batch)
+        return nnx.state(module, nnx.BatchStat)
+
+    def with_statistics(self, params, rest, statistics):
+        """`rest` with its batch-norm statistics replaced by `statistics`."""
+        module = self.merge(params, rest, train=False)
+        nnx.update(module, statistics)
+        _, _, _, new_rest = nnx.split(module, nnx.Param, nnx.RngState, ...)
+        return _as_before(new_rest, rest)
+
 
 class FunctionalModel:
     """A task's parameter factory and `loss(params, batch, key)` as the engine calls them (no
@@ -312,6 +333,13 @@ class FunctionalModel:
             params, batch = _cast(params, self.compute_dtype), _cast(batch, self.compute_dtype)
         loss, metrics = _call_loss(self.loss_fn, params, batch, key if train else None)
         return loss, metrics, rest
+
+    def batch_statistics(self, params, rest, batch):
+        """None: a functional model holds no statistics beside its parameters."""
+        return {}
+
+    def with_statistics(self, params, rest, statistics):
+        return rest
 
 
 def model_of(task: Task, precision: str) -> NnxModel | FunctionalModel:
