@@ -1,19 +1,22 @@
 """`make_optimizer` through the engine: AdamW with cyclical beta1, and gradient accumulation
 (`accumulate_steps`) counted in optimizer steps, on tiny LeNet runs over the offline
-Fashion-MNIST."""
+Fashion-MNIST; schedule-free SGD/AdamW and Prodigy against optax.contrib step for step."""
 
 import json
 import shutil
 
+import chex
 import jax
+import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
 
 from conftest import assert_same_checkpoints, params_of, tiny
-from hparams_jax import schedules
-from hparams_jax.train import fit
+from hparams_jax import ConfigError, schedules, transforms
+from hparams_jax.train import TrainConfig, fit
 from hparams_jax.train.metrics import untimed
+from hparams_jax.train.optimizer import make_optimizer, member_hparams
 from hparams_jax.train.session import Session
 
 ADAMW = dict(optimizer="adamw", min_lr=1e-3, max_lr=1e-2, weight_decay=0.05)
@@ -76,3 +79,62 @@ def test_adamw_with_accumulation_logs_optimizer_steps_and_resumes_exactly(tmp_pa
     again = fit(config.replace(workdir=str(resumed)))
     assert untimed(again.rows) == untimed(full.rows)
     assert_same_checkpoints(resumed, tmp_path / "full")
+
+
+# --- schedule-free and LR-free optimizers ---------------------------------------------------
+
+def _trajectory(opt, params, steps=30):
+    """`steps` updates on the gradient of a fixed non-quadratic function."""
+    state = opt.init(params)
+    for t in range(steps):
+        grads = jax.tree.map(lambda p: jnp.sin(p * (t + 1)) + 0.1 * p, params)
+        updates, state = opt.update(grads, state, params)
+        params = optax.apply_updates(params, updates)
+    return params, state
+
+
+@pytest.mark.parametrize("name,lr,reference", [
+    ("schedule_free_sgd", 0.3, lambda: optax.contrib.schedule_free_sgd(
+        0.3, warmup_steps=5, b1=0.9, weight_decay=1e-2)),
+    ("schedule_free_adamw", 0.01, lambda: optax.contrib.schedule_free_adamw(
+        0.01, warmup_steps=5, b1=0.9, b2=0.99, eps=1e-8, weight_decay=1e-2)),
+    ("prodigy", 1.0, lambda: optax.contrib.prodigy(1.0, betas=(0.9, 0.99), eps=1e-8,
+                                                   weight_decay=1e-2)),
+])
+def test_todays_optimizers_step_as_optax_contrib_does(name, lr, reference):
+    """At fixed hyper-parameters (a constant LR with a warmup of 5 of 30 steps, b1 0.9, b2
+    0.99, WD 1e-2) the config's optimizer takes optax.contrib's steps, schedule-free's
+    averaged weights are optax's `schedule_free_eval_params`, and the logged LR and momentum
+    are what the optimizer used (Prodigy's LR: its estimate d times the multiplier)."""
+    config = TrainConfig(optimizer=name, lr_policy="constant", max_lr=lr, min_lr=0.0,
+                         momentum=0.9, adam_b2=0.99, weight_decay=1e-2, warmup_fraction=5 / 30,
+                         steps=30, param_multipliers=False)
+    hp = {k: jnp.asarray(v[0]) for k, v in member_hparams(config).items()}
+    params = {"w": jnp.array([1.0, -2.0, 3.0]), "b": jnp.array([0.5])}
+    ours, our_state = _trajectory(make_optimizer(config, hp, 30), params)
+    theirs, their_state = _trajectory(reference(), params)
+    chex.assert_trees_all_close(ours, theirs, rtol=2e-6, atol=1e-6)
+    logged = transforms.hyperparams(our_state)
+    if name == "prodigy":
+        assert logged["learning_rate"] == pytest.approx(float(their_state.estim_lr), rel=1e-6)
+        assert float(their_state.estim_lr) > 1e-6  # d grew from its start: LR-free at work
+    else:
+        assert logged["learning_rate"] == pytest.approx(lr)
+        assert logged["momentum"] == pytest.approx(0.9)
+        chex.assert_trees_all_close(transforms.schedule_free_eval_params(our_state, ours),
+                                    optax.contrib.schedule_free_eval_params(their_state, theirs),
+                                    rtol=2e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("changes,match", [
+    (dict(optimizer="schedule_free_sgd", momentum=(0.95, 0.85)),
+     r"momentum=.*a constant for optimizer='schedule_free_sgd'"),
+    (dict(optimizer="prodigy", momentum=0.9, lr_policy="cosine", warmup_fraction=0.05),
+     r"warmup_fraction=0.05 .*0 for optimizer='prodigy'"),
+    (dict(lr_policy="wsd", warmup_fraction=0.5, decay_fraction=0.6),
+     r"decay_fraction=0.6 .*at most 1 - warmup_fraction = 0.5"),
+    (dict(lr_policy="cosine", final_lr=0.5), r"final_lr=0.5 is above max_lr=0.1"),
+])
+def test_todays_policies_and_optimizers_refuse_what_they_cannot_run(changes, match):
+    with pytest.raises(ConfigError, match=match):
+        TrainConfig(**changes)

@@ -6,9 +6,11 @@ import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 
 from hparams_jax import schedules
+from hparams_jax.errors import ConfigError
 
 
 def values(schedule, steps):
@@ -316,3 +318,58 @@ def test_annihilation_ends_at_or_below_min_value():
         schedules.one_cycle(100, 0.01, 0.1, final_value=5.0)
     lr = schedules.one_cycle(100, 0.01, 0.1, final_value=0.01)  # held flat: allowed
     assert float(lr(100)) == pytest.approx(0.01)
+
+
+# --- today's schedules: cosine and WSD ------------------------------------------------------
+
+def _cosine_reference(t, total, peak, warmup, init, final):
+    if t < warmup:
+        return init + (peak - init) * t / warmup
+    s = min((t - warmup) / (total - warmup), 1.0)
+    return final + (peak - final) * 0.5 * (1 + math.cos(math.pi * s))
+
+
+def _wsd_reference(t, total, peak, warmup, decay_steps, init, final, decay):
+    if t < warmup:
+        return init + (peak - init) * t / warmup
+    if t < total - decay_steps:
+        return peak
+    s = min((t - (total - decay_steps)) / decay_steps, 1.0)
+    if decay == "linear":
+        return peak + (final - peak) * s
+    return final + (peak - final) * (1 - math.sqrt(s))
+
+
+@pytest.mark.parametrize("decay", ["linear", "1-sqrt"])
+def test_wsd_and_cosine_match_numpy_formulas_at_every_step(decay):
+    """Every step of a 200-step run and past its end, against the formulas of the MiniCPM
+    paper (linear decay) and Hägele et al. 2024 (1-sqrt cooldown), and the warmup-cosine of
+    the Flax ImageNet example (which `optax.warmup_cosine_decay_schedule` also computes)."""
+    steps = range(0, 260)
+    wsd = schedules.wsd(200, 0.4, warmup_steps=10, decay_steps=50, init_value=0.01,
+                        final_value=0.002, decay=decay)
+    np.testing.assert_allclose(values(wsd, steps), [
+        _wsd_reference(t, 200, 0.4, 10, 50, 0.01, 0.002, decay) for t in steps], rtol=2e-6,
+        atol=1e-8)
+    cosine = schedules.cosine(200, 0.4, warmup_steps=10, init_value=0.01, final_value=0.002)
+    np.testing.assert_allclose(values(cosine, steps), [
+        _cosine_reference(t, 200, 0.4, 10, 0.01, 0.002) for t in steps], rtol=2e-6, atol=1e-8)
+    optax_cosine = optax.warmup_cosine_decay_schedule(0.01, 0.4, 10, 200, 0.002)
+    np.testing.assert_allclose(values(cosine, steps), values(optax_cosine, steps), rtol=2e-6)
+    assert wsd.horizon == cosine.horizon == 200
+
+
+def test_wsd_and_cosine_take_a_swept_peak_under_vmap_and_refuse_bad_lengths():
+    peaks = jnp.array([0.1, 0.2])
+    got = jax.vmap(lambda p: schedules.wsd(100, p, warmup_steps=10, decay_steps=20,
+                                           decay="1-sqrt")(85))(peaks)
+    np.testing.assert_allclose(got, [0.05, 0.1], rtol=1e-6)  # half-way by 1 - sqrt(1/4)
+    got = jax.vmap(lambda p: schedules.cosine(100, p, warmup_steps=0)(50))(peaks)
+    np.testing.assert_allclose(got, [0.05, 0.1], rtol=1e-5)
+    with pytest.raises(ConfigError, match=r"decay_steps=30 .*at most total_steps - "
+                                          r"warmup_steps = 20"):
+        schedules.wsd(100, 0.1, warmup_steps=80, decay_steps=30)
+    with pytest.raises(ConfigError, match=r"decay='cos'.*one of 'linear', '1-sqrt'"):
+        schedules.wsd(100, 0.1, warmup_steps=0, decay_steps=10, decay="cos")
+    with pytest.raises(ConfigError, match=r"warmup_steps=101 .*\[0, total_steps=100\]"):
+        schedules.cosine(100, 0.1, warmup_steps=101)

@@ -11,6 +11,7 @@ import textwrap
 
 import jax
 import jax.numpy as jnp
+import chex
 import numpy as np
 import optax
 import pytest
@@ -144,6 +145,55 @@ def test_nnx_task_with_batch_norm_and_dropout_resumes_exactly(tmp_path, monkeypa
     c, d = (model.loss(member.params, member.rest, batch, None, train=False)[0]
             for _ in range(2))
     assert float(c) == float(d)  # evaluation is deterministic
+
+
+def test_schedule_free_evaluates_averaged_weights_with_recomputed_batch_norm(tmp_path,
+                                                                           monkeypatch):
+    """Schedule-free SGD evaluates its averaged weights x (optax's `schedule_free_eval_params`)
+    with batch-norm statistics recomputed for x: the mean over the first `bn_batches` training
+    batches of each batch's channel mean and (biased) variance, computed here from the conv
+    layer's outputs directly. The run checkpoints what resume needs (z and the averaging
+    weights in the optimizer state): killed after step 4, it resumes to the same rows."""
+    config = plain(batch_size=16, steps=8, optimizer="schedule_free_sgd", max_lr=0.1,
+                   warmup_fraction=0.25, bn_batches=2, log_every=2, eval_every=4,
+                   checkpoint_every=4, nesterov=True)
+    session = open_session(config, cnn_task())
+    state, _ = session.chunk(session.init_state(), 0, 5)
+    member = jax.tree.map(lambda x: x[0], state)
+    x = optax.contrib.schedule_free_eval_params(member.opt_state, member.params)
+    assert max(float(np.abs(a - b).max()) for a, b in zip(jax.tree.leaves(x),
+                                                          jax.tree.leaves(member.params))) > 1e-3
+    module = session.engine.model.merge(x, member.rest, train=False)
+    conv = [np.asarray(module.conv(PIXELS[i * 16:(i + 1) * 16])) for i in range(2)]
+    mean = np.mean([c.mean((0, 1, 2)) for c in conv], axis=0)
+    var = np.mean([c.var((0, 1, 2)) for c in conv], axis=0)
+    averaged = jax.tree.map(lambda a: a[0], session.engine.averaged(
+        state, session._statistics_batches()))
+    chex.assert_trees_all_close(averaged.params, x, rtol=1e-6)
+    norm = session.engine.model.merge(averaged.params, averaged.rest, train=False).norm
+    np.testing.assert_allclose(norm.mean[...], mean, rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(norm.var[...], var, rtol=1e-4, atol=1e-6)
+    held_out = {"pixels": PIXELS[:20], "target": TARGET[:20]}
+    loss, _, _ = session.engine.model.loss(averaged.params, averaged.rest, held_out, None,
+                                           train=False)
+    assert float(session.evaluate(state)["loss"][0]) == pytest.approx(float(loss), rel=1e-5)
+
+    full = fit(config.replace(workdir=str(tmp_path / "full")), task=cnn_task())
+    write = metrics.MetricsLog.write
+
+    def write_then_die(self, rows):
+        write(self, rows)
+        if any(r["step"] > 4 for r in rows):
+            raise KeyboardInterrupt
+
+    killed = config.replace(workdir=str(tmp_path / "killed"))
+    monkeypatch.setattr(metrics.MetricsLog, "write", write_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        fit(killed, task=cnn_task())
+    monkeypatch.setattr(metrics.MetricsLog, "write", write)
+    resumed = fit(killed, task=cnn_task())
+    assert metrics.untimed(resumed.rows) == metrics.untimed(full.rows)
+    assert_same_checkpoints(tmp_path / "killed", tmp_path / "full")
 
 
 def test_padded_held_out_batch_is_exact():

@@ -45,6 +45,33 @@ RANGE_TEST_SETTINGS = (
                    f"({SUGGESTED_MAX_LR[b] / 10:.3g}-{SUGGESTED_MAX_LR[b]:.3g}; Sec. 4.2)")
       for b in (128, 256, 1024)),
 )
+# Today's schedules and optimizers at the protocol's 12 epochs, batch 512 and WD 5e-4, peaking
+# at the LR range test's suggested max_lr (0.191) where an LR is needed. The usual lengths:
+# a linear warmup over the first 5% of the run (Goyal et al. 2017; the Flax ImageNet example's
+# 5 of 100 epochs), WSD's decay over the last 20% (Hägele et al. 2024, arXiv 2405.18392, where
+# a 20% cooldown matches cosine), decays to 0, constant momentum 0.9 (schedule-free's b1).
+WARMUP = dict(max_lr=SUGGESTED_MAX_LR[512], min_lr=0.0, step_size=None, momentum=0.9,
+              warmup_fraction=0.05)
+# The optimizers that are not the protocol's Caffe SGD take none of its SGD fields.
+NOT_CAFFE_SGD = dict(momentum_form="pytorch", nesterov=True)
+SCHEDULE_FREE_SGD_MAX_LR = 0.191  # from its own range test (`range_tests/schedule_free_sgd`)
+MODERN_SETTINGS = (
+    Setting("cosine", dict(WARMUP, lr_policy="cosine"),
+            note="cosine decay to 0 after a 5% linear warmup, peak 0.191, momentum 0.9"),
+    Setting("wsd", dict(WARMUP, lr_policy="wsd", decay_fraction=0.2),
+            note="warmup-stable-decay: 5% warmup, 0.191 held, linear decay to 0 over the last "
+                 "20%, momentum 0.9"),
+    Setting("wsd_1-sqrt", dict(WARMUP, lr_policy="wsd", decay_fraction=0.2, wsd_decay="1-sqrt"),
+            note="WSD with the 1-sqrt cooldown over the last 20%"),
+    Setting("schedule_free_sgd", dict(WARMUP, **NOT_CAFFE_SGD, optimizer="schedule_free_sgd",
+                                      lr_policy="constant", max_lr=SCHEDULE_FREE_SGD_MAX_LR),
+            note="schedule-free SGD (Defazio et al. 2024): LR 0.191 after a 5% warmup, b1 0.9, "
+                 "evaluated at the averaged weights with batch-norm statistics recomputed"),
+    Setting("prodigy", dict(NOT_CAFFE_SGD, optimizer="prodigy", lr_policy="cosine", min_lr=0.0,
+                            max_lr=1.0, step_size=None, momentum=0.9, warmup_fraction=0.0),
+            note="Prodigy (LR-free; Mishchenko & Defazio 2024): multiplier 1 under a cosine "
+                 "decay as its authors advise, betas 0.9/0.999, no warmup"),
+)
 WD_ONE_CYCLE = {3e-3: "wd3e-3", 1e-3: "wd1e-3", 5e-4: "one_cycle", 3e-4: "wd3e-4", 1e-4: "wd1e-4",
                 3e-5: "wd3e-5", 1e-5: "wd1e-5"}
 
@@ -87,7 +114,7 @@ EXPERIMENT = Experiment(
     name="fashion_mnist_lenet",
     title="LeNet, Fashion-MNIST",
     section="Sec. 3, 4.1-4.4; Table 1 (MNIST rows)",
-    **{**PROTOCOL, "settings": PROTOCOL["settings"] + RANGE_TEST_SETTINGS,
+    **{**PROTOCOL, "settings": PROTOCOL["settings"] + RANGE_TEST_SETTINGS + MODERN_SETTINGS,
        "comparisons": {**PROTOCOL["comparisons"],
                        "range-test bounds": ("rt_0.5x", "rt_1x", "rt_2x", "rt_min_third"),
                        "batch size": ("bs128", "bs256", "rt_1x", "bs1024")}},
@@ -102,6 +129,9 @@ EXPERIMENT = Experiment(
         RangeTest("weight_decay", **RAMP,
                   family=("weight_decay", (3e-3, 1e-3, 3e-4, 1e-4, 3e-5, 1e-5)),
                   note="weight decays (Sec. 4.4, Fig. 9)"),
+        RangeTest("schedule_free_sgd", start=0.001, stop=2.0, num_steps=400,
+                  changes=dict(NOT_CAFFE_SGD, optimizer="schedule_free_sgd", momentum=0.9),
+                  note="schedule-free SGD's own LR bound"),
     ),
     claims=CLAIMS,
 )
