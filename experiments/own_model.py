@@ -327,6 +327,7 @@ def run_case(case: str, scale: str = "full", root: Path = ROOT, figures: bool = 
         record["one_cycle_wall_time_s"] += others.summary["wall_time_s"]
     if case == "transformer" and study:
         record["tune"] = _tune(root, config, task, s)
+        record["todays_schedules"] = _todays_schedules(root, config, task, suggestion["max_lr"])
     record["wall_time_s"] = range_seconds + record["one_cycle_wall_time_s"] + record.get(
         "tune", {}).get("wall_time_s", 0.0)
     if figures:
@@ -355,6 +356,42 @@ def _tune(root: Path, config: TrainConfig, task: Task, s: Scale) -> dict:
                       ("batch_size", "momentum", "weight_decay", "min_lr", "max_lr")},
             "test_loss": summary["test_loss"], "test_accuracy": summary["test_accuracy"],
             "verdict": result.diagnosis.verdict}
+
+
+# 1cycle against today's schedules and optimizers on the transformer (AdamW variants at equal
+# steps, 2 seeds each): the peak LR is the range test's suggestion wherever an LR is needed,
+# warmups are 5% of the run, WSD decays over the last 20%, Prodigy's multiplier is 1.
+TODAYS_SCHEDULES = {
+    "one_cycle": dict(lr_policy="one_cycle"),
+    "cosine": dict(lr_policy="cosine", warmup_fraction=0.05),
+    "wsd": dict(lr_policy="wsd", warmup_fraction=0.05, decay_fraction=0.2),
+    "wsd_1-sqrt": dict(lr_policy="wsd", warmup_fraction=0.05, decay_fraction=0.2,
+                       wsd_decay="1-sqrt"),
+    "schedule_free_adamw": dict(optimizer="schedule_free_adamw", lr_policy="constant",
+                                warmup_fraction=0.05),
+    "prodigy": dict(optimizer="prodigy", lr_policy="cosine", warmup_fraction=0.0, max_lr=1.0,
+                    min_lr=0.0),
+}
+
+
+def _todays_schedules(root: Path, config: TrainConfig, task: Task, max_lr: float) -> list[dict]:
+    """Each of `TODAYS_SCHEDULES` for the run's length, seeds 0 and 1 in one sweep; their
+    final held-out loss and accuracy (mean and std over the seeds) and wall time."""
+    rows = []
+    for name, changes in TODAYS_SCHEDULES.items():
+        run = config.replace(**{"max_lr": max_lr, "min_lr": max_lr / 10, **changes,
+                                "members": [{"seed": 0}, {"seed": 1}],
+                                "workdir": str(root / "todays_schedules" / name)})
+        history = fit(run, task=task)
+        members = history.summary["members"]
+        row = {"setting": name, "max_lr": run.max_lr, "seeds": len(members),
+               "diverged": sum(m["diverged"] for m in members),
+               "wall_time_s": history.summary["wall_time_s"]}
+        for metric in ("test_loss", "test_accuracy"):
+            values = np.array([m[metric] for m in members], np.float64)
+            row[metric], row[f"{metric}_std"] = float(values.mean()), float(values.std(ddof=1))
+        rows.append(row)
+    return rows
 
 
 def main(argv=None) -> None:
