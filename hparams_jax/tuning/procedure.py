@@ -17,8 +17,10 @@ momentum (Sec. 4.3) and the weight decay (Sec. 4.4); `ONE_CYCLE` is the tuned ru
   cost nothing and are never thinned), and which family is thinned first when two are equally
   large (the lower `tie`).
 
-A new family stage is one entry here; `tune` takes its candidates as a keyword and checks them
-(`tuning.stages`), and `range_test.range_test_family` varies its field.
+A new family stage read by `Family.pick` is one entry here, plus what the entry names: its
+keyword of `tune` and the check of its candidates (`tuning.stages`), its option of
+`hparams-jax tune`, and a field `range_test.range_test_family` varies. Its record, budget
+share, cuts, report section and place in `tune.json` follow from the entry.
 """
 
 from __future__ import annotations
