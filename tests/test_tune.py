@@ -25,9 +25,9 @@ from hparams_jax.range_test import EVAL_TOLERANCE, RangeTestResult
 from hparams_jax.train import TrainConfig, WorkdirLocked, WorkdirWriteError
 from hparams_jax.train.metrics import read_rows
 from hparams_jax.train.tensorboard import read_scalars
-from hparams_jax.tuning import advice, stages, tune
+from hparams_jax.tuning import advice, records, stages, tune
 from hparams_jax.tuning.batch import _step_bytes, check_candidate
-from hparams_jax.tuning.budget import MIN_RANGE_STEPS, plan_search
+from hparams_jax.tuning.budget import MIN_RANGE_STEPS, Cut, plan_search
 
 SMALL = TrainConfig(model="lenet", dataset="fashion_mnist", batch_size=64, train_examples=1024,
                     eval_examples=256, epochs=2, momentum=0.9, weight_decay=5e-4,
@@ -48,7 +48,7 @@ def _decision(record, stage):
 
 
 def _stage_results(workdir, name):
-    path = next((workdir / "stages").glob(f"*_{name}.json"))
+    path = workdir / "stages" / f"{name}.json"
     return [RangeTestResult.from_dict(r) for r in json.loads(path.read_text())["range_tests"]]
 
 
@@ -136,17 +136,22 @@ def test_the_budget_shortens_the_range_tests_and_says_so(tuned):
 
 
 def test_plan_search_thins_families_from_their_end_and_skips_stages_last():
-    plan = plan_search(None, 300, [128, 512, 256], [0.9, 0.95], [1e-3, 1e-4])
+    plan = plan_search(None, 300, dict(batch_size=[128, 512, 256], momentum=[0.9, 0.95],
+                                       weight_decay=[1e-3, 1e-4]))
     assert plan.cuts == () and plan.steps == plan.planned_steps == 300 * 7
-    plan = plan_search(250, 100, [128, 512, 256], [(0.95, 0.85), 0.9, 0.99], [1e-3, 1e-4])
+    plan = plan_search(250, 100, dict(batch_size=[128, 512, 256],
+                                      momentum=[(0.95, 0.85), 0.9, 0.99],
+                                      weight_decay=[1e-3, 1e-4]))
     assert plan.range_steps == MIN_RANGE_STEPS and plan.steps <= 250
-    assert plan.batch_sizes == (128, 512) and plan.momenta == ((0.95, 0.85),)
-    assert plan.weight_decays == (1e-3, 1e-4)
-    assert plan.cuts == ("range tests shortened from 100 to 50 steps (minimum 50)",
-                         "batch size family thinned: 256 not tested",
-                         "momentum family thinned: 0.9, 0.99 not tested")
-    plan = plan_search(50, 100, [128, 256], [0.9], [1e-4])
-    assert (plan.batch_sizes, plan.momenta, plan.weight_decays) == ((128,), (), ())
+    assert plan.candidates["batch_size"] == (128, 512)
+    assert plan.candidates["momentum"] == ((0.95, 0.85),)
+    assert plan.candidates["weight_decay"] == (1e-3, 1e-4)
+    assert plan.cuts == (Cut(None, "range tests shortened from 100 to 50 steps (minimum 50)"),
+                         Cut("batch_size", "batch size family thinned: 256 not tested"),
+                         Cut("momentum", "momentum family thinned: 0.9, 0.99 not tested"))
+    plan = plan_search(50, 100, dict(batch_size=[128, 256], momentum=[0.9],
+                                     weight_decay=[1e-4]))
+    assert plan.candidates == dict(batch_size=(128,), momentum=(), weight_decay=())
     assert "stage skipped, the starting value kept" in plan.cut_for("momentum")
 
 
@@ -160,7 +165,7 @@ def test_resumes_a_killed_tune_without_recomputing_finished_stages(tmp_path):
     env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=1"}  # run_cli's
     proc = subprocess.Popen([sys.executable, "-m", "hparams_jax", *args], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    first = workdir / "stages" / "1_lr_range.json"
+    first = workdir / "stages" / "lr_range.json"
     deadline = time.monotonic() + 300
     while not first.exists() and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.05)
@@ -280,8 +285,65 @@ def _records(folder: Path) -> dict[str, bytes]:
     return {p.name: p.read_bytes() for p in sorted(folder.glob("*.json"))}
 
 
-@pytest.mark.parametrize("stage, damage", [("1_lr_range", "truncated"), ("3_momentum", "junk"),
-                                           ("5_one_cycle", "an empty object")])
+# The stage records' names when hparams_jax numbered them by position.
+NUMBERED = {"0_inputs.json": "inputs.json", "0_plan.json": "plan.json",
+            "1_lr_range.json": "lr_range.json", "2_batch_size.json": "batch_size.json",
+            "3_momentum.json": "momentum.json", "4_weight_decay.json": "weight_decay.json",
+            "5_one_cycle.json": "one_cycle.json"}
+
+
+def _as_numbered(workdir: Path, cut: str | None = None) -> None:
+    """`workdir`'s records as hparams_jax wrote them before they were named by stage: numbered
+    by position, the plan's families under tune's keywords and its cuts as text (`cut` in
+    place of the first)."""
+    folder = workdir / "stages"
+    record = json.loads((folder / "plan.json").read_text())
+    plan = record["plan"]
+    cuts = [c["text"] for c in plan["cuts"]]
+    record["plan"] = {"range_steps": plan["range_steps"],
+                      "batch_sizes": plan["candidates"]["batch_size"],
+                      "momenta": plan["candidates"]["momentum"],
+                      "weight_decays": plan["candidates"]["weight_decay"],
+                      "planned_steps": plan["planned_steps"],
+                      "cuts": cuts if cut is None else [cut, *cuts[1:]]}
+    (folder / "plan.json").write_text(json.dumps(record, indent=2))
+    for old, new in NUMBERED.items():
+        (folder / new).rename(folder / old)
+    for name in ("tune.json", "report.md"):
+        (workdir / name).unlink()
+
+
+def test_a_workdir_of_numbered_records_resumes_without_running_its_stages_again(
+        tuned, tmp_path, monkeypatch):
+    result, record = tuned
+    workdir = _copy_of(tuned, tmp_path)
+    _as_numbered(workdir)
+    folder = workdir / "stages"
+    numbered = _records(folder)
+    assert sorted(numbered) == sorted(NUMBERED)
+
+    def run_again(*args, **kwargs):
+        raise AssertionError("a recorded stage ran again")
+
+    for name in ("check_candidate", "lr_range_test", "range_test_family", "fit"):
+        monkeypatch.setattr(stages, name, run_again)
+    resumed = tune(SMALL.replace(workdir=str(workdir)), **SEARCH)
+    assert _records(folder) == {NUMBERED[k]: x for k, x in numbered.items()}  # renamed as is
+    assert json.loads((workdir / "tune.json").read_text()) == record
+    assert [d.to_dict() for d in resumed.decisions] == [d.to_dict() for d in result.decisions]
+    assert (workdir / "report.md").read_text() == (result.workdir / "report.md").read_text()
+
+    # a numbered plan that the plan's inputs would not give is refused, named
+    again = _copy_of(tuned, tmp_path / "again")
+    _as_numbered(again, cut="range tests shortened from 60 to 55 steps (minimum 50)")
+    with pytest.raises(UnreadableFileError, match=re.escape(str(again / "stages" / "plan.json"))
+                       + ".*its plan is not the one its batch candidates and the tune's "
+                       "inputs give"):
+        tune(SMALL.replace(workdir=str(again)), **SEARCH)
+
+
+@pytest.mark.parametrize("stage, damage", [("lr_range", "truncated"), ("momentum", "junk"),
+                                           ("one_cycle", "an empty object")])
 def test_a_damaged_stage_record_is_moved_aside_and_the_stage_run_again(tuned, tmp_path, stage,
                                                                        damage):
     workdir = _copy_of(tuned, tmp_path)
@@ -304,7 +366,7 @@ def test_a_damaged_stage_record_is_moved_aside_and_the_stage_run_again(tuned, tm
 
 def test_a_damaged_inputs_record_is_refused_naming_it(tuned, tmp_path, capsys):
     workdir = _copy_of(tuned, tmp_path)
-    path = workdir / "stages" / "0_inputs.json"
+    path = workdir / "stages" / "inputs.json"
     path.write_text('{"config": {"model": "lenet"')
     before = _records(workdir / "stages")
     assert cli.main(["tune", "--workdir", str(workdir), "--range-steps", "60"]) == 2
@@ -320,21 +382,21 @@ def test_a_stage_record_that_cannot_be_written_is_one_line_and_the_earlier_stage
         tuned, tmp_path, monkeypatch):
     workdir = _copy_of(tuned, tmp_path)
     folder = workdir / "stages"
-    (folder / "4_weight_decay.json").unlink()
-    (folder / "5_one_cycle.json").unlink()
+    (folder / "weight_decay.json").unlink()
+    (folder / "one_cycle.json").unlink()
     before = _records(folder)
-    write = stages.write_json_atomic
+    write = records.write_json_atomic
 
     def full_disk(path, obj):  # the disk fills up as the weight-decay stage is recorded
-        if Path(path).name == "4_weight_decay.json":
+        if Path(path).name == "weight_decay.json":
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), f"{path}.tmp")
         write(path, obj)
 
-    monkeypatch.setattr(stages, "write_json_atomic", full_disk)
+    monkeypatch.setattr(records, "write_json_atomic", full_disk)
     with pytest.raises(WorkdirWriteError) as err:
         tune(SMALL.replace(workdir=str(workdir)), **SEARCH)
     assert str(err.value) == (
-        f"could not write {folder / '4_weight_decay.json'} (No space left on device); the "
+        f"could not write {folder / 'weight_decay.json'} (No space left on device); the "
         "stages recorded before it are intact. Free space (or fix the folder) and run the "
         "same tune again to continue.")
     assert _records(folder) == before

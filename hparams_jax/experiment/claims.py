@@ -20,8 +20,8 @@ from typing import Mapping
 import numpy as np
 
 from hparams_jax.diagnose import diagnose
-from hparams_jax.experiment.records import Run, epochs_to_reach, mean_std
-from hparams_jax.experiment.spec import Claim
+from hparams_jax.experiment.records import Run, epochs_to_reach, mean_std, reached_text
+from hparams_jax.experiment.spec import CHECKS, Claim
 from hparams_jax.range_test import Family
 
 HOLDS, FAILS, INCONCLUSIVE, NOT_RUN = ("holds", "does not hold", "inconclusive at this scale",
@@ -123,11 +123,7 @@ def evaluate(claim: Claim, runs: Mapping[str, Run], tests: Mapping[str, Family])
 
 
 def _epochs_text(epochs: np.ndarray) -> str:
-    reached = np.isfinite(epochs)
-    if not reached.any():
-        return f"never ({len(epochs)} runs)"
-    text = mean_std(epochs, "{:.1f}")
-    return text if reached.all() else f"{text} ({reached.sum()}/{len(epochs)} runs)"
+    return reached_text(epochs, "{:.1f}", f"never ({len(epochs)} runs)", "runs")
 
 
 def super_convergence(r: _Records, *, one_cycle: str, baseline: str, others: tuple = ()
@@ -359,7 +355,5 @@ def curve_reading(r: _Records, *, series: tuple, others: tuple = ()) -> Verdict:
     return Verdict(HOLDS, ran, measured, "borne out: " + "; ".join(checks))
 
 
-_CHECKS = {"super_convergence": super_convergence, "range_test_bounds": range_test_bounds,
-           "batch_size": batch_size, "cyclical_momentum": cyclical_momentum,
-           "weight_decay_pick": weight_decay_pick, "weight_decay_policy": weight_decay_policy,
-           "curve_reading": curve_reading}
+# The rule of each check a `Claim` may name (`spec.CHECKS`): the function of that name above.
+_CHECKS = {name: globals()[name] for name in CHECKS}

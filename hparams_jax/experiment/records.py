@@ -81,6 +81,17 @@ def mean_std(x: np.ndarray, fmt: str = "{:.4f}") -> str:
     return f"{fmt.format(x.mean())} ± {fmt.format(x.std(ddof=1))}"
 
 
+def reached_text(epochs: np.ndarray, fmt: str, none: str, counted: str) -> str:
+    """The epochs runs needed to reach a target (`epochs_to_reach`: NaN where a run never did)
+    as `mean_std` in `fmt`, followed by "(k/n `counted`)" when only k of the n runs reached
+    it; `none` when no run did."""
+    reached = np.isfinite(epochs)
+    if not reached.any():
+        return none
+    text = mean_std(epochs, fmt)
+    return text if reached.all() else f"{text} ({reached.sum()}/{len(epochs)} {counted})"
+
+
 def find_range_tests(root: str | Path, experiment: Experiment) -> dict[str, Family]:
     """The range tests of `experiment` that have been run under `root`, by name."""
     found = {}

@@ -20,7 +20,7 @@ from hparams_jax import data, plots
 from hparams_jax.errors import ConfigError
 from hparams_jax.experiment import claims
 from hparams_jax.experiment.records import (Run, epochs_to_reach, find_range_tests, find_runs,
-                                            mean_std)
+                                            mean_std, reached_text)
 from hparams_jax.experiment.runner import DEFAULT_ROOT, EVALUATION, plot_range_test
 from hparams_jax.experiment.spec import Experiment
 
@@ -42,11 +42,7 @@ def _lr_text(lr: float | None) -> str:
 
 
 def _reach_text(epochs: np.ndarray) -> str:
-    reached = np.isfinite(epochs)
-    if not reached.any():
-        return f"not reached (0/{len(epochs)})"
-    text = mean_std(epochs, "{:.2f}")
-    return text if reached.all() else f"{text} ({reached.sum()}/{len(epochs)} reached)"
+    return reached_text(epochs, "{:.2f}", f"not reached (0/{len(epochs)})", "reached")
 
 
 def _group_by_scale(runs: Iterable[Run]) -> dict[float, dict[str, Run]]:

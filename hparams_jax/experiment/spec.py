@@ -78,6 +78,7 @@ class RangeTest:
         v.ordered("start", self.start, "stop", self.stop)
 
 
+# The rules a claim may name: each is the function of that name in `experiment.claims`.
 CHECKS = ("super_convergence", "range_test_bounds", "batch_size", "cyclical_momentum",
           "weight_decay_pick", "weight_decay_policy", "curve_reading")
 

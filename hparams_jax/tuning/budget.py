@@ -5,18 +5,19 @@ batch-size candidate (Sec. 4.2), per momentum (Sec. 4.3) and per weight decay (S
 cost is counted in training steps, one step of one setting: a family of K settings run for n
 steps costs K x n (they share a compiled program, but each setting computes its own step).
 The test at the starting batch size is step 1's, so the batch-size stage costs one test per
-other candidate.
+other candidate (`Stage.tests`).
 
 When `budget` is below the default plan, `plan_search` cuts in this order, and records what it
-cut:
+cut (a `Cut` per stage concerned):
 
 1. shorten every range test, down to `MIN_RANGE_STEPS` (fewer steps cannot support a confident
    reading of the curve, `range_test.MIN_STEPS`, with room for its held-out points);
-2. thin the families, the largest first (on a tie momentum, then batch size, then weight
-   decay), dropping each family's last candidate (the candidate lists put the paper's defaults
-   first, and the batch sizes the starting one, then the largest, so those are kept longest);
-   the batch-size family keeps its starting batch, and a momentum or weight-decay family
-   thinned to nothing keeps the value the search started from (its stage is skipped).
+2. thin the families, the largest first (on a tie the lower `Stage.tie`: momentum, then batch
+   size, then weight decay), dropping each family's last candidate (the candidate lists put the
+   paper's defaults first, and the batch sizes the starting one, then the largest, so those
+   are kept longest); the batch-size family keeps its starting batch, and a momentum or
+   weight-decay family thinned to nothing keeps the value the search started from (its stage
+   is skipped).
 
 A budget too small for step 1's single test at `MIN_RANGE_STEPS` is a `ConfigError`.
 """
@@ -24,12 +25,21 @@ A budget too small for step 1's single test at `MIN_RANGE_STEPS` is a `ConfigErr
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 from hparams_jax import _validate as v
-from hparams_jax.tuning.report import show
+from hparams_jax.tuning.procedure import BY_NAME, STAGES, show
 
 MIN_RANGE_STEPS = 50
+
+
+@dataclasses.dataclass(frozen=True)
+class Cut:
+    """What the budget cut: `stage` names the stage it concerns, None every stage (the range
+    tests shortened); `text` says it."""
+
+    stage: str | None
+    text: str
 
 
 @dataclasses.dataclass(frozen=True)
@@ -37,24 +47,32 @@ class SearchPlan:
     """The range tests the search runs: their length and each family's candidates."""
 
     range_steps: int
-    batch_sizes: tuple[int, ...]  # the starting batch size first
-    momenta: tuple[Any, ...]
-    weight_decays: tuple[float, ...]
+    candidates: dict[str, tuple[Any, ...]]  # by family stage; the starting batch size first
     planned_steps: int  # what the default plan would spend
-    cuts: tuple[str, ...]  # what the budget cut, in words
+    cuts: tuple[Cut, ...]
 
     @property
     def steps(self) -> int:
         """Training steps of this plan (range tests that stop early spend fewer)."""
-        return _cost(self.range_steps, self.batch_sizes, self.momenta, self.weight_decays)
+        return _cost(self.range_steps, self.candidates)
 
     def cut_for(self, stage: str) -> str:
         """What the budget cut that concerns `stage` ("" when nothing)."""
-        return "; ".join(c for c in self.cuts if c.startswith(("range tests", stage)))
+        return "; ".join(c.text for c in self.cuts if c.stage in (None, stage))
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any], candidate=lambda x: x) -> SearchPlan:
+        """The plan `to_dict` wrote; `candidate` reads each candidate back from JSON."""
+        return cls(d["range_steps"], {k: tuple(map(candidate, xs))
+                                      for k, xs in d["candidates"].items()},
+                   d["planned_steps"], tuple(Cut(**c) for c in d["cuts"]))
 
 
-def _cost(steps: int, batch_sizes: Sequence, momenta: Sequence, weight_decays: Sequence) -> int:
-    return steps * (1 + len(batch_sizes) - 1 + len(momenta) + len(weight_decays))
+def _cost(steps: int, candidates: Mapping[str, Sequence]) -> int:
+    return steps * sum(s.tests(len(candidates.get(s.name, ()))) for s in STAGES)
 
 
 def check_budget(budget: int | None) -> None:
@@ -66,36 +84,38 @@ def check_budget(budget: int | None) -> None:
                 f"one LR range test of {MIN_RANGE_STEPS} steps), or None for no cap")
 
 
-def plan_search(budget: int | None, range_steps: int, batch_sizes: Sequence[int],
-                momenta: Sequence, weight_decays: Sequence[float]) -> SearchPlan:
+def plan_search(budget: int | None, range_steps: int,
+                candidates: Mapping[str, Sequence]) -> SearchPlan:
     """The plan that fits `budget` training steps (None: no cap); see the module docstring.
-    `batch_sizes` starts with the starting batch size (its test is step 1's)."""
-    planned = _cost(range_steps, batch_sizes, momenta, weight_decays)
+    `candidates` holds each family stage's, by name in the stages' order; the batch sizes start
+    with the starting batch size (its test is step 1's)."""
+    planned = _cost(range_steps, candidates)
     check_budget(budget)
     if budget is None or planned <= budget:
-        return SearchPlan(range_steps, tuple(batch_sizes), tuple(momenta),
-                          tuple(weight_decays), planned, ())
-    cuts = []
-    families = {"batch size": list(batch_sizes), "momentum": list(momenta),
-                "weight decay": list(weight_decays)}
-    floor = {"batch size": 1, "momentum": 0, "weight decay": 0}  # the starting batch is free
+        return SearchPlan(range_steps, {k: tuple(xs) for k, xs in candidates.items()},
+                          planned, ())
+    families = {name: list(xs) for name, xs in candidates.items()}
     dropped: dict[str, list] = {name: [] for name in families}
 
     def fits(steps: int) -> bool:
-        return _cost(steps, *families.values()) <= budget
+        return _cost(steps, families) <= budget
 
     while not fits(MIN_RANGE_STEPS):
-        name = max(families, key=lambda n: (len(families[n]) - floor[n], n == "momentum"))
+        name = max(families, key=lambda n: (len(families[n]) - BY_NAME[n].free,
+                                            -BY_NAME[n].tie))
         dropped[name].insert(0, families[name].pop())
-    steps = min(range_steps, budget // _cost(1, *families.values()))
+    steps = min(range_steps, budget // _cost(1, families))
+    cuts = []
     if steps < range_steps:
-        cuts.append(f"range tests shortened from {range_steps} to {steps} steps "
-                    f"(minimum {MIN_RANGE_STEPS})")
+        cuts.append(Cut(None, f"range tests shortened from {range_steps} to {steps} steps "
+                              f"(minimum {MIN_RANGE_STEPS})"))
     for name, values in dropped.items():
         if values:
-            kept = families[name]
-            cuts.append(f"{name} family thinned: {', '.join(map(show, values))} not tested"
-                        + ("" if len(kept) > floor[name] else
-                           "; stage skipped, the starting value kept"))
-    return SearchPlan(steps, tuple(families["batch size"]), tuple(families["momentum"]),
-                      tuple(families["weight decay"]), planned, tuple(cuts))
+            stage = BY_NAME[name]
+            skipped = len(families[name]) <= stage.free
+            cuts.append(Cut(name, f"{stage.label} family thinned: "
+                                  f"{', '.join(map(show, values))} not tested"
+                                  + ("; stage skipped, the starting value kept" if skipped
+                                     else "")))
+    return SearchPlan(steps, {k: tuple(xs) for k, xs in families.items()}, planned,
+                      tuple(cuts))

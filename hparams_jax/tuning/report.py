@@ -6,43 +6,14 @@ curves with their diagnosis (`plots.plot_training`, Sec. 3)."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from hparams_jax import plots
 from hparams_jax.range_test import RangeTestResult
 from hparams_jax.train.metrics import write_text_atomic
-
-if TYPE_CHECKING:
-    from hparams_jax.tuning.budget import SearchPlan
-    from hparams_jax.tuning.stages import TuneResult
-
-INTRO = {
-    "lr_range": "The LR range test trains briefly while the LR rises linearly; the largest LR "
-                "before the held-out loss or accuracy worsens is `max_lr`, and 1cycle starts "
-                "a factor of 10 below it.",
-    "batch_size": "A larger batch allows a larger LR and costs fewer steps an epoch, but "
-                  "regularises less: the paper uses as large a batch as the hardware allows, "
-                  "compared by range tests at each candidate.",
-    "momentum": "Momentum and LR are coupled: a range test per momentum shows which keeps "
-                "the held-out loss lowest to the largest LR; cyclical momentum falls while the "
-                "LR rises.",
-    "weight_decay": "Weight decay is the last regulariser balanced against the others: the "
-                    "value whose held-out loss is lowest and stays low to the largest LR.",
-}
-TITLES = {"lr_range": "1. LR range test", "batch_size": "2. Batch size",
-          "momentum": "3. Momentum", "weight_decay": "4. Weight decay"}
-
-
-def show(x: Any) -> str:
-    """A recorded value as the report writes it: a momentum pair as max-min, bounds as
-    "max_lr V, min_lr V", numbers to 4 significant digits."""
-    if isinstance(x, dict):
-        return ", ".join(f"{k} {show(y)}" for k, y in x.items())
-    if isinstance(x, (list, tuple)):
-        return "-".join(f"{y:g}" for y in x)
-    if isinstance(x, float):
-        return f"{x:.4g}"
-    return "-" if x is None else str(x)
+from hparams_jax.tuning.budget import SearchPlan
+from hparams_jax.tuning.procedure import ONE_CYCLE, STAGES, Stage, show
+from hparams_jax.tuning.records import TuneResult
 
 
 def markdown_table(rows: list[dict[str, Any]]) -> list[str]:
@@ -56,20 +27,21 @@ def markdown_table(rows: list[dict[str, Any]]) -> list[str]:
     return lines + [""]
 
 
-def _figure(workdir: Path, name: str, results: list[RangeTestResult]) -> str | None:
+def _figure(workdir: Path, stage: Stage, results: list[RangeTestResult]) -> str | None:
     if not results:
         return None
-    path = workdir / f"{name}.png"
-    if name == "lr_range":
+    path = workdir / f"{stage.name}.png"
+    if stage.argument is None:
         plots.plot_range_test(results[0], path)
     else:
-        plots.plot_family(results, path, title=f"LR range tests by {name.replace('_', ' ')}")
+        plots.plot_family(results, path, title=f"LR range tests by {stage.label}")
     return path.name
 
 
-def write(workdir: Path, records: dict[str, dict[str, Any]], result: "TuneResult",
-          plan: "SearchPlan") -> Path:
-    """Writes the figures and `report.md` into `workdir`; returns the report's path."""
+def write(workdir: Path, records: dict[str, dict[str, Any]], result: TuneResult,
+          plan: SearchPlan) -> Path:
+    """Writes the figures and `report.md` into `workdir`; returns the report's path.
+    `records` holds each stage's record (`records.stage_of`) by name."""
     config = result.config
     lines = [f"# Tuning {config.model} on {config.dataset}: the disciplined approach",
              "", "Smith 2018, *A disciplined approach to neural network hyper-parameters: "
@@ -81,27 +53,28 @@ def write(workdir: Path, records: dict[str, dict[str, Any]], result: "TuneResult
     lines.append(f"The search's range tests ran {spent} training steps (a step of one "
                  f"setting) against a plan of {plan.steps}; the default plan was "
                  f"{plan.planned_steps}, each range test {plan.range_steps} steps.")
-    lines += ["", *(f"- cut: {c}" for c in plan.cuts)] if plan.cuts else [
+    lines += ["", *(f"- cut: {c.text}" for c in plan.cuts)] if plan.cuts else [
         "", "Nothing was cut."]
-    for name, record in records.items():
-        d = record["decision"]
-        results = [RangeTestResult.from_dict(r) for r in record["range_tests"]]
-        lines += ["", f"## {TITLES[name]} (Sec. {d['section']})", "", INTRO[name], "",
+    for number, stage in enumerate(STAGES, 1):
+        d = records[stage.name]["decision"]
+        results = [RangeTestResult.from_dict(r) for r in records[stage.name]["range_tests"]]
+        title = f"{number}. {stage.title}"
+        lines += ["", f"## {title} (Sec. {d['section']})", "", stage.intro, "",
                   f"Rule: {d['rule']}.", ""]
         lines += markdown_table(d["candidates"])
-        lines.append(f"**Choice: {name.replace('_', ' ')} = {show(d['choice'])}** "
+        lines.append(f"**Choice: {stage.label} = {show(d['choice'])}** "
                      f"({d['reason']}). Bounds now: max_lr {d['bounds']['max_lr']:.4g}, "
                      f"min_lr {d['bounds']['min_lr']:.4g}.")
         if d["budget_cut"]:
             lines.append(f"\nCut by the budget: {d['budget_cut']}.")
-        figure = _figure(workdir, name, results)
+        figure = _figure(workdir, stage, results)
         if figure:
-            lines += ["", f"![{TITLES[name]}]({figure})"]
+            lines += ["", f"![{title}]({figure})"]
     history, diagnosis = result.history, result.diagnosis
     member = history.summary["members"][0]
     plots.plot_training(history, workdir / "one_cycle.png", diagnosis=diagnosis,
                         title=f"{config.model} / {config.dataset}, tuned 1cycle")
-    lines += ["", "## 5. The 1cycle run (Sec. 4.1, 5) and its reading (Sec. 3)", "",
+    lines += ["", f"## {len(STAGES) + 1}. {ONE_CYCLE.title}", "",
               f"1cycle from {config.min_lr:.4g} to {config.max_lr:.4g} and back, then "
               f"annihilation; batch {config.batch_size}, momentum {show(config.momentum)}"
               f", weight decay {config.weight_decay:g}, {history.summary['epochs']:g} epochs "

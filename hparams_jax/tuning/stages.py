@@ -1,6 +1,7 @@
 """`tune`: the disciplined approach as one procedure (Smith 2018, Sec. 4-5).
 
-The paper sets four hyper-parameters together, each read from short runs' held-out loss:
+The paper sets four hyper-parameters together, each read from short runs' held-out loss, in
+the stages of `procedure.STAGES` (their sections, rules and default candidates):
 
 1. LR range test (Sec. 4.1) at the starting batch size, momentum and weight decay:
    `max_lr`, `min_lr` by `RangeTestResult.suggest` (its alternatives and confidence kept).
@@ -16,11 +17,12 @@ The paper sets four hyper-parameters together, each read from short runs' held-o
 5. A 1cycle run (Sec. 4.1, 5) with the chosen values and the bounds of the last range test at
    them, `diagnose`d (Sec. 3), and the paper's next step for its verdict (`tuning.advice`).
 
-Each stage is recorded in `WORKDIR/stages/` when it finishes (written atomically) and loaded on
-a restart, so a killed `tune` continues at the stage it was in; the 1cycle run resumes through
-`fit`'s own checkpoints in `WORKDIR/one_cycle`. A stage record that cannot be read (truncated,
-junk, not a record) is moved to `WORKDIR/stages/damaged/` with a warning and the stage runs
-again; a damaged `0_inputs.json` or `0_plan.json` is refused, named (the stages rest on them).
+Each stage is recorded in `WORKDIR/stages/STAGE.json` when it finishes (written atomically,
+`tuning.records`) and loaded on a restart, so a killed `tune` continues at the stage it was in;
+the 1cycle run resumes through `fit`'s own checkpoints in `WORKDIR/one_cycle`. A stage record
+that cannot be read (truncated, junk, not a record) is moved to `WORKDIR/stages/damaged/` with
+a warning and the stage runs again; a damaged `inputs.json` or `plan.json` is refused, named
+(the stages rest on them).
 A record that cannot be written (a full disk, a read-only folder) stops the tune with
 `WorkdirWriteError` naming the file and the cause, the stages recorded before it intact. A
 range test that gives no suggestion where the procedure needs bounds stops it with
@@ -37,8 +39,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import numbers
-import os
-import warnings
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -46,7 +46,7 @@ import numpy as np
 
 from hparams_jax import _files
 from hparams_jax import _validate as v
-from hparams_jax.diagnose import Diagnosis, diagnose
+from hparams_jax.diagnose import diagnose
 from hparams_jax.errors import ConfigError, UnreadableFileError
 from hparams_jax.range_test import (EVAL_TOLERANCE, Family, NoSuggestionError,
                                     RangeTestResult, check_ramp, lr_range_test,
@@ -55,82 +55,15 @@ from hparams_jax.train import (DivergenceError, History, TrainConfig, WorkdirWri
                                workdir_lock)
 from hparams_jax.train import tensorboard as tensorboard_
 from hparams_jax.train.config import EXECUTION_FIELDS
-from hparams_jax.train.metrics import write_json_atomic
 from hparams_jax.train.task import Task, resolve, train_examples
-from hparams_jax.tuning import advice, report
-from hparams_jax.tuning.report import show
+from hparams_jax.tuning import advice, records, report
 from hparams_jax.tuning.batch import check_candidate
 from hparams_jax.tuning.budget import MIN_RANGE_STEPS, SearchPlan, check_budget, plan_search
+from hparams_jax.tuning.procedure import FAMILIES, ONE_CYCLE, STAGES, Stage, show
+from hparams_jax.tuning.records import Decision, TuneResult, write
 
-# The candidates, the paper's first: thinning by the budget drops from the end.
-DEFAULT_MOMENTA: tuple[Any, ...] = ((0.95, 0.85), 0.9, 0.95, 0.97, 0.99)
-DEFAULT_WEIGHT_DECAYS = (1e-3, 1e-4, 1e-5)
-LARGE_DATASET = 500_000  # training examples from which 1e-6 joins the weight decays (Sec. 4.4)
-BATCH_FACTORS = (1, 2, 4)  # default batch candidates: the starting batch times these
 RANGE_EVAL_EXAMPLES = 1000  # held-out examples a range test evaluates (at most)
 EVALS_PER_EPOCH = 5  # the 1cycle run's test evaluations per epoch when eval_every is None
-
-SECTIONS = {"lr_range": "4.1", "batch_size": "4.2", "momentum": "4.3", "weight_decay": "4.4",
-            "one_cycle": "4.1, 5 (1cycle); 3 (diagnosis)"}
-STAGES = tuple(SECTIONS)
-RULES = {
-    "lr_range": "RangeTestResult.suggest: the largest LR before the held-out loss or accuracy "
-                "worsens (never past the lowest training loss); min_lr = max_lr / 10 for 1cycle",
-    "batch_size": f"the largest batch that fits whose best held-out loss lies within "
-                  f"{EVAL_TOLERANCE:.0%} of the lowest among the candidates (the tolerance of "
-                  "Family.pick); max_lr and min_lr from its range test",
-    "momentum": "Family.pick: the lowest held-out loss (within "
-                f"{EVAL_TOLERANCE:.0%} counts as lowest) kept up to the largest LR; max_lr and "
-                "min_lr from its range test",
-    "weight_decay": "Family.pick: the lowest held-out loss (within "
-                    f"{EVAL_TOLERANCE:.0%} counts as lowest) kept up to the largest LR; max_lr "
-                    "and min_lr from its range test",
-    "one_cycle": "1cycle at the chosen batch size, momentum, weight decay and bounds; the "
-                 "next step from diagnose's verdict",
-}
-
-
-@dataclasses.dataclass
-class Decision:
-    """One recorded decision of the procedure."""
-
-    stage: str
-    section: str
-    rule: str
-    candidates: list[dict[str, Any]]  # each candidate with the numbers the rule reads
-    choice: Any
-    reason: str
-    budget_cut: str
-    bounds: dict[str, float]  # max_lr and min_lr after this stage
-    steps_spent: int  # training steps its range tests ran
-
-    def to_dict(self) -> dict[str, Any]:
-        return json.loads(json.dumps(dataclasses.asdict(self)))
-
-
-@dataclasses.dataclass
-class TuneResult:
-    """What `tune` decided and the tuned 1cycle run."""
-
-    workdir: Path
-    decisions: list[Decision]
-    config: TrainConfig  # the tuned 1cycle run's
-    history: History
-    diagnosis: Diagnosis
-    next_step: str
-
-    def text(self) -> str:
-        lines = [f"{d.section:>4}  {d.stage}: {show(d.choice)} ({d.reason})"
-                 for d in self.decisions]
-        member = self.history.summary["members"][0]
-        lines.append(f"1cycle {self.config.min_lr:.4g} -> {self.config.max_lr:.4g}, batch "
-                     f"{self.config.batch_size}, momentum {show(self.config.momentum)}, "
-                     f"weight decay {self.config.weight_decay:g}: test accuracy "
-                     f"{member['test_accuracy']:.4f} after {self.history.summary['epochs']:g} "
-                     f"epochs; verdict {self.diagnosis.verdict}")
-        lines.append(f"next step: {self.next_step}")
-        lines.append(f"tune.json and report.md in {self.workdir}")
-        return "\n".join(lines)
 
 
 def _momentum(x):
@@ -159,19 +92,24 @@ def _momentum_ok(x) -> bool:
     return _real(x) and 0 <= x < 1
 
 
-def _candidates(config: TrainConfig, task: Task | None, batch_sizes, momenta, weight_decays):
-    if batch_sizes is None:
-        batch_sizes = tuple(config.batch_size * f for f in BATCH_FACTORS)
-    batch_sizes = _check_list("batch_sizes", batch_sizes, lambda b: isinstance(b, int) and not
-                              isinstance(b, bool) and b > 0, "positive integers")
-    momenta = _check_list("momenta", DEFAULT_MOMENTA if momenta is None else momenta,
-                          _momentum_ok, "momenta in [0, 1), each a number or a (max, min) pair")
-    if weight_decays is None:
-        num_train = train_examples(config, task) or 0
-        weight_decays = DEFAULT_WEIGHT_DECAYS + ((1e-6,) if num_train >= LARGE_DATASET else ())
-    weight_decays = _check_list("weight_decays", weight_decays, lambda w: _real(w) and w >= 0,
-                                "finite numbers >= 0")
-    return batch_sizes, momenta, weight_decays
+# What each family's candidates must be: the check of one and what is allowed, in words.
+_ALLOWED = {
+    "batch_size": (lambda b: isinstance(b, int) and not isinstance(b, bool) and b > 0,
+                   "positive integers"),
+    "momentum": (_momentum_ok, "momenta in [0, 1), each a number or a (max, min) pair"),
+    "weight_decay": (lambda w: _real(w) and w >= 0, "finite numbers >= 0"),
+}
+
+
+def _candidates(config: TrainConfig, task: Task | None, given: dict[str, Any]
+                ) -> dict[str, tuple]:
+    """Each family stage's candidates, by name: `given[stage.argument]`, else its defaults."""
+    found = {}
+    for stage in FAMILIES:
+        values = given[stage.argument]
+        found[stage.name] = _check_list(stage.argument, stage.defaults(config, task)
+                                        if values is None else values, *_ALLOWED[stage.name])
+    return found
 
 
 def _inputs(config: TrainConfig, **search) -> dict[str, Any]:
@@ -179,90 +117,6 @@ def _inputs(config: TrainConfig, **search) -> dict[str, Any]:
     fields = {k: x for k, x in config.to_dict().items()
               if k not in (*EXECUTION_FIELDS, "workdir")}
     return json.loads(json.dumps({"config": fields, **search}))
-
-
-def _check_same_inputs(path: Path, inputs: dict[str, Any]) -> None:
-    if not path.exists():
-        _write(path, inputs)
-        return
-    saved = _files.read_json(path)
-    if not isinstance(saved.get("config"), dict):
-        raise UnreadableFileError(path, "it is not a tune's inputs (no config object); the "
-                                        "recorded stages rest on them: restore it, or use "
-                                        "another workdir")
-    changed = [f"config.{k}" for k in inputs["config"]
-               if saved["config"].get(k) != inputs["config"][k]]
-    changed += [k for k in inputs if k != "config" and saved.get(k) != inputs[k]]
-    if changed:
-        workdir = path.parent.parent
-        raise ConfigError(
-            f"workdir={str(workdir)!r} holds a tune of other inputs ({', '.join(changed)} "
-            f"differ from {path}): rerun with the same inputs to continue it, or use another "
-            "workdir.")
-
-
-# --- the records ---------------------------------------------------------------------------
-
-def _write(path: Path, obj: Any) -> None:
-    """`obj` written to `path` as JSON, atomically; a failed write (a full disk, a read-only
-    folder) is a `WorkdirWriteError` naming the file and the cause."""
-    try:
-        write_json_atomic(path, obj)
-    except OSError as err:
-        raise WorkdirWriteError(
-            f"could not write {path} ({err.strerror or err}); the stages recorded before it "
-            "are intact. Free space (or fix the folder) and run the same tune again to "
-            "continue.") from err
-
-
-def _move_aside(path: Path, cause: str) -> None:
-    """Moves a damaged stage record to `stages/damaged/` (`NAME-1.json`, ... when taken) with a
-    warning; refuses it (`UnreadableFileError`) when it cannot be moved."""
-    folder = path.parent / "damaged"
-    target, k = folder / path.name, 0
-    while target.exists():
-        k += 1
-        target = folder / f"{path.stem}-{k}{path.suffix}"
-    try:
-        folder.mkdir(exist_ok=True)
-        os.replace(path, target)
-    except OSError as err:
-        raise UnreadableFileError(path, f"{cause}; it could not be moved aside to {target} "
-                                        f"({err.strerror or err})") from None
-    warnings.warn(f"{path} is damaged ({cause}): moved it to {target}; running the stage "
-                  "again", RuntimeWarning, stacklevel=3)
-
-
-def _recorded(path: Path, check: Callable[[dict[str, Any]], Any]) -> dict[str, Any] | None:
-    """The record at `path` when `check` reads it; None when there is none, or when it is
-    damaged (then moved aside: the stage runs again)."""
-    if not path.exists():
-        return None
-    try:
-        record = _files.read_json(path)
-        check(record)
-    except UnreadableFileError as err:
-        _move_aside(path, err.cause)
-        return None
-    except (KeyError, TypeError, ValueError, AttributeError) as err:
-        _move_aside(path, f"not a stage record: {type(err).__name__} {err}")
-        return None
-    return record
-
-
-def _stage_of(record: dict[str, Any]) -> tuple[Decision, list[RangeTestResult]]:
-    return (Decision(**record["decision"]),
-            [RangeTestResult.from_dict(r) for r in record["range_tests"]])
-
-
-FINAL_KEYS = ("config", "status", "epochs", "test_accuracy", "test_loss", "train_loss",
-              "diagnosis", "next_step")
-
-
-def _final_record(record: dict[str, Any]) -> None:
-    missing = [k for k in FINAL_KEYS if k not in record]
-    if missing:
-        raise KeyError(", ".join(missing))
 
 
 # --- the rules -----------------------------------------------------------------------------
@@ -290,52 +144,63 @@ def _bounds(result: RangeTestResult) -> dict[str, float]:
 class _Stages:
     """The stages of one tune in its workdir, each loaded when recorded, else run."""
 
-    def __init__(self, workdir: Path, plan: SearchPlan, ramp: dict,
+    def __init__(self, workdir: Path, plan: SearchPlan, fit_records: list, ramp: dict,
                  say: Callable[[str], None], task: Task | None, tensorboard: bool = False):
-        self.dir = workdir / "stages"
-        self.plan, self.say, self.task = plan, say, task
+        self.workdir = workdir
+        self.plan, self.fit_records, self.say, self.task = plan, fit_records, say, task
         self.ramp = {**ramp, "task": task}  # every range test's ramp, on the task
         # with --tensorboard each stage's range tests go to WORKDIR/tensorboard/STAGE
         self.tensorboard = workdir / tensorboard_.LOGDIR if tensorboard else None
         self.records: dict[str, dict[str, Any]] = {}
+        self.results: dict[str, list[RangeTestResult]] = {}
 
-    def run(self, name: str, compute: Callable[[], tuple[Decision, list[RangeTestResult]]]
-            ) -> tuple[Decision, list[RangeTestResult]]:
-        path = self.dir / f"{STAGES.index(name) + 1}_{name}.json"
-        record = _recorded(path, _stage_of)
+    def run(self, stage: Stage, config: TrainConfig, bounds: dict[str, float] | None
+            ) -> Decision:
+        """Stage `stage` at `config`, from its record or run (`bounds`: the bounds so far)."""
+        name = stage.name
+        path = records.path(self.workdir, name)
+        record = records.recorded(path, records.stage_of)
         if record is not None:
             self.say(f"{name}: recorded in {path}")
         else:
             try:
-                decision, results = compute()
+                decision, results = self._compute(stage, config, bounds)
             except NoSuggestionError as err:
                 raise NoSuggestionError(
-                    f"tune stage {name} (Sec. {SECTIONS[name]}): {err}. Nothing is recorded "
+                    f"tune stage {name} (Sec. {stage.section}): {err}. Nothing is recorded "
                     "for this stage; another ramp (--start, --stop, --range-steps) needs "
                     "another workdir.") from None
             record = {"decision": decision.to_dict(),
                       "range_tests": [r.to_dict() for r in results]}
             if self.tensorboard and results:  # before the record: a recorded stage has them
                 tensorboard_.write_range_tests(results, self.tensorboard / name)
-            _write(path, record)
+            write(path, record)
             self.say(f"{name} (Sec. {decision.section}): {show(decision.choice)} "
                      f"({decision.reason})")
         self.records[name] = record
-        decision, results = _stage_of(record)
-        if self.tensorboard and results and not (self.tensorboard / name).exists():
+        decision, self.results[name] = records.stage_of(record)
+        if self.tensorboard and self.results[name] and not (self.tensorboard / name).exists():
             # a stage recorded by a run without --tensorboard
-            tensorboard_.write_range_tests(results, self.tensorboard / name)
-        return decision, results
+            tensorboard_.write_range_tests(self.results[name], self.tensorboard / name)
+        return decision
 
-    def decision(self, name: str, candidates, choice, reason, bounds, results,
+    def _compute(self, stage: Stage, config: TrainConfig, bounds: dict[str, float] | None
+                 ) -> tuple[Decision, list[RangeTestResult]]:
+        if stage.name == "lr_range":
+            return self.lr_range(stage, config)
+        if stage.name == "batch_size":
+            return self.batch_size(stage, config)
+        return self.family(stage, config, bounds)
+
+    def decision(self, stage: Stage, candidates, choice, reason, bounds, results,
                  steps=None) -> Decision:
-        cut = self.plan.cut_for(name.replace("_", " ")) if name != "lr_range" else \
-            self.plan.cut_for("range tests")
         spent = sum(r.steps_run for r in results) if steps is None else steps
-        return Decision(name, SECTIONS[name], RULES[name], candidates, choice, reason, cut,
-                        bounds, spent)
+        return Decision(stage.name, stage.section, stage.rule, candidates, choice, reason,
+                        self.plan.cut_for(stage.name), bounds, spent)
 
-    def lr_range(self, config: TrainConfig) -> tuple[Decision, list[RangeTestResult]]:
+    def lr_range(self, stage: Stage, config: TrainConfig
+                 ) -> tuple[Decision, list[RangeTestResult]]:
+        """Sec. 4.1: one range test at the starting values; its suggestion sets the bounds."""
         result = lr_range_test(config, **self.ramp)
         result.label = (f"batch {config.batch_size}, momentum {show(config.momentum)}, weight "
                         f"decay {config.weight_decay:g}")
@@ -344,35 +209,41 @@ class _Stages:
             dataclasses.asdict(a) for a in s.alternatives]
         reason = s.reason + "".join(f"; warning: {w}" for w in s.warnings)
         bounds = _bounds(result)
-        return self.decision("lr_range", candidates, bounds, reason, bounds, [result]), [result]
+        return self.decision(stage, candidates, bounds, reason, bounds, [result]), [result]
 
-    def batch_size(self, config: TrainConfig, start: RangeTestResult, fit_records: list
+    def batch_size(self, stage: Stage, config: TrainConfig
                    ) -> tuple[Decision, list[RangeTestResult]]:
-        others = list(self.plan.batch_sizes[1:])
-        results = [start]
+        """Sec. 4.2: a range test at each batch that fits (the starting one is the LR range
+        test); `largest_batch_near_best`."""
+        others = list(self.plan.candidates[stage.name][1:])
+        results = [*self.results["lr_range"]]
         if others:
-            results += range_test_family(config, "batch_size", others, **self.ramp).results
+            results += range_test_family(config, stage.name, others, **self.ramp).results
         values = [config.batch_size, *others]
-        family = Family("batch_size", values, results)
+        family = Family(stage.name, values, results)
         rows = {r["batch_size"]: r for r in family.rows()}
         choice, reason = largest_batch_near_best(list(rows.values()))
         if not others:
             reason = f"the only candidate tested: {reason}"
         candidates = [{**c, "tested": c["batch_size"] in rows, **rows.get(c["batch_size"], {})}
-                      for c in fit_records]
+                      for c in self.fit_records]
         bounds = _bounds(results[values.index(choice)])
-        return self.decision("batch_size", candidates, choice, reason, bounds, results,
+        return self.decision(stage, candidates, choice, reason, bounds, results,
                              steps=sum(r.steps_run for r in results[1:])), results
 
-    def family(self, name: str, config: TrainConfig, values: tuple, current,
-               bounds: dict[str, float]) -> tuple[Decision, list[RangeTestResult]]:
+    def family(self, stage: Stage, config: TrainConfig, bounds: dict[str, float]
+               ) -> tuple[Decision, list[RangeTestResult]]:
+        """Sec. 4.3-4.4: a range test per candidate at the values chosen so far;
+        `Family.pick`. A family the budget thinned to nothing keeps the starting value."""
+        values = self.plan.candidates[stage.name]
         if not values:
-            return self.decision(name, [], current, "not searched (cut by the budget): the "
-                                 "starting value kept, with the bounds so far", bounds, []), []
-        family = range_test_family(config, name, list(values), **self.ramp)
+            return self.decision(stage, [], getattr(config, stage.name), "not searched (cut "
+                                 "by the budget): the starting value kept, with the bounds "
+                                 "so far", bounds, []), []
+        family = range_test_family(config, stage.name, list(values), **self.ramp)
         choice, reason = family.pick()
         result = family.results[family.values.index(choice)]
-        return self.decision(name, family.rows(), choice, reason, _bounds(result),
+        return self.decision(stage, family.rows(), choice, reason, _bounds(result),
                              family.results), family.results
 
 
@@ -388,12 +259,12 @@ def tune(config: TrainConfig, *, budget: int | None = None,
     the 1cycle run's length (`epochs` or `steps`) and everything else the runs share.
     `batch_sizes` (default: the starting batch x 1, 2, 4), `momenta` (default: cyclical
     0.95-0.85, then constant 0.9, 0.95, 0.97, 0.99) and `weight_decays` (default: 1e-3, 1e-4,
-    1e-5, and 1e-6 from `LARGE_DATASET` training examples) are the candidates; every range test
-    ramps the LR linearly from `start` to `stop` over `range_steps` steps. `budget` caps the
-    training steps of the search's range tests (`tuning.budget`; None: no cap). With
-    `config.tensorboard`, each stage's range tests are written to `WORKDIR/tensorboard/STAGE`
-    (`train.tensorboard.write_range_tests`) and the 1cycle run's metrics to
-    `WORKDIR/one_cycle/tensorboard`.
+    1e-5, and 1e-6 from `LARGE_DATASET` training examples) are the candidates
+    (`procedure.STAGES`); every range test ramps the LR linearly from `start` to `stop` over
+    `range_steps` steps. `budget` caps the training steps of the search's range tests
+    (`tuning.budget`; None: no cap). With `config.tensorboard`, each stage's range tests are
+    written to `WORKDIR/tensorboard/STAGE` (`train.tensorboard.write_range_tests`) and the
+    1cycle run's metrics to `WORKDIR/one_cycle/tensorboard`.
     """
     if task is not None:
         config, task = resolve(config, task)
@@ -409,61 +280,48 @@ def tune(config: TrainConfig, *, budget: int | None = None,
             f"an integer >= {MIN_RANGE_STEPS}")
     check_ramp(start, stop, range_steps)
     check_budget(budget)
-    batch_sizes, momenta, weight_decays = _candidates(config, task, batch_sizes, momenta,
-                                                      weight_decays)
+    candidates = _candidates(config, task, dict(batch_sizes=batch_sizes, momenta=momenta,
+                                                weight_decays=weight_decays))
     if config.tensorboard:
         tensorboard_.check_installed()  # before anything trains
     workdir = Path(config.workdir)
     # the search and the 1cycle run are one writer's: no other run may start in one_cycle
     with workdir_lock(workdir), workdir_lock(workdir / "one_cycle"):
-        return _tune(config, task, workdir, budget, batch_sizes, momenta, weight_decays,
-                     dict(start=start, stop=stop), range_steps)
+        return _tune(config, task, workdir, budget, candidates, dict(start=start, stop=stop),
+                     range_steps)
 
 
-def _tune(config, task, workdir, budget, batch_sizes, momenta, weight_decays, ramp,
-          range_steps):
+def _tune(config, task, workdir, budget, candidates, ramp, range_steps):
     say = print if config.progress else (lambda _: None)
-    inputs = _inputs(config, budget=budget, batch_sizes=batch_sizes, momenta=momenta,
-                     weight_decays=weight_decays, range_steps=range_steps, **ramp)
-    try:
-        (workdir / "stages").mkdir(parents=True, exist_ok=True)
-    except OSError as err:
-        raise WorkdirWriteError(f"could not create {workdir / 'stages'} "
-                                f"({err.strerror or err}).") from err
-    _check_same_inputs(workdir / "stages" / "0_inputs.json", inputs)
-    plan_path = workdir / "stages" / "0_plan.json"
+    inputs = _inputs(config, budget=budget, **{s.argument: candidates[s.name] for s in FAMILIES},
+                     range_steps=range_steps, **ramp)
+    records.make_folder(workdir)
+    records.check_same_inputs(records.path(workdir, records.INPUTS), inputs)
+    plan_path = records.path(workdir, records.PLAN)
     if plan_path.exists():  # fixed once: a resumed tune runs the plan it started with
-        fit_records, plan = _saved_plan(plan_path)
+        fit_records, plan = _saved_plan(plan_path, config, budget, candidates, range_steps)
     else:
-        fit_records, plan = _plan(config, task, budget, batch_sizes, momenta, weight_decays,
-                                  range_steps)
-        _write(plan_path, {"batch_candidates": fit_records, "plan": dataclasses.asdict(plan)})
+        fit_records = _fit_records(config, task, candidates["batch_size"])
+        plan = _search_plan(config, fit_records, budget, candidates, range_steps)
+        write(plan_path, {"batch_candidates": fit_records, "plan": plan.to_dict()})
     base = config.replace(eval_examples=min(config.eval_examples or RANGE_EVAL_EXAMPLES,
                                             RANGE_EVAL_EXAMPLES),
                           workdir=None, progress=False)
-    stages = _Stages(workdir, plan, {**ramp, "num_steps": plan.range_steps}, say, task,
-                     tensorboard=config.tensorboard)
-    decisions = []
-
-    d, (start_result,) = stages.run("lr_range", lambda: stages.lr_range(base))
-    decisions.append(d)
-    d, _ = stages.run("batch_size", lambda: stages.batch_size(base, start_result, fit_records))
-    decisions.append(d)
-    chosen = base.replace(batch_size=d.choice)
-    d, _ = stages.run("momentum", lambda: stages.family(
-        "momentum", chosen, plan.momenta, config.momentum, decisions[-1].bounds))
-    decisions.append(d)
-    chosen = chosen.replace(momentum=_momentum(d.choice))
-    d, _ = stages.run("weight_decay", lambda: stages.family(
-        "weight_decay", chosen, plan.weight_decays, config.weight_decay, decisions[-1].bounds))
-    decisions.append(d)
-    final = _final_config(config.replace(batch_size=chosen.batch_size, momentum=chosen.momentum,
-                                         weight_decay=d.choice, **d.bounds), task, workdir)
+    stages = _Stages(workdir, plan, fit_records, {**ramp, "num_steps": plan.range_steps}, say,
+                     task, tensorboard=config.tensorboard)
+    decisions: list[Decision] = []
+    chosen = base  # the values chosen so far, each stage's at its end
+    for stage in STAGES:
+        d = stages.run(stage, chosen, decisions[-1].bounds if decisions else None)
+        decisions.append(d)
+        if stage.argument is not None:
+            chosen = chosen.replace(**{stage.name: _momentum(d.choice)})
+    final = _final_config(config.replace(**{s.name: getattr(chosen, s.name) for s in FAMILIES},
+                                         **decisions[-1].bounds), task, workdir)
     result = _one_cycle(stages, final, decisions)
     _write_tune_json(workdir, inputs, plan, fit_records, result)
     try:
-        report.write(workdir, {name: stages.records[name] for name in STAGES[:-1]}, result,
-                     plan)
+        report.write(workdir, stages.records, result, plan)
     except OSError as err:
         raise WorkdirWriteError(f"could not write the report or its figures into {workdir} "
                                 f"({err.strerror or err}); tune.json and the stages are "
@@ -471,30 +329,48 @@ def _tune(config, task, workdir, budget, batch_sizes, momenta, weight_decays, ra
     return result
 
 
-def _saved_plan(path: Path) -> tuple[list, SearchPlan]:
+def _saved_plan(path: Path, config, budget, candidates, range_steps
+                ) -> tuple[list, SearchPlan]:
     """The plan a tune started with; a damaged one is refused, named (the recorded stages
-    followed it)."""
+    followed it). A plan recorded before cuts were recorded by stage holds each family under
+    its `argument` and the cuts as text: the plan is made again from its batch candidates
+    and must match it."""
     saved = _files.read_json(path)
     try:
-        return saved["batch_candidates"], SearchPlan(**{
-            **saved["plan"], **{k: tuple(_momentum(x) for x in saved["plan"][k])
-                                for k in ("batch_sizes", "momenta", "weight_decays", "cuts")}})
+        fit_records, plan = saved["batch_candidates"], saved["plan"]
+        if "candidates" in plan:
+            return fit_records, SearchPlan.from_dict(plan, _momentum)
+        again = _search_plan(config, fit_records, budget, candidates, range_steps)
+        same = plan == json.loads(json.dumps({
+            "range_steps": again.range_steps,
+            **{s.argument: again.candidates[s.name] for s in FAMILIES},
+            "planned_steps": again.planned_steps, "cuts": [c.text for c in again.cuts]}))
     except (KeyError, TypeError, ValueError) as err:
         raise UnreadableFileError(path, f"it is not a tune's plan ({type(err).__name__} "
                                         f"{err}); the recorded stages followed it: restore "
                                         "it, or use another workdir") from None
+    if not same:
+        raise UnreadableFileError(path, "its plan is not the one its batch candidates and the "
+                                        "tune's inputs give; the recorded stages followed it: "
+                                        "restore it, or use another workdir")
+    return fit_records, again
 
 
-def _plan(config, task, budget, batch_sizes, momenta, weight_decays, range_steps):
-    """The batch candidates' fit records and the search plan within the budget."""
-    records = [check_candidate(config, b, task).to_dict()
-               for b in dict.fromkeys((config.batch_size, *batch_sizes))]
-    if not records[0]["fits"]:
+def _fit_records(config, task, batch_sizes) -> list[dict[str, Any]]:
+    """Whether each batch candidate fits (`tuning.batch`), the starting batch first."""
+    found = [check_candidate(config, b, task).to_dict()
+             for b in dict.fromkeys((config.batch_size, *batch_sizes))]
+    if not found[0]["fits"]:
         raise ConfigError(f"batch_size={config.batch_size} (the starting batch) does not fit: "
-                          f"{records[0]['reason']}.")
-    fitting = [r["batch_size"] for r in records[1:] if r["fits"]]
-    order = [config.batch_size, *sorted(fitting, reverse=True)]  # the largest kept longest
-    return records, plan_search(budget, range_steps, order, momenta, weight_decays)
+                          f"{found[0]['reason']}.")
+    return found
+
+
+def _search_plan(config, fit_records, budget, candidates, range_steps) -> SearchPlan:
+    """The search plan within the budget: the batches that fit, the largest kept longest."""
+    fitting = [r["batch_size"] for r in fit_records[1:] if r["fits"]]
+    return plan_search(budget, range_steps, {
+        **candidates, "batch_size": [config.batch_size, *sorted(fitting, reverse=True)]})
 
 
 def _final_config(config: TrainConfig, task: Task | None, workdir: Path) -> TrainConfig:
@@ -512,8 +388,9 @@ def _final_config(config: TrainConfig, task: Task | None, workdir: Path) -> Trai
 
 
 def _one_cycle(stages: _Stages, config: TrainConfig, decisions: list[Decision]) -> TuneResult:
-    path = stages.dir / f"{len(STAGES)}_one_cycle.json"
-    done = _recorded(path, _final_record) is not None
+    """Sec. 4.1, 5: the tuned 1cycle run (resumed by `fit`), `diagnose`d (Sec. 3)."""
+    path = records.path(stages.workdir, ONE_CYCLE.name)
+    done = records.recorded(path, records.check_final) is not None
     if not done:
         stages.say(f"one_cycle: {config.min_lr:.4g} -> {config.max_lr:.4g}, batch "
                    f"{config.batch_size}, momentum {show(config.momentum)}, weight decay "
@@ -522,33 +399,33 @@ def _one_cycle(stages: _Stages, config: TrainConfig, decisions: list[Decision]) 
             fit(config, task=stages.task)
         except DivergenceError as err:  # diagnosed and recorded like any other outcome
             stages.say(str(err))
-    history = History.load(path.parent.parent / "one_cycle")
+    history = History.load(stages.workdir / "one_cycle")
     found = diagnose(history)
     if not done:
         member = history.summary["members"][0]
-        _write(path, {
+        write(path, {
             "config": config.to_dict(), "status": history.summary["status"],
             "epochs": history.summary["epochs"], "test_accuracy": member["test_accuracy"],
             "test_loss": member["test_loss"], "train_loss": member["train_loss"],
             "diagnosis": found.to_dict(), "next_step": advice.next_step(found.verdict)})
-    return TuneResult(path.parent.parent, decisions, config, history, found,
+    return TuneResult(stages.workdir, decisions, config, history, found,
                       advice.next_step(found.verdict))
 
 
 def _write_tune_json(workdir: Path, inputs, plan: SearchPlan, fit_records, result: TuneResult):
-    final = _files.read_json(workdir / "stages" / f"{len(STAGES)}_one_cycle.json")
-    _write(workdir / "tune.json", {
+    final = _files.read_json(records.path(workdir, ONE_CYCLE.name))
+    write(workdir / "tune.json", {
         "procedure": "Smith 2018, A disciplined approach to neural network hyper-parameters: "
                      "Part 1 (arXiv:1803.09820), Sec. 4-5",
         "inputs": inputs,
         "budget": {"budget": inputs["budget"], "planned_steps": plan.planned_steps,
                    "plan_steps": plan.steps, "range_steps": plan.range_steps,
                    "spent_steps": sum(d.steps_spent for d in result.decisions),
-                   "cuts": list(plan.cuts)},
+                   "cuts": [c.text for c in plan.cuts]},
         "batch_candidates": fit_records,
         "decisions": [d.to_dict() for d in result.decisions] + [{
-            "stage": "one_cycle", "section": SECTIONS["one_cycle"],
-            "rule": RULES["one_cycle"], "choice": {
+            "stage": ONE_CYCLE.name, "section": ONE_CYCLE.section,
+            "rule": ONE_CYCLE.rule, "choice": {
                 k: final["config"][k] for k in ("batch_size", "momentum", "weight_decay",
                                                 "min_lr", "max_lr", "epochs", "steps")},
             "result": {k: final[k] for k in ("status", "epochs", "test_accuracy",
