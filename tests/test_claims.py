@@ -10,9 +10,10 @@ from hparams_jax.range_test import Family, RangeTestResult
 from hparams_jax.train import History
 
 
-def run(name, accs, epochs=12.0, losses=None, curve=None, diverged=()):
+def run(name, accs, epochs=12.0, losses=None, curve=None, diverged=(), batch=512):
     """A finished run of `name`: final accuracies per seed, and an accuracy curve over
-    `epochs` (linear to the final value unless `curve(epoch) -> acc` is given)."""
+    `epochs` of 100 steps of `batch` (linear to the final value unless `curve(epoch) -> acc`
+    is given)."""
     losses = [1 - a for a in accs] if losses is None else losses
     members, rows = [], []
     for k, (acc, loss) in enumerate(zip(accs, losses)):
@@ -22,7 +23,8 @@ def run(name, accs, epochs=12.0, losses=None, curve=None, diverged=()):
             a = curve(ep) if curve else acc * ep / epochs
             rows.append({"kind": "eval", "step": int(ep * 100), "epoch": float(ep),
                          "member": k, "test_accuracy": float(a), "test_loss": 1 - float(a)})
-    return Run(name, 1.0, {"members": members, "epochs": epochs}, History(rows))
+    return Run(name, 1.0, {"members": members, "epochs": epochs, "step": round(epochs * 100),
+                           "config": {"batch_size": batch}}, History(rows))
 
 
 def test_tie_margin_is_two_standard_errors_with_a_floor():
@@ -181,3 +183,34 @@ def test_curve_reading_checks_each_reading_against_the_longer_run(monkeypatch):
         verdict.measured
     del records["long"]
     assert claims.evaluate(claim, records, {}).verdict == claims.NOT_RUN
+
+
+def test_todays_schedules_against_1cycle_both_ways_and_at_unequal_examples():
+    claim = Claim("t", "Sec. 4.1", "s", "todays_schedules",
+                  dict(one_cycle="1c", others={"cosine": "cos", "WSD": "wsd"}))
+    one_cycle = run("1c", [0.912, 0.914, 0.913, 0.911])
+    level = {"1c": one_cycle, "cos": run("cos", [0.913, 0.912, 0.914, 0.910]),
+             "wsd": run("wsd", [0.900, 0.902, np.nan, 0.901], diverged=(2,))}
+    held = claims.evaluate(claim, level, {})
+    assert held.verdict == claims.HOLDS and held.why == "1cycle ties cosine; beats WSD"
+    assert "1 of 4 runs diverged, not counted" in held.measured
+    better = dict(level, cos=run("cos", [0.920, 0.921, 0.922, 0.921]))
+    failed = claims.evaluate(claim, better, {})
+    assert failed.verdict == claims.FAILS and failed.why == "cosine trains better than 1cycle"
+    longer = dict(level, cos=run("cos", [0.913, 0.912], epochs=24))
+    assert claims.evaluate(claim, longer, {}).verdict == claims.INCONCLUSIVE
+
+
+def test_lr_free_counts_the_range_tests_examples_and_compares_by_the_tie_rule():
+    claim = Claim("f", "Sec. 4.1", "s", "lr_free",
+                  dict(procedure="1c", test="lr", others={"Prodigy": "prodigy"}))
+    test = {"lr": _family("lr", [None], [0.3], [0.2])}  # a 100-step range test
+    procedure = run("1c", [0.912, 0.914, 0.913, 0.911])  # 1,200 steps of 512
+    behind = claims.evaluate(claim, {"1c": procedure, "prodigy": run(
+        "prodigy", [0.905, 0.904, 0.906, 0.905])}, test)
+    assert behind.verdict == claims.HOLDS and behind.why == "the procedure's 1cycle beats Prodigy"
+    assert "procedure 13 epochs of examples (range test 1 + run 12)" in behind.measured
+    assert "Prodigy 12" in behind.measured
+    ahead = claims.evaluate(claim, {"1c": procedure, "prodigy": run(
+        "prodigy", [0.925, 0.924, 0.926, 0.925], epochs=12.8)}, test)
+    assert ahead.verdict == claims.FAILS and "Prodigy 12.8" in ahead.measured

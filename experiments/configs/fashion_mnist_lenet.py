@@ -105,6 +105,16 @@ CLAIMS = (
           "weight_decay_policy", dict(one_cycle=WD_ONE_CYCLE, constant={
               3e-3: "constant_wd3e-3", 1e-3: "constant_wd1e-3", 5e-4: "constant",
               1e-4: "constant_wd1e-4"})),
+    Claim("1cycle against cosine and WSD", "Sec. 4.1",
+          "at equal epochs and the same peak LR (the range test's), 1cycle trains at least as "
+          "well as cosine decay with warmup and warmup-stable-decay",
+          "todays_schedules", dict(one_cycle="rt_1x", others={
+              "cosine": "cosine", "WSD": "wsd", "WSD 1-sqrt": "wsd_1-sqrt"})),
+    Claim("Schedule-free and LR-free against the procedure", "Sec. 4.1",
+          "the range test plus 1cycle trains at least as well as schedule-free SGD and the "
+          "LR-free Prodigy, counting the range test's examples",
+          "lr_free", dict(procedure="rt_1x", test="lr", others={
+              "schedule-free SGD": "schedule_free_sgd", "Prodigy": "prodigy"})),
     Claim("Reading the curves", "Sec. 3",
           "under/over-fitting read from the test loss predicts what a longer run does",
           "curve_reading", dict(series=("one_cycle_6ep", "one_cycle", "one_cycle_24ep"),
@@ -118,7 +128,9 @@ EXPERIMENT = Experiment(
     **{**PROTOCOL, "settings": PROTOCOL["settings"] + RANGE_TEST_SETTINGS + MODERN_SETTINGS,
        "comparisons": {**PROTOCOL["comparisons"],
                        "range-test bounds": ("rt_0.5x", "rt_1x", "rt_2x", "rt_min_third"),
-                       "batch size": ("bs128", "bs256", "rt_1x", "bs1024")}},
+                       "batch size": ("bs128", "bs256", "rt_1x", "bs1024"),
+                       "today's schedules and optimizers": (
+                           "rt_1x", *(s.name for s in MODERN_SETTINGS))}},
     eval_every_epochs=0.25,
     range_tests=(
         RangeTest("lr", **RAMP, note="the LR bounds of the 1cycle runs (Sec. 4.1)"),

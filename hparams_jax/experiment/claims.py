@@ -355,5 +355,71 @@ def curve_reading(r: _Records, *, series: tuple, others: tuple = ()) -> Verdict:
     return Verdict(HOLDS, ran, measured, "borne out: " + "; ".join(checks))
 
 
+def _examples(run: Run) -> int:
+    """Training examples a run's members each saw: its optimizer steps x its global batch."""
+    return int(run.summary["step"]) * int(run.summary["config"]["batch_size"])
+
+
+def _against(r: _Records, base: str, others: Mapping[str, str]) -> tuple[list, list, list]:
+    """Which of `others` (label -> setting) train better than `base`, tie with it, or train
+    worse, by `compare` on their final accuracies (a setting whose runs all diverged, worse)."""
+    better, tied, worse = [], [], []
+    for label, name in others.items():
+        if r.diverged(name):
+            worse.append(label)
+            continue
+        [worse, tied, better][compare(r.acc(name), r.acc(base)) + 1].append(label)
+    return better, tied, worse
+
+
+def todays_schedules(r: _Records, *, one_cycle: str, others: Mapping[str, str]) -> Verdict:
+    """1cycle (Sec. 4.1) against the schedules of today's practice at equal epochs and the same
+    peak LR: cosine decay with warmup, warmup-stable-decay (`others`: label -> setting). Holds
+    when 1cycle ties or beats every one of them; does not hold when one trains better; not a
+    fair comparison (inconclusive) unless every run trained as many examples."""
+    names = {"1cycle": one_cycle, **others}
+    runs = {label: r.run(name) for label, name in names.items() if not r.diverged(name)}
+    measured = "; ".join(f"{label}: {r.text_or_diverged(name)}" for label, name in names.items())
+    ran = ", ".join(f"`{name}`" for name in names.values())
+    if len({_examples(run) for run in runs.values()}) > 1:
+        return Verdict(INCONCLUSIVE, ran, measured, "the runs trained unequal numbers of "
+                       "examples")
+    if r.diverged(one_cycle):
+        return Verdict(FAILS, ran, measured, "every 1cycle run diverged")
+    better, tied, worse = _against(r, one_cycle, others)
+    if better:
+        return Verdict(FAILS, ran, measured, f"{', '.join(better)} trains better than 1cycle")
+    return Verdict(HOLDS, ran, measured, "1cycle " + "; ".join(
+        part for part in (f"ties {', '.join(tied)}" if tied else "",
+                          f"beats {', '.join(worse)}" if worse else "") if part))
+
+
+def lr_free(r: _Records, *, procedure: str, test: str, others: Mapping[str, str]) -> Verdict:
+    """The paper's procedure, an LR range test (`test`) and 1cycle at its suggestion
+    (`procedure`), against optimizers that need no schedule or no LR (`others`: label ->
+    setting; schedule-free, Prodigy), with every method's cost in training examples: the
+    procedure's counts its range test's steps at the run's batch. Holds when the procedure
+    ties or beats each of them; does not hold when one trains better."""
+    run = r.run(procedure)
+    batch = int(run.summary["config"]["batch_size"])
+    search = r.test(test).results[0].steps_run * batch
+    epoch = _examples(run) / run.summary["epochs"]  # examples per epoch
+    costs = [f"procedure {(search + _examples(run)) / epoch:.3g} epochs of examples (range "
+             f"test {search / epoch:.2g} + run {run.summary['epochs']:.3g})"]
+    costs += [f"{label} {_examples(r.run(name)) / epoch:.3g}" for label, name in others.items()
+              if not r.diverged(name)]
+    measured = "; ".join([f"procedure: {r.text(procedure)}"] + [
+        f"{label}: {r.text_or_diverged(name)}" for label, name in others.items()]
+                         + ["cost: " + ", ".join(costs)])
+    ran = f"range test `{test}` + `{procedure}`, " + ", ".join(f"`{n}`" for n in others.values())
+    better, tied, worse = _against(r, procedure, others)
+    if better:
+        return Verdict(FAILS, ran, measured, f"{', '.join(better)} trains better than the "
+                       "procedure's 1cycle")
+    return Verdict(HOLDS, ran, measured, "the procedure's 1cycle " + "; ".join(
+        part for part in (f"ties {', '.join(tied)}" if tied else "",
+                          f"beats {', '.join(worse)}" if worse else "") if part))
+
+
 # The rule of each check a `Claim` may name (`spec.CHECKS`): the function of that name above.
 _CHECKS = {name: globals()[name] for name in CHECKS}

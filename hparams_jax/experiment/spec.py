@@ -80,7 +80,8 @@ class RangeTest:
 
 # The rules a claim may name: each is the function of that name in `experiment.claims`.
 CHECKS = ("super_convergence", "range_test_bounds", "batch_size", "cyclical_momentum",
-          "weight_decay_pick", "weight_decay_policy", "curve_reading")
+          "weight_decay_pick", "weight_decay_policy", "curve_reading", "todays_schedules",
+          "lr_free")
 
 
 @dataclasses.dataclass(frozen=True)
