@@ -327,7 +327,6 @@ def run_case(case: str, scale: str = "full", root: Path = ROOT, figures: bool = 
         record["one_cycle_wall_time_s"] += others.summary["wall_time_s"]
     if case == "transformer" and study:
         record["tune"] = _tune(root, config, task, s)
-        record["todays_schedules"] = _todays_schedules(root, config, task, suggestion["max_lr"])
     record["wall_time_s"] = range_seconds + record["one_cycle_wall_time_s"] + record.get(
         "tune", {}).get("wall_time_s", 0.0)
     if figures:
@@ -374,9 +373,19 @@ TODAYS_SCHEDULES = {
 }
 
 
-def _todays_schedules(root: Path, config: TrainConfig, task: Task, max_lr: float) -> list[dict]:
-    """Each of `TODAYS_SCHEDULES` for the run's length, seeds 0 and 1 in one sweep; their
-    final held-out loss and accuracy (mean and std over the seeds) and wall time."""
+def todays_schedules(scale: str = "full", root: Path = ROOT) -> dict:
+    """Each of `TODAYS_SCHEDULES` on the transformer case for its run's length, seeds 0 and 1
+    in one sweep, peaking at the case's suggested max_lr (its range test, run first if it has
+    not been); their final held-out loss and accuracy (mean and std over the seeds) and wall
+    time, written to `transformer/todays_schedules.json`."""
+    s = SCALES[scale]
+    root = Path(root) / "transformer"
+    task, _ = transformer_task(max_chars=s.max_chars)
+    config = TrainConfig(batch_size=64, epochs=s.transformer_epochs, optimizer="adamw",
+                         momentum=0.9, adam_b2=0.99, weight_decay=0.1, log_every=20,
+                         eval_examples=1024, progress=False)
+    max_lr = _suggestion(_range_test(root, config, task, start=1e-5, stop=1.0, mode="exp",
+                                     num_steps=s.range_steps))["max_lr"]
     rows = []
     for name, changes in TODAYS_SCHEDULES.items():
         run = config.replace(**{"max_lr": max_lr, "min_lr": max_lr / 10, **changes,
@@ -384,14 +393,17 @@ def _todays_schedules(root: Path, config: TrainConfig, task: Task, max_lr: float
                                 "workdir": str(root / "todays_schedules" / name)})
         history = fit(run, task=task)
         members = history.summary["members"]
-        row = {"setting": name, "max_lr": run.max_lr, "seeds": len(members),
+        row = {"setting": name, "optimizer": run.optimizer, "lr_policy": run.lr_policy,
+               "max_lr": run.max_lr, "steps": history.summary["step"], "seeds": len(members),
                "diverged": sum(m["diverged"] for m in members),
                "wall_time_s": history.summary["wall_time_s"]}
         for metric in ("test_loss", "test_accuracy"):
             values = np.array([m[metric] for m in members], np.float64)
             row[metric], row[f"{metric}_std"] = float(values.mean()), float(values.std(ddof=1))
         rows.append(row)
-    return rows
+    record = {"scale": scale, "task": task.name, "max_lr": max_lr, "runs": rows}
+    write_json_atomic(root / "todays_schedules.json", record)
+    return record
 
 
 def main(argv=None) -> None:
@@ -399,10 +411,15 @@ def main(argv=None) -> None:
     parser.add_argument("--case", action="append", choices=CASES)
     parser.add_argument("--scale", choices=sorted(SCALES), default="full")
     parser.add_argument("--root", type=Path, default=ROOT)
+    parser.add_argument("--todays-schedules", action="store_true",
+                        help="only 1cycle against today's schedules on the transformer")
     args = parser.parse_args(argv)
     from hparams_jax import _xla
 
     _xla.apply_cpu_defaults()
+    if args.todays_schedules:
+        print(json.dumps(todays_schedules(args.scale, args.root), indent=1))
+        return
     for case in args.case or CASES:
         record = run_case(case, args.scale, args.root, figures=args.scale == "full")
         print(json.dumps(record, indent=1, default=str))
