@@ -108,7 +108,6 @@ RANGE_TEST_EXCLUDED = ("epochs", "steps", "lr_policy", "min_lr", "max_lr", "step
                        "inv_gamma", "inv_power", "range_mode", "members", "log_every",
                        "eval_every", "checkpoint_every", "keep_checkpoints", "workdir",
                        "progress")
-FAMILY_PARAMS = ("weight_decay", "momentum", "batch_size")
 
 
 def _range_test_defaults():
@@ -126,6 +125,7 @@ def _range_test_fields() -> list[str]:
 def _family(text: str):
     """`weight_decay=1e-3,1e-4` or `momentum=0.9,0.95:0.85` or `batch_size=64,128`."""
     from hparams_jax import options
+    from hparams_jax.range_test import FAMILY_PARAMS
 
     name, _, values = text.partition("=")
     if name not in FAMILY_PARAMS or not values:

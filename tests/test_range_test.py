@@ -10,7 +10,7 @@ import pytest
 
 from hparams_jax import cli, plots, schedules
 from hparams_jax.range_test import (Family, NoSuggestionError, RangeTestResult, centred,
-                                    check_ramp, lr_range_test, range_test_family, smooth)
+                                    check_ramp, ema, lr_range_test, range_test_family)
 from hparams_jax.train import TrainConfig
 
 
@@ -131,7 +131,7 @@ def test_centred_smoothing_does_not_lag_like_the_ema():
     lr = np.linspace(0.001, 1.0, 300)
     loss = valley_curve(lr, best=0.3) + 0.02 * np.random.default_rng(2).normal(size=300)
     assert abs(lr[np.argmin(centred(loss))] - 0.3) < 0.03
-    assert lr[np.argmin(smooth(loss))] > 0.35  # what reading the EMA would have said
+    assert lr[np.argmin(ema(loss))] > 0.35  # what reading the EMA would have said
 
 
 def test_json_round_trip(tmp_path):

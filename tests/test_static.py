@@ -27,9 +27,11 @@ def test_lint_rules_catch_planted_errors(tmp_path):
 
 # The documented public API: every public function and class defined in these modules, and the
 # names these packages export from the given module (prefix).
-API_MODULES = ("hparams_jax.schedules", "hparams_jax.transforms", "hparams_jax.range_test",
+API_MODULES = ("hparams_jax.schedules", "hparams_jax.transforms", "hparams_jax.range_test.run",
+               "hparams_jax.range_test.result", "hparams_jax.range_test.read",
                "hparams_jax.diagnose")
 API_EXPORTS = {"hparams_jax.train": "hparams_jax.train.",
+               "hparams_jax.range_test": "hparams_jax.range_test.",
                "hparams_jax.models": "hparams_jax.models.registry",
                "hparams_jax.data": "hparams_jax.data.sources"}
 SECTION = re.compile(r"^\s*(Args|Attributes|Returns|Raises|Examples):\s*$", re.M)
