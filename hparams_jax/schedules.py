@@ -8,7 +8,7 @@ Python numbers of at most 2**31 - 1 (optax counts steps in int32).
 
 The schedules of the cyclical policies and ramps carry a `horizon`: the steps `[0, horizon]`
 hold every value the schedule takes (it holds or repeats them after), which lets
-`transforms.sgd` check a scheduled momentum over its whole range.
+`transforms.sgd` check a scheduled momentum over its whole range when it is given no horizon.
 
 - `triangular`: cyclical learning rates (Smith 2017, Sec. 3.1): `triangular`, `triangular2`,
   `exp_range`.
@@ -57,20 +57,20 @@ def _step(count) -> jnp.ndarray:
     return jnp.asarray(count, dtype=jnp.float32)
 
 
+def _float_steps(schedule: optax.Schedule) -> optax.Schedule:
+    """`schedule` (optax's) fed the step count as float32, so that a Python int step past the
+    int32 range holds the final value instead of overflowing."""
+    return lambda count: schedule(_step(count))
+
+
 def _spans(schedule: optax.Schedule, horizon: float) -> optax.Schedule:
     """Records that `schedule` takes all its values within steps `[0, horizon]`."""
     schedule.horizon = min(math.ceil(horizon), v.MAX_STEPS)
     return schedule
 
 
-def triangular(
-    min_value: Scalar,
-    max_value: Scalar,
-    step_size: float,
-    *,
-    mode: str = "triangular",
-    gamma: Scalar = 1.0,
-) -> optax.Schedule:
+def triangular(min_value: Scalar, max_value: Scalar, step_size: float, *,
+               mode: str = "triangular", gamma: Scalar = 1.0) -> optax.Schedule:
     """Cyclical learning rate (CLR), Smith 2017, Sec. 3.1.
 
     The value moves linearly between `min_value` and `max_value` and back; `step_size` is half a
@@ -143,15 +143,9 @@ def _one_cycle_steps(total_steps: int, step_size: float | None) -> tuple[int, fl
     return total_steps, step_size
 
 
-def one_cycle(
-    total_steps: int,
-    min_value: Scalar,
-    max_value: Scalar,
-    *,
-    step_size: float | None = None,
-    final_value: Scalar | None = None,
-    anneal: str = "linear",
-) -> optax.Schedule:
+def one_cycle(total_steps: int, min_value: Scalar, max_value: Scalar, *,
+              step_size: float | None = None, final_value: Scalar | None = None,
+              anneal: str = "linear") -> optax.Schedule:
     """The 1cycle learning-rate policy, Smith 2018, Sec. 4.1.
 
     One cycle shorter than the run, then the annihilation phase::
@@ -213,14 +207,9 @@ def one_cycle(
     return _spans(schedule, total_steps)
 
 
-def one_cycle_momentum(
-    total_steps: int,
-    *,
-    max_momentum: Scalar = 0.95,
-    min_momentum: Scalar = 0.85,
-    step_size: float | None = None,
-    anneal: str = "linear",
-) -> optax.Schedule:
+def one_cycle_momentum(total_steps: int, *, max_momentum: Scalar = 0.95,
+                       min_momentum: Scalar = 0.85, step_size: float | None = None,
+                       anneal: str = "linear") -> optax.Schedule:
     """Cyclical momentum, the mirror image of `one_cycle`, Smith 2018, Sec. 4.3 and Fig. 8.
 
     Momentum falls from `max_momentum` to `min_momentum` while the learning rate rises
@@ -300,10 +289,7 @@ def range_test(start: Scalar, stop: Scalar, num_steps: int, *, mode: str = "line
     num_steps = v.step_count("num_steps", num_steps)
     v.check("num_steps", num_steps, num_steps >= 2, "at least 2")
     v.one_of("mode", mode, RAMP_MODES)
-    if mode == "exp":
-        v.strictly_positive("start", start)
-    else:
-        v.non_negative("start", start)
+    (v.strictly_positive if mode == "exp" else v.non_negative)("start", start)
     v.strictly_positive("stop", stop)
     v.ordered("start", start, "stop", stop)
 
@@ -339,7 +325,8 @@ def constant(value: Scalar) -> optax.Schedule:
 
 
 def linear(start: Scalar, end: Scalar, num_steps: int) -> optax.Schedule:
-    """Linear change from `start` (step 0) to `end` (step `num_steps`), then held.
+    """Linear change from `start` (step 0) to `end` (step `num_steps`), then held
+    (`optax.linear_schedule`).
 
     A linearly decaying weight decay as tried in Smith 2018, Sec. 4.4.
 
@@ -363,11 +350,7 @@ def linear(start: Scalar, end: Scalar, num_steps: int) -> optax.Schedule:
     v.non_negative("start", start)
     v.non_negative("end", end)
     num_steps = v.step_count("num_steps", num_steps)
-
-    def schedule(count):  # float steps: any Python int step holds `end` (no int32 overflow)
-        return _interpolate(start, end, _phase(_step(count), 0.0, num_steps), "linear")
-
-    return _spans(schedule, num_steps)
+    return _spans(_float_steps(optax.linear_schedule(start, end, num_steps)), num_steps)
 
 
 # --- Caffe's decay policies (the baselines of the author's solvers) ---------------------------
@@ -407,8 +390,16 @@ def inv(base_value: Scalar, gamma: float, power: float) -> optax.Schedule:
     return schedule
 
 
+def _factor(gamma: float) -> float:
+    """A decay policy's factor, in (0, 1]."""
+    gamma = v.positive_number("gamma", gamma)
+    v.check("gamma", gamma, gamma <= 1, "in (0, 1]")
+    return gamma
+
+
 def step(base_value: Scalar, gamma: float, step_size: int) -> optax.Schedule:
-    """Caffe's `step` policy: the value drops by `gamma` every `step_size` steps::
+    """Caffe's `step` policy: the value drops by `gamma` every `step_size` steps
+    (`optax.exponential_decay` in its staircase form)::
 
         value(t) = base_value * gamma ** floor(t / step_size)
 
@@ -431,14 +422,8 @@ def step(base_value: Scalar, gamma: float, step_size: int) -> optax.Schedule:
       0.1 0.1 0.01 0.001
     """
     v.non_negative("base_value", base_value)
-    gamma = v.positive_number("gamma", gamma)
-    v.check("gamma", gamma, gamma <= 1, "in (0, 1]")
-    step_size = v.step_count("step_size", step_size)
-
-    def schedule(count):
-        return base_value * jnp.power(gamma, jnp.floor(_step(count) / step_size))
-
-    return schedule
+    gamma, step_size = _factor(gamma), v.step_count("step_size", step_size)
+    return _float_steps(optax.exponential_decay(base_value, step_size, gamma, staircase=True))
 
 
 def multistep(base_value: Scalar, gamma: float, boundaries) -> optax.Schedule:
@@ -466,9 +451,7 @@ def multistep(base_value: Scalar, gamma: float, boundaries) -> optax.Schedule:
       0.1 0.1 0.01 0.001
     """
     v.non_negative("base_value", base_value)
-    gamma = v.positive_number("gamma", gamma)
-    v.check("gamma", gamma, gamma <= 1, "in (0, 1]")
-    boundaries = tuple(boundaries)
+    gamma, boundaries = _factor(gamma), tuple(boundaries)
     for b in boundaries:
         v.step_count("boundaries", b)
     v.check("boundaries", boundaries, list(boundaries) == sorted(set(boundaries)),
@@ -500,15 +483,16 @@ def poly(base_value: Scalar, power: float, num_steps: int) -> optax.Schedule:
 
     Examples:
       >>> from hparams_jax import schedules
-      >>> lr = schedules.poly(0.1, 2.0, 100)
-      >>> print(*[f"{float(lr(t)):.4g}" for t in (0, 50, 100, 200)])
-      0.1 0.025 0 0
+      >>> lr = schedules.poly(0.1, 2.0, 100)  # 0.1 * (1 - t / 100) ** 2
+      >>> [round(float(lr(t)), 4) for t in (0, 50, 100, 200)]
+      [0.1, 0.025, 0.0, 0.0]
     """
     v.non_negative("base_value", base_value)
     power = v.non_negative_number("power", power)
     num_steps = v.step_count("num_steps", num_steps)
 
-    def schedule(count):
+    def schedule(count):  # optax.polynomial_schedule's `1 - count / steps` can fall below 0
+        # once compiled (XLA divides by multiplying), which a fractional power turns into NaN
         remaining = jnp.clip((num_steps - _step(count)) / num_steps, 0.0, 1.0)
         return base_value * jnp.power(remaining, power)
 
