@@ -172,7 +172,7 @@ def test_momentum_family_mixes_constant_and_cyclical(optimizer, start, stop):
     family = range_test_family(TINY.replace(optimizer=optimizer), "momentum",
                                [0.9, (0.95, 0.85)], start=start, stop=stop, num_steps=10,
                                eval_every=5)
-    assert [r.label for r in family.results] == ["momentum=0.9", "momentum=0.95:0.85"]
+    assert [r.label for r in family.results] == ["momentum=0.9", "momentum=0.95-0.85"]
     assert [r.optimizer for r in family.results] == [optimizer, optimizer]
     assert all(r.steps_run == 10 and np.isfinite(r.train_loss).all() for r in family.results)
 

@@ -14,7 +14,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from hparams_jax import _files
+from hparams_jax import _files, momenta
 from hparams_jax.errors import UnreadableFileError
 from hparams_jax.range_test.read import (EVAL_TOLERANCE, NoSuggestionError, Suggestion,
                                          centred, near_lowest_loss, suggest)
@@ -229,7 +229,7 @@ class Family:
                          f"{show(r['best_eval_accuracy'], '.4f'):>14}  {r['stopped']}")
         try:
             value, reason = self.pick()
-            lines.append(f"pick: {self.param}={_fmt(value)} ({reason})")
+            lines.append(f"pick: {_label(self.param, value)} ({reason})")
         except NoSuggestionError as err:
             lines.append(f"pick: none ({err})")
         return "\n".join(lines)
@@ -275,7 +275,7 @@ class Family:
         path."""
         return _save_json(path, {
             "family": self.param,
-            "values": [list(x) if isinstance(x, tuple) else x for x in self.values],
+            "values": [list(x) if momenta.is_cyclical(x) else x for x in self.values],
             "results": [r.to_dict() for r in self.results]})
 
     @classmethod
@@ -283,14 +283,21 @@ class Family:
         """The family `save` wrote to `path` (`UnreadableFileError` naming a damaged file)."""
         def build(d: dict[str, Any]) -> "Family":
             results = [RangeTestResult.from_dict(r) for r in d["results"]]
-            values = [tuple(x) if isinstance(x, list) else x for x in d["values"]]
+            values = _values(d["family"], d["values"])
             return cls(d["family"], values, results)
 
         return _loaded(path, build)
 
 
-def _fmt(x) -> str:
-    return ":".join(f"{y:g}" for y in x) if isinstance(x, tuple) else f"{x:g}"
+def _values(param: str, values: list) -> list:
+    """A family's values as held: momenta by `momenta.parse` (a pair read back from JSON as a
+    list is a cyclical momentum), other values as they are."""
+    return [momenta.parse(x, "values") for x in values] if param == "momentum" else list(values)
+
+
+def _label(param: str, value) -> str:
+    """`param=value`, a momentum written as `momenta.format` writes it."""
+    return f"{param}={momenta.format(value) if param == 'momentum' else format(value, 'g')}"
 
 
 def _example_curve(rise_at: float) -> RangeTestResult:

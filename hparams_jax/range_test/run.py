@@ -23,9 +23,10 @@ import jax
 import numpy as np
 
 from hparams_jax import _validate as v
+from hparams_jax import momenta
 from hparams_jax.errors import ConfigError
 from hparams_jax.range_test.read import centred
-from hparams_jax.range_test.result import Family, RangeTestResult, _fmt
+from hparams_jax.range_test.result import Family, RangeTestResult, _label, _values
 from hparams_jax.train.config import RANGE_MODES, TrainConfig
 from hparams_jax.train.metrics import ACCURACY
 
@@ -305,7 +306,7 @@ def range_test_family(config: TrainConfig, param: str, values: Sequence, *, star
     check_ramp(start, stop, num_steps, mode, stop_factor, eval_every)
     kw = dict(start=start, stop=stop, num_steps=num_steps, mode=mode, eval_every=eval_every,
               stop_factor=stop_factor)
-    values = [tuple(x) if isinstance(x, list) else x for x in values]
+    values = _values(param, values)
     config, task = _with_eval(config, task, "a range-test family")
     if param == "batch_size" and not task.held:
         raise ConfigError(f"param='batch_size': task {task.name!r} streams batches of a fixed "
@@ -315,15 +316,15 @@ def range_test_family(config: TrainConfig, param: str, values: Sequence, *, star
     if param == "batch_size":
         for i, b in enumerate(values):
             results[i] = _run(config.replace(batch_size=b, members=()), task,
-                              labels=[f"batch_size={b}"], **kw)[0]
+                              labels=[_label(param, b)], **kw)[0]
     else:
         groups: dict[bool, list[int]] = {}
         for i, x in enumerate(values):  # constant and cyclical momenta compile separately
-            groups.setdefault(isinstance(x, tuple), []).append(i)
+            groups.setdefault(param == "momentum" and momenta.is_cyclical(x), []).append(i)
         for idx in groups.values():
             members = tuple({param: values[i], "seed": config.seed} for i in idx)
             out = _run(config.replace(members=members), task, labels=[
-                f"{param}={_fmt(values[i])}" for i in idx], **kw)
+                _label(param, values[i]) for i in idx], **kw)
             results.update(zip(idx, out))
     return Family(param, list(values), [results[i] for i in range(len(values))])
 
