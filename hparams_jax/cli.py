@@ -14,12 +14,13 @@ after saving the last completed step. Any other exception surfaces with its trac
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import sys
 from pathlib import Path
 
+from hparams_jax import _launch, momenta, options
 from hparams_jax.errors import ConfigError, MissingExtraError, UnreadableFileError
+from hparams_jax.options import RANGE_TEST_EXCLUDED, TUNE_EXCLUDED
+from hparams_jax.train import TrainConfig, policies
 
 
 def _demo(args) -> int:
@@ -33,55 +34,17 @@ def _demo(args) -> int:
     return 0
 
 
-def _join_cluster(args) -> None:
-    """Joins a multi-process run before JAX starts: the processes named by --coordinator,
-    --num-processes and --process-id (CPU processes talk through gloo collectives), or, with
-    --distributed alone, the cluster `jax.distributed.initialize()` detects (a TPU VM's)."""
-    explicit = {"--coordinator": args.coordinator, "--num-processes": args.num_processes,
-                "--process-id": args.process_id}
-    given = [name for name, value in explicit.items() if value is not None]
-    if not given and not args.distributed:
-        return
-    import jax
-
-    if not given:
-        jax.distributed.initialize()
-        return
-    if len(given) < 3:
-        missing = ", ".join(name for name in explicit if name not in given)
-        raise ConfigError(f"{', '.join(given)} given without {missing}: a multi-process run "
-                          "needs all three of --coordinator, --num-processes and --process-id.")
-    host, _, port = args.coordinator.rpartition(":")
-    if not host or not port.isdigit():
-        raise ConfigError(f"--coordinator {args.coordinator!r} is not allowed: --coordinator "
-                          "must be HOST:PORT, e.g. 10.0.0.1:1234.")
-    if args.num_processes < 1 or not 0 <= args.process_id < args.num_processes:
-        raise ConfigError(f"--num-processes {args.num_processes} --process-id "
-                          f"{args.process_id}: --num-processes must be >= 1 and --process-id "
-                          f"in [0, {args.num_processes}).")
-    if "JAX_CPU_COLLECTIVES_IMPLEMENTATION" not in os.environ:  # the user's choice stands
-        jax.config.update("jax_cpu_collectives_implementation", "gloo")
-    jax.distributed.initialize(coordinator_address=args.coordinator,
-                               num_processes=args.num_processes, process_id=args.process_id)
-
-
-def _train_defaults():
-    from hparams_jax.train import TrainConfig
-
+def _train_defaults() -> TrainConfig:
     return TrainConfig(workdir="runs/train")
 
 
 def _train(args) -> int:
     """Trains one network on one dataset under one policy (Smith 2018, Sec. 4)."""
-    _join_cluster(args)
-    from hparams_jax import options
+    _launch.join_cluster(args)
     from hparams_jax.train import fit
 
-    config = options.config_from(args, _train_defaults(), options.fields())
-    _check_model(config)
-    if args.runs < 1:
-        raise ConfigError(f"--runs {args.runs} is not allowed: --runs must be a positive "
-                          "integer (seeds trained together).")
+    config = _config(args)
+    _check_runs(args.runs)
     if args.runs > 1:
         if config.members:
             raise ConfigError(f"--runs {args.runs} with members={list(config.members)!r}: "
@@ -100,56 +63,28 @@ def _train(args) -> int:
     return 0
 
 
-# TrainConfig fields that are no range-test options: the ramp replaces the LR policy, its bounds
-# and the run's length, its own --eval-every and --workdir replace theirs, and a range test
-# trains one setting (--family varies one) without checkpoints or progress bars.
-RANGE_TEST_EXCLUDED = ("epochs", "steps", "lr_policy", "min_lr", "max_lr", "step_size",
-                       "final_lr", "anneal", "piecewise_boundaries", "piecewise_gamma",
-                       "inv_gamma", "inv_power", "range_mode", "members", "log_every",
-                       "eval_every", "checkpoint_every", "keep_checkpoints", "workdir",
-                       "progress")
-FAMILY_PARAMS = ("weight_decay", "momentum", "batch_size")
+def _check_runs(runs: int | None) -> None:
+    if runs is not None and runs < 1:
+        raise ConfigError(f"--runs {runs} is not allowed: --runs must be a positive integer "
+                          "(seeds trained together).")
 
 
-def _range_test_defaults():
-    from hparams_jax.train import TrainConfig
-
+def _range_test_defaults() -> TrainConfig:
     return TrainConfig(eval_examples=1000, progress=False)
 
 
 def _range_test_fields() -> list[str]:
-    from hparams_jax import options
-
     return [name for name in options.fields() if name not in RANGE_TEST_EXCLUDED]
-
-
-def _family(text: str):
-    """`weight_decay=1e-3,1e-4` or `momentum=0.9,0.95:0.85` or `batch_size=64,128`."""
-    from hparams_jax import options
-
-    name, _, values = text.partition("=")
-    if name not in FAMILY_PARAMS or not values:
-        raise argparse.ArgumentTypeError(
-            f"--family {text!r}: expected weight_decay=V1,V2,..., momentum=V1,V2,... (a value "
-            "may be max:min) or batch_size=B1,B2,...")
-    try:
-        return name, [options.parse_value(name, x) for x in values.split(",")]
-    except ConfigError as err:
-        raise argparse.ArgumentTypeError(f"--family {text!r}: {err}") from None
 
 
 def _range_test(args) -> int:
     """The LR range test (Smith 2018, Sec. 4.1) or a family of them (Sec. 4.3-4.5), its
     workdir locked while it runs; the config and the ramp are checked before anything is
     written."""
-    from hparams_jax import options
     from hparams_jax.range_test import check_ramp
-    from hparams_jax.train import workdir_lock
+    from hparams_jax.train import tensorboard, workdir_lock
 
-    from hparams_jax.train import tensorboard
-
-    config = options.config_from(args, _range_test_defaults(), _range_test_fields())
-    _check_model(config)
+    config = _config(args)
     check_ramp(args.start, args.stop, args.steps, args.mode, eval_every=args.eval_every)
     if config.tensorboard:
         tensorboard.check_installed()  # before anything trains
@@ -202,55 +137,11 @@ def _range_test_locked(args, config) -> int:
     return 0
 
 
-# TrainConfig fields that are no tune options: tune sets the LR policy and its bounds, runs
-# one setting, and takes the workdir as its own --workdir.
-TUNE_EXCLUDED = ("lr_policy", "min_lr", "max_lr", "piecewise_boundaries", "piecewise_gamma",
-                 "inv_gamma", "inv_power", "range_mode", "members", "workdir")
-
-
-def _tune_defaults():
-    from hparams_jax.train import TrainConfig
-
-    return TrainConfig()
-
-
-def _list_of(name: str, read):
-    """An option's comma-separated list, each item read by `read` (ValueError when it is not
-    one); argparse reports a bad item as one line naming the option."""
-    def convert(text: str):
-        try:
-            return [read(x.strip()) for x in text.split(",")] if text.strip() else []
-        except ValueError:
-            raise argparse.ArgumentTypeError(
-                f"{name} {text!r}: expected a comma-separated list of "
-                f"{_LIST_ITEMS[name]}") from None
-
-    return convert
-
-
-def _momentum_item(text: str):
-    """`0.9` or a cyclical pair `0.95-0.85` (also `0.95:0.85`): max, then min."""
-    for sep in ("-", ":"):
-        if sep in text.lstrip("-"):
-            high, _, low = text.rpartition(sep)
-            return (float(high), float(low))
-    return float(text)
-
-
-_LIST_ITEMS = {"--batch-sizes": "integers, e.g. 128,256,512",
-               "--momenta": "momenta, each a number or a cyclical max-min pair, e.g. "
-                            "0.95-0.85,0.9,0.99",
-               "--weight-decays": "numbers, e.g. 1e-3,1e-4,1e-5"}
-
-
 def _tune(args) -> int:
     """The disciplined approach as one command (Smith 2018, Sec. 4-5; `hparams_jax.tuning`)."""
-    from hparams_jax import options
     from hparams_jax.tuning import tune
 
-    config = options.config_from(args, _tune_defaults(),
-                                 [f for f in options.fields() if f not in TUNE_EXCLUDED])
-    _check_model(config)
+    config = _config(args)
     result = tune(config.replace(workdir=args.workdir), budget=args.budget,
                   batch_sizes=args.batch_sizes, momenta=args.momenta,
                   weight_decays=args.weight_decays, start=args.start, stop=args.stop,
@@ -310,12 +201,10 @@ def _experiment(args) -> int:
     if not 0 < args.scale <= 1:  # before anything runs, the range tests included
         raise ConfigError(f"--scale {args.scale:g} is not allowed: --scale must be a number "
                           "in (0, 1] (the fraction of each setting's length).")
-    _join_cluster(args)
+    _launch.join_cluster(args)
     if not args.name:
         raise ConfigError("experiment run needs NAME (see hparams-jax experiment list)")
-    if args.runs is not None and args.runs < 1:
-        raise ConfigError(f"--runs {args.runs} is not allowed: --runs must be a positive "
-                          "integer (seeds trained together).")
+    _check_runs(args.runs)
     execution = {name: getattr(args, name) for name in EXECUTION_FIELDS
                  if hasattr(args, name)}
     e = experiment.find(args.name, args.configs)
@@ -343,19 +232,26 @@ def _experiment(args) -> int:
     return 0
 
 
-def _check_model(config) -> None:
-    """The network and its keywords (`model_options`), checked before anything is written."""
-    from hparams_jax import models
+# The commands that build a configuration: (their defaults, the fields they take as options,
+# whether the config keeps its LR policy: a range test and tune set their own).
+_CONFIGS = {
+    "train": lambda: (_train_defaults(), list(options.fields()), True),
+    "range-test": lambda: (_range_test_defaults(), _range_test_fields(), False),
+    "tune": lambda: (TrainConfig(), [f for f in options.fields() if f not in TUNE_EXCLUDED],
+                     False),
+}
+
+
+def _config(args) -> TrainConfig:
+    """The configuration of command `args.command` (`options.config_from`), its network and
+    the fields of its policy and optimizer checked before anything is written."""
     from hparams_jax.models import registry
 
-    if config.model not in models.available():
-        raise ConfigError(f"model={config.model!r} is unknown; available: "
-                          f"{', '.join(models.available())}")
-    try:  # dtype and layers come from the config's precision and plan
-        registry.check_options(config.model, config.model_options, exclude=("dtype", "layers"))
-    except ConfigError as err:
-        raise ConfigError(f"model_options={json.dumps(dict(config.model_options))} is not "
-                          f"allowed: {err}") from None
+    defaults, names, own_policy = _CONFIGS[args.command]()
+    config = options.config_from(args, defaults, names)
+    registry.check_model(config.model, config.model_options)
+    policies.check_fields_apply(config, lr_policy=own_policy)
+    return config
 
 
 class _Parser(argparse.ArgumentParser):
@@ -365,17 +261,17 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
-def _add_launch_arguments(parser: argparse.ArgumentParser) -> None:
-    """What the commands that train full runs share: multi-host."""
-    parser.add_argument("--distributed", action="store_true",
-                        help="call jax.distributed.initialize() first (multi-host TPU/GPU)")
-    parser.add_argument("--coordinator", metavar="HOST:PORT", help="multi-process: process 0's")
-    parser.add_argument("--num-processes", type=int, help="multi-process: how many processes")
-    parser.add_argument("--process-id", type=int, help="multi-process: this one's, 0 to N-1")
+def _command(sub, name: str, func, **kwargs) -> argparse.ArgumentParser:
+    """Command `name`, run by `func`; one that builds a configuration (`_CONFIGS`) takes
+    `--config` and `--set` (and, after its own arguments, an option per field it takes)."""
+    parser = sub.add_parser(name, **kwargs)
+    parser.set_defaults(func=func)
+    if name in _CONFIGS:
+        options.add_config_arguments(parser)
+    return parser
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from hparams_jax import options
     from hparams_jax.train.config import EXECUTION_FIELDS
 
     parser = _Parser(
@@ -389,8 +285,9 @@ def build_parser() -> argparse.ArgumentParser:
                "SIGINT/SIGTERM after saving the last completed step (run the same command "
                "again to resume).")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
-    demo = sub.add_parser(
-        "demo", help="tune LeNet on Fashion-MNIST, beside a hand-set 1cycle and a constant LR",
+    demo = _command(
+        sub, "demo", _demo,
+        help="tune LeNet on Fashion-MNIST, beside a hand-set 1cycle and a constant LR",
         description="LeNet on the offline Fashion-MNIST: `tune` (range tests choose the LR "
                     "bounds, batch size, momentum and weight decay, then 1cycle trains with "
                     "them), then a hand-set 1cycle and a constant LR train for the same epochs; "
@@ -408,26 +305,21 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--eval-examples", type=int, default=None,
                       help="evaluate on a subset of the test split")
     demo.add_argument("--no-progress", action="store_true", help="no progress bars")
-    demo.set_defaults(func=_demo)
 
-    train = sub.add_parser(
-        "train", help="train a network under a learning-rate policy",
+    train = _command(
+        sub, "train", _train, help="train a network under a learning-rate policy",
         description="Train one of the paper's networks. Metrics go to WORKDIR/metrics.jsonl, "
                     "the final figures to WORKDIR/summary.json, checkpoints to "
                     "WORKDIR/checkpoints; running the same command again resumes. Every "
                     "TrainConfig field is an option; the configuration is built from the "
                     "defaults, then --config, then the options given, then each --set.")
-    options.add_config_arguments(train)
-    train.add_argument("--runs", type=int, default=1,
-                       metavar="N",
+    train.add_argument("--runs", type=int, default=1, metavar="N",
                        help="train this many seeds (seed, seed + 1, ...) at once in one "
                             "program (jax.vmap) (default: 1)")
-    _add_launch_arguments(train)
-    options.add_options(train, _train_defaults(), options.fields())
-    train.set_defaults(func=_train)
+    _launch.add_arguments(train)
 
-    rt = sub.add_parser(
-        "range-test", help="LR range test: find the learning-rate bounds",
+    rt = _command(
+        sub, "range-test", _range_test, help="LR range test: find the learning-rate bounds",
         description="Train briefly while the learning rate rises from --start to --stop and "
                     "read where the loss and held-out accuracy stop improving (Smith 2018, "
                     "Sec. 4.1). Writes WORKDIR/range_test.json and WORKDIR/range_test.png and "
@@ -438,7 +330,6 @@ def build_parser() -> argparse.ArgumentParser:
                "TrainConfig fields that are not options here (the ramp replaces them, or they "
                "concern full runs): " + ", ".join(RANGE_TEST_EXCLUDED) + ".",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    options.add_config_arguments(rt)
     rt.add_argument("--start", type=float, default=0.001, help="first learning rate")
     rt.add_argument("--stop", type=float, default=1.0,
                     help="last learning rate (above --start)")
@@ -447,16 +338,14 @@ def build_parser() -> argparse.ArgumentParser:
                     help="linear ramp (the paper) or exponential (equal ratios)")
     rt.add_argument("--eval-every", type=int, default=None,
                     help="steps between held-out evaluations (default: 20 in the test)")
-    rt.add_argument("--family", type=_family, default=None,
+    rt.add_argument("--family", type=options.family, default=None,
                     help="repeat for several values: weight_decay=1e-3,1e-4,1e-5 or "
                          "momentum=0.99,0.95,0.9 or batch_size=64,128,256")
     rt.add_argument("--workdir", default="runs/range_test", help="output folder")
-    options.add_options(rt, _range_test_defaults(), _range_test_fields())
-    rt.set_defaults(func=_range_test)
 
-    tune = sub.add_parser(
-        "tune", help="the paper's whole procedure: LR, batch size, momentum, weight decay, "
-                     "then 1cycle",
+    tune = _command(
+        sub, "tune", _tune, help="the paper's whole procedure: LR, batch size, momentum, "
+                                 "weight decay, then 1cycle",
         description="Smith 2018's disciplined approach in one command: an LR range test "
                     "(Sec. 4.1), then range tests to choose the batch size (4.2), the momentum "
                     "(4.3) and the weight decay (4.4), then a 1cycle run with the chosen values "
@@ -469,16 +358,19 @@ def build_parser() -> argparse.ArgumentParser:
                "are the values the search starts from; --epochs or --steps the 1cycle run's "
                "length.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    options.add_config_arguments(tune)
     tune.add_argument("--workdir", required=True, help="where the stages, tune.json, "
                       "report.md, the figures and the 1cycle run go")
-    tune.add_argument("--batch-sizes", type=_list_of("--batch-sizes", int), default=None,
+    tune.add_argument("--batch-sizes", type=options.list_option(
+                          "--batch-sizes", int, "integers, e.g. 128,256,512"), default=None,
                       help="batch-size candidates (default: the starting batch x 1, 2, 4); "
                            "those that do not fit the devices are recorded and skipped")
-    tune.add_argument("--momenta", type=_list_of("--momenta", _momentum_item), default=None,
+    tune.add_argument("--momenta", type=options.list_option(
+                          "--momenta", momenta.parse, "momenta, each a number or a cyclical "
+                          "max-min pair, e.g. 0.95-0.85,0.9,0.99"), default=None,
                       help="momentum candidates, a cyclical one as max-min (default: "
                            "0.95-0.85,0.9,0.95,0.97,0.99)")
-    tune.add_argument("--weight-decays", type=_list_of("--weight-decays", float),
+    tune.add_argument("--weight-decays", type=options.list_option(
+                          "--weight-decays", float, "numbers, e.g. 1e-3,1e-4,1e-5"),
                       default=None, help="weight-decay candidates (default: 1e-3,1e-4,1e-5, "
                                          "and 1e-6 on a dataset of 500,000 examples or more)")
     tune.add_argument("--budget", type=int, default=None,
@@ -488,12 +380,9 @@ def build_parser() -> argparse.ArgumentParser:
     tune.add_argument("--start", type=float, default=0.001, help="first LR of each range test")
     tune.add_argument("--stop", type=float, default=1.0, help="last LR of each range test")
     tune.add_argument("--range-steps", type=int, default=300, help="steps of each range test")
-    options.add_options(tune, _tune_defaults(),
-                        [f for f in options.fields() if f not in TUNE_EXCLUDED])
-    tune.set_defaults(func=_tune)
 
-    diag = sub.add_parser(
-        "diagnose", help="read a run's curves for under/over-fitting",
+    diag = _command(
+        sub, "diagnose", _diagnose, help="read a run's curves for under/over-fitting",
         description="Print the findings on a finished or running training run (divergence, "
                     "under-fitting, over-fitting, instability, the early horizontal test loss "
                     "of Smith 2018, Sec. 3) and save the annotated plot WORKDIR/diagnosis.png "
@@ -503,10 +392,9 @@ def build_parser() -> argparse.ArgumentParser:
     diag.add_argument("--output", metavar="FILE", default=None,
                       help="where the figure goes (default: WORKDIR/diagnosis.png; a sweep's "
                            "members get FILE's name with _0, _1, ...)")
-    diag.set_defaults(func=_diagnose)
 
-    exp = sub.add_parser(
-        "experiment", help="the paper's experiment grid: list, run, report",
+    exp = _command(
+        sub, "experiment", _experiment, help="the paper's experiment grid: list, run, report",
         description="list: the experiments of the grid (experiments/configs/*.py) and their "
                     "settings. run NAME: train its settings (or --setting S ...), --runs seeds "
                     "of each in one program, into ROOT/NAME/SETTING (SETTING@scaleS when "
@@ -539,10 +427,12 @@ def build_parser() -> argparse.ArgumentParser:
     exp.add_argument("--configs", default=None,
                      help="folder of experiment configs (default: the repository's "
                           "experiments/configs)")
-    _add_launch_arguments(exp)
+    _launch.add_arguments(exp)
     options.add_options(exp, _train_defaults(), EXECUTION_FIELDS,
                         title="how the runs execute (run)")
-    exp.set_defaults(func=_experiment)
+    for name, config in _CONFIGS.items():
+        defaults, names, _ = config()
+        options.add_options(sub.choices[name], defaults, names)
     return parser
 
 

@@ -8,8 +8,10 @@ one value, read by the field's type:
 - numbers and strings as written; a string with `choices` must be one of them;
 - `None` or `null` for an optional field (`--eval-every None`; `none` stays a string, as in
   `--augmentation none`);
-- tuples as values separated by commas or colons (`--momentum 0.95,0.85`, `0.95:0.85`,
-  `--piecewise-boundaries 0.5,0.75`) or as a JSON list;
+- tuples as values separated by commas or colons (`--piecewise-boundaries 0.5,0.75`) or as a
+  JSON list;
+- a field with its own reader (`parse` in its metadata) by that reader: `--momentum 0.9`, or a
+  cyclical pair `0.95:0.85`, `0.95-0.85` or `0.95,0.85` (`hparams_jax.momenta.parse`);
 - mappings (and tuples of them) as JSON (`--model cifar3 --model-options
   '{"in_channels": 1}'`).
 
@@ -36,10 +38,11 @@ import json
 import types
 import typing
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 from hparams_jax import _files
 from hparams_jax.errors import ConfigError
+from hparams_jax.train import policies
 from hparams_jax.train.config import TrainConfig
 
 NONE = ("None", "null")  # how an optional field is set to None
@@ -56,6 +59,28 @@ def _types() -> dict[str, Any]:
     return typing.get_type_hints(TrainConfig)
 
 
+def fields_among(names: Iterable[str]) -> tuple[str, ...]:
+    """The `TrainConfig` fields among `names`, in the order of their declaration."""
+    names = set(names)
+    return tuple(name for name in fields() if name in names)
+
+
+# The LR policy and every field of one (`train.policies`).
+LR_FIELDS = ("lr_policy", *policies.LR_BOUNDS, *policies.fields_of(policies.LR_POLICIES))
+# Fields that are no `range-test` options: the ramp replaces the LR policy, its bounds and the
+# run's length, its own --eval-every and --workdir replace theirs, and a range test trains one
+# setting (--family varies one) without checkpoints or progress bars.
+RANGE_TEST_EXCLUDED = fields_among({*LR_FIELDS, "epochs", "steps", "members", "log_every",
+                                    "eval_every", "checkpoint_every", "keep_checkpoints",
+                                    "workdir", "progress"})
+# Fields that are no `tune` options: tune sets the LR policy (1cycle) and its bounds, so the
+# other policies' fields do not apply; it runs one setting, and takes the workdir as its own
+# --workdir.
+TUNE_EXCLUDED = fields_among(
+    {*(f for f in LR_FIELDS if f not in policies.LR_POLICIES["one_cycle"].fields), "members",
+     "workdir"})
+
+
 def flag(name: str) -> str:
     """The option of field `name`: `--batch-size` for `batch_size`."""
     return "--" + name.replace("_", "-")
@@ -68,6 +93,9 @@ def parse_value(name: str, text: str) -> Any:
         raise ConfigError(f"{name!r} is not a TrainConfig field; the fields are "
                           f"{', '.join(fields())}.")
     tp, choices = _types()[name], fields()[name].metadata.get("choices")
+    read = fields()[name].metadata.get("parse")
+    if read is not None:
+        return read(text, name)  # a ConfigError names the field
     try:
         return _parse(tp, text, choices)
     except ValueError:
@@ -231,6 +259,36 @@ def _converter(name: str):
 
     convert.__name__ = name
     return convert
+
+
+def list_option(flag: str, read: Callable[[str], Any], items: str) -> Callable[[str], list]:
+    """The reader of option `flag`'s comma-separated list, each item read by `read` (a
+    ValueError when it is not one); argparse reports a bad item as one line naming the option
+    and what the `items` are."""
+    def convert(text: str) -> list:
+        try:
+            return [read(x.strip()) for x in text.split(",")] if text.strip() else []
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"{flag} {text!r}: expected a comma-separated list of {items}") from None
+
+    return convert
+
+
+def family(text: str) -> tuple[str, list]:
+    """`--family`'s value, a field of `range_test.FAMILY_PARAMS` and its values, as (field,
+    values): `weight_decay=1e-3,1e-4`, `momentum=0.9,0.95:0.85` or `batch_size=64,128`."""
+    from hparams_jax.range_test import FAMILY_PARAMS
+
+    name, _, values = text.partition("=")
+    if name not in FAMILY_PARAMS or not values:
+        raise argparse.ArgumentTypeError(
+            f"--family {text!r}: expected weight_decay=V1,V2,..., momentum=V1,V2,... (a value "
+            "may be max:min) or batch_size=B1,B2,...")
+    try:
+        return name, [parse_value(name, x) for x in values.split(",")]
+    except ConfigError as err:
+        raise argparse.ArgumentTypeError(f"--family {text!r}: {err}") from None
 
 
 def add_config_arguments(parser: argparse.ArgumentParser) -> None:

@@ -38,15 +38,16 @@ MOMENTUM_FORMS = ("pytorch", "caffe")
 SCHEDULE_SAMPLES = 4097  # steps at which a schedule with a long horizon is checked
 
 
-def _check_rate(name: str, value: Any, check) -> None:
-    """Checks a constant with `check`. A schedule of `hparams_jax.schedules` is checked at every
-    step of its `horizon` (the steps that hold all its values; `SCHEDULE_SAMPLES` evenly spaced
-    steps when longer); any other callable at step 0 only, as its range is unknown."""
+def _check_rate(name: str, value: Any, check, horizon: int | None = None) -> None:
+    """Checks a constant with `check`, and a schedule at every step of `[0, horizon]`
+    (`SCHEDULE_SAMPLES` evenly spaced steps when longer). Without a `horizon`, a schedule of
+    `hparams_jax.schedules` gives its own (the steps that hold all its values) and any other
+    callable is checked at step 0 only, as its range is unknown."""
     if not callable(value):
         check(name, value)
         return
     first = value(0)
-    horizon = getattr(value, "horizon", 0)
+    horizon = getattr(value, "horizon", 0) if horizon is None else horizon
     if isinstance(first, jax.core.Tracer) or horizon == 0:
         check(f"{name} at step 0", first)
         return
@@ -60,16 +61,27 @@ def _check_rate(name: str, value: Any, check) -> None:
         raise
 
 
+def _horizon(horizon: int | None) -> int | None:
+    return None if horizon is None else v.step_count("horizon", horizon)
+
+
+def _caffe(parts: list, learning_rate) -> list:
+    """`parts` (the momentum trace and what follows it) with the LR inside the velocity, as
+    Caffe's solvers keep it: the gradient scaled by the LR first, the sign flipped last."""
+    return [optax.scale(learning_rate), *parts, optax.scale(-1.0)]
+
+
 def _trace(momentum, learning_rate, nesterov: bool, momentum_form: str
            ) -> optax.GradientTransformation:
+    velocity = optax.trace(decay=momentum, nesterov=nesterov)
     if momentum_form == "pytorch":
-        return optax.trace(decay=momentum, nesterov=nesterov)
-    return optax.chain(optax.scale(learning_rate), optax.trace(decay=momentum, nesterov=nesterov),
-                       optax.scale(-1.0))
+        return velocity
+    return optax.chain(*_caffe([velocity], learning_rate))
 
 
 def trace(momentum: Hyperparam, *, nesterov: bool = False, momentum_form: str = "pytorch",
-          learning_rate: Hyperparam | None = None) -> optax.GradientTransformation:
+          learning_rate: Hyperparam | None = None, horizon: int | None = None
+          ) -> optax.GradientTransformation:
     """Momentum (heavy-ball or Nesterov) with a constant or scheduled coefficient.
 
     The schedule is evaluated at this transform's update count, which advances with every update
@@ -81,8 +93,7 @@ def trace(momentum: Hyperparam, *, nesterov: bool = False, momentum_form: str = 
     (required) inside the velocity, `v = m * v - lr * g` (Nesterov: `(1 + m) * v - m * v_prev`),
     and returns `v` itself: a complete update, not to be scaled again.
 
-    The momentum is checked as in `sgd`: in [0, 1) at every step of an `hparams_jax.schedules`
-    schedule's horizon, at step 0 for any other callable.
+    The momentum is checked as in `sgd`: in [0, 1) at every step of the `horizon`.
 
     Args:
       momentum: the momentum coefficient in [0, 1): a constant or a schedule.
@@ -90,6 +101,7 @@ def trace(momentum: Hyperparam, *, nesterov: bool = False, momentum_form: str = 
       momentum_form: "pytorch" or "caffe".
       learning_rate: the learning rate (a constant or a schedule, >= 0); required by
         `momentum_form="caffe"`, ignored by "pytorch".
+      horizon: the steps `[0, horizon]` at which a schedule is checked, as in `sgd`.
 
     Returns:
       An `optax.GradientTransformation` whose state records the values its last update used
@@ -115,12 +127,13 @@ def trace(momentum: Hyperparam, *, nesterov: bool = False, momentum_form: str = 
       >>> print(f"{float(transforms.hyperparams(state)['momentum']):.4f}")
       0.9478
     """
-    _check_rate("momentum", momentum, v.momentum)
+    horizon = _horizon(horizon)
+    _check_rate("momentum", momentum, v.momentum, horizon)
     v.one_of("momentum_form", momentum_form, MOMENTUM_FORMS)
     if momentum_form == "caffe":
         v.check("learning_rate", learning_rate, learning_rate is not None,
                 "given (a constant or a schedule) when momentum_form='caffe'")
-        _check_rate("learning_rate", learning_rate, v.non_negative)
+        _check_rate("learning_rate", learning_rate, v.non_negative, horizon)
     return optax.inject_hyperparams(_trace, static_args=("nesterov", "momentum_form"))(
         momentum=momentum, learning_rate=learning_rate, nesterov=nesterov,
         momentum_form=momentum_form)
@@ -194,11 +207,9 @@ def _sgd(learning_rate, momentum, weight_decay, nesterov: bool, decoupled_weight
          momentum_form: str, weight_decay_multipliers, learning_rate_multipliers
          ) -> optax.GradientTransformation:
     caffe = momentum_form == "caffe"
+    coupled = [] if decoupled_weight_decay else [
+        add_decayed_weights(weight_decay, weight_decay_multipliers)]
     parts = []
-    if not decoupled_weight_decay:
-        parts.append(add_decayed_weights(weight_decay, weight_decay_multipliers))
-    if caffe:  # v = m * v - lr * g: the LR enters before the velocity
-        parts.append(optax.scale(learning_rate))
     if momentum is not None:
         parts.append(optax.trace(decay=momentum, nesterov=nesterov))
     if decoupled_weight_decay:  # SGDW: w -= lr * wd * w, outside the velocity
@@ -206,8 +217,9 @@ def _sgd(learning_rate, momentum, weight_decay, nesterov: bool, decoupled_weight
                                          weight_decay_multipliers))
     if learning_rate_multipliers is not None:
         parts.append(scale_by_multipliers(learning_rate_multipliers))
-    parts.append(optax.scale(-1.0) if caffe else optax.scale_by_learning_rate(learning_rate))
-    return optax.chain(*parts)
+    if caffe:  # v = m * v - lr * g: the LR enters before the velocity
+        return optax.chain(*coupled, *_caffe(parts, learning_rate))
+    return optax.chain(*coupled, *parts, optax.scale_by_learning_rate(learning_rate))
 
 
 def sgd(
@@ -220,6 +232,7 @@ def sgd(
     momentum_form: str = "pytorch",
     weight_decay_multipliers: Any = None,
     learning_rate_multipliers: Any = None,
+    horizon: int | None = None,
 ) -> optax.GradientTransformation:
     """SGD with momentum and weight decay, each a constant or a schedule (Smith 2018, Sec. 4).
 
@@ -243,10 +256,11 @@ def sgd(
     Caffe's `decay_mult` / `lr_mult` do in the paper's prototxts.
 
     Checked at construction: a constant must be a number (or numeric array), the learning rate
-    and weight decay >= 0, the momentum in [0, 1). A schedule from `hparams_jax.schedules` is
-    checked at every step of its `horizon` (the steps that hold all its values; 4097 evenly
-    spaced ones when longer), so a momentum schedule that reaches 1 later is refused rather
-    than training into NaN; any other callable is checked at step 0 only.
+    and weight decay >= 0, the momentum in [0, 1). A schedule is checked at every step of
+    `[0, horizon]` (4097 evenly spaced ones when longer), so a momentum schedule that reaches 1
+    later is refused rather than training into NaN. Without a `horizon`, a schedule from
+    `hparams_jax.schedules` gives its own (its `horizon` attribute: the steps that hold all its
+    values) and any other callable is checked at step 0 only.
 
     Args:
       learning_rate: the learning rate (>= 0), a constant or a schedule (e.g.
@@ -261,6 +275,8 @@ def sgd(
         None.
       learning_rate_multipliers: per-parameter LR factors (a tree shaped like the params), or
         None.
+      horizon: the steps `[0, horizon]` at which the schedules given are checked (a positive
+        integer, e.g. the run's length), or None.
 
     Returns:
       An `optax.GradientTransformation` whose state records the values its last update used
@@ -294,10 +310,11 @@ def sgd(
       ...
       hparams_jax.errors.ConfigError: momentum at step 10=1.0 is not allowed: ...
     """
-    _check_rate("learning_rate", learning_rate, v.non_negative)
+    horizon = _horizon(horizon)
+    _check_rate("learning_rate", learning_rate, v.non_negative, horizon)
     if momentum is not None:
-        _check_rate("momentum", momentum, v.momentum)
-    _check_rate("weight_decay", weight_decay, v.non_negative)
+        _check_rate("momentum", momentum, v.momentum, horizon)
+    _check_rate("weight_decay", weight_decay, v.non_negative, horizon)
     v.one_of("momentum_form", momentum_form, MOMENTUM_FORMS)
     return optax.inject_hyperparams(
         _sgd, static_args=("nesterov", "decoupled_weight_decay", "momentum_form",
@@ -331,6 +348,7 @@ def adamw(
     weight_decay_mask: Any = None,
     weight_decay_multipliers: Any = None,
     learning_rate_multipliers: Any = None,
+    horizon: int | None = None,
 ) -> optax.GradientTransformation:
     """AdamW (Loshchilov & Hutter 2019, "Decoupled Weight Decay Regularization") whose learning
     rate, `b1`, `b2`, `eps` and weight decay are each a constant or a schedule: a 1cycle LR
@@ -371,6 +389,7 @@ def adamw(
         returning one), or None (decay everywhere).
       weight_decay_multipliers: per-parameter decay factors, or None.
       learning_rate_multipliers: per-parameter LR factors, or None.
+      horizon: the steps `[0, horizon]` at which the schedules given are checked, as in `sgd`.
 
     Returns:
       An `optax.GradientTransformation` whose state records the values its last update used
@@ -394,11 +413,12 @@ def adamw(
       >>> print(f"{float(transforms.hyperparams(state)['b1']):.2f}")
       0.95
     """
-    _check_rate("learning_rate", learning_rate, v.non_negative)
-    _check_rate("b1", b1, v.momentum)
-    _check_rate("b2", b2, v.momentum)
-    _check_rate("eps", eps, v.non_negative)
-    _check_rate("weight_decay", weight_decay, v.non_negative)
+    horizon = _horizon(horizon)
+    for name, value, check in (("learning_rate", learning_rate, v.non_negative),
+                               ("b1", b1, v.momentum), ("b2", b2, v.momentum),
+                               ("eps", eps, v.non_negative),
+                               ("weight_decay", weight_decay, v.non_negative)):
+        _check_rate(name, value, check, horizon)
     return optax.inject_hyperparams(
         _adamw, static_args=("weight_decay_mask", "weight_decay_multipliers",
                              "learning_rate_multipliers"))(
@@ -473,8 +493,29 @@ def hyperparams(opt_state: optax.OptState) -> dict[str, jax.Array | float]:
 
 def schedule_free_eval_params(opt_state: optax.OptState, params):
     """The averaged weights `x` a schedule-free optimizer evaluates (Defazio et al. 2024;
-    `optax.contrib.schedule_free_eval_params`), found through any wrapper (`optax.MultiSteps`)
-    in `opt_state`; `params` as they are where the optimizer is not schedule-free."""
+    `optax.contrib.schedule_free_eval_params`), its state found through any wrapper
+    (`optax.MultiSteps`, `optax.chain`).
+
+    Args:
+      opt_state: the optimizer's state.
+      params: the trained weights (schedule-free's `y`).
+
+    Returns:
+      The averaged weights, or `params` as they are where the optimizer is not schedule-free.
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> import optax
+      >>> from hparams_jax import transforms
+      >>> opt = optax.MultiSteps(optax.contrib.schedule_free_sgd(1.0, b1=0.5), 1)
+      >>> params = {"w": jnp.array([1.0])}
+      >>> state = opt.init(params)
+      >>> for _ in range(2):  # gradient 1: z = 1, 0, -1; x, the mean of the z's since 0
+      ...     updates, state = opt.update({"w": jnp.array([1.0])}, state, params)
+      ...     params = optax.apply_updates(params, updates)  # y = 0.5 x + 0.5 z
+      >>> print(params["w"], transforms.schedule_free_eval_params(state, params)["w"])
+      [-0.75] [-0.5]
+    """
     for state in _states(opt_state, (optax.contrib.ScheduleFreeState,)):
         return optax.contrib.schedule_free_eval_params(state, params)
     return params

@@ -116,12 +116,12 @@ STREAMED = textwrap.dedent("""
     import json, sys
     import jax, numpy as np
     import tensorflow_datasets as tfds
-    from hparams_jax import cli
+    from hparams_jax import _launch, cli
     from hparams_jax.data import sources
     from hparams_jax.train import TrainConfig
     from hparams_jax.train.session import StreamedSession
 
-    cli._join_cluster(cli.build_parser().parse_args(["train", *sys.argv[1:]]))
+    _launch.join_cluster(cli.build_parser().parse_args(["train", *sys.argv[1:]]))
     p, n = jax.process_index(), jax.process_count()
 
     def local(batch):  # (label, mean pixel) of each example of this process's share

@@ -27,9 +27,13 @@ def test_lint_rules_catch_planted_errors(tmp_path):
 
 # The documented public API: every public function and class defined in these modules, and the
 # names these packages export from the given module (prefix).
-API_MODULES = ("hparams_jax.schedules", "hparams_jax.transforms", "hparams_jax.range_test",
+API_MODULES = ("hparams_jax.schedules.cyclical", "hparams_jax.schedules.decay",
+               "hparams_jax.schedules.warmup", "hparams_jax.transforms", "hparams_jax.range_test.run",
+               "hparams_jax.range_test.result", "hparams_jax.range_test.read",
                "hparams_jax.diagnose")
 API_EXPORTS = {"hparams_jax.train": "hparams_jax.train.",
+               "hparams_jax.schedules": "hparams_jax.schedules.",
+               "hparams_jax.range_test": "hparams_jax.range_test.",
                "hparams_jax.models": "hparams_jax.models.registry",
                "hparams_jax.data": "hparams_jax.data.sources"}
 SECTION = re.compile(r"^\s*(Args|Attributes|Returns|Raises|Examples):\s*$", re.M)
@@ -109,9 +113,9 @@ def test_public_api_is_documented_with_examples():
 
 def test_pytest_collects_the_examples_as_doctests():
     proc = subprocess.run([sys.executable, "-m", "pytest", "--collect-only", "-q",
-                           "hparams_jax/schedules.py", "hparams_jax/train/loop.py"],
+                           "hparams_jax/schedules", "hparams_jax/train/loop.py"],
                           cwd=ROOT, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    for item in ("hparams_jax/schedules.py::hparams_jax.schedules.one_cycle",
+    for item in ("hparams_jax/schedules/cyclical.py::hparams_jax.schedules.cyclical.one_cycle",
                  "hparams_jax/train/loop.py::hparams_jax.train.loop.fit"):
         assert item in proc.stdout.splitlines(), proc.stdout

@@ -222,6 +222,19 @@ def test_callable_without_horizon_is_checked_at_step_0():
     transforms.sgd(lambda t: 0.1 + 0 * t, lambda t: 0.9 + 0 * t)
 
 
+def test_an_explicit_horizon_checks_a_schedule_without_its_own():
+    def rising(t):  # reaches 1 at step 500
+        return 0.9 + 0.0002 * t
+
+    transforms.sgd(0.1, rising)  # a plain callable: step 0 only
+    with pytest.raises(ValueError, match="momentum at step 500="):
+        transforms.sgd(0.1, rising, horizon=1000)
+    with pytest.raises(ValueError, match="b1 at step 500="):
+        transforms.adamw(0.1, rising, horizon=1000)
+    with pytest.raises(ValueError, match="horizon=0 is not allowed"):
+        transforms.trace(0.9, horizon=0)
+
+
 def test_per_parameter_multipliers_match_caffe_semantics():
     """decay_mult and lr_mult per parameter: wd_eff = wd * dm, lr_eff = lr * lm."""
     params, grads = random_problem(seed=5, steps=6)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import json
 import typing
 from typing import Any, Callable
 
@@ -123,6 +124,36 @@ def check_options(name: str, given: Any, exclude: tuple[str, ...] = ()) -> None:
             f"model={name!r} takes no keyword{'s' if len(unknown) > 1 else ''} "
             f"{', '.join(map(repr, unknown))}: the keywords it takes are "
             f"{', '.join(accepted) or 'none'}.")
+
+
+def check_model(name: str, model_options: Any) -> None:
+    """A training config's network and its keywords (`model` and `model_options`), checked
+    before anything is built or written: `dtype` and `layers` come from the config's
+    `precision` and `plan`, so they are refused here.
+
+    Args:
+      name: the network's name.
+      model_options: the keywords meant for it, a mapping.
+
+    Raises:
+      ConfigError: `name` is not one of `available()`, or naming `model_options` and the
+        keywords the network does not take.
+
+    Examples:
+      >>> from hparams_jax import models
+      >>> models.registry.check_model("cifar3", {"in_channels": 1})
+      >>> models.registry.check_model("lenett", {})  # doctest: +ELLIPSIS
+      Traceback (most recent call last):
+      ...
+      hparams_jax.errors.ConfigError: model='lenett' is unknown; available: cifar3, ...
+    """
+    if name not in _REGISTRY:
+        raise ConfigError(f"model={name!r} is unknown; available: {', '.join(available())}")
+    try:
+        check_options(name, model_options, exclude=("dtype", "layers"))
+    except ConfigError as err:
+        raise ConfigError(f"model_options={json.dumps(dict(model_options))} is not allowed: "
+                          f"{err}") from None
 
 
 def _factory(name: str) -> Callable[..., nnx.Module]:

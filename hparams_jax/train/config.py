@@ -19,18 +19,18 @@ import json
 from typing import Any, Mapping
 
 from hparams_jax import _validate as v
+from hparams_jax import momenta, schedules
 from hparams_jax.data.augment import POLICIES
 from hparams_jax.errors import ConfigError
+from hparams_jax.train import policies
 from hparams_jax.transforms import MOMENTUM_FORMS
 
-LR_POLICIES = ("one_cycle", "triangular", "constant", "piecewise", "inv", "range_test", "cosine",
-               "wsd")
+LR_POLICIES = tuple(policies.LR_POLICIES)
 RANGE_MODES = ("linear", "exp")
 ANNEALS = ("linear", "cos")
 NORMALIZATIONS = ("standardize", "mean")
-OPTIMIZERS = ("sgd", "adamw", "schedule_free_sgd", "schedule_free_adamw", "prodigy")
-SCHEDULE_FREE = ("schedule_free_sgd", "schedule_free_adamw")
-WSD_DECAYS = ("linear", "1-sqrt")
+OPTIMIZERS = tuple(policies.OPTIMIZERS)
+WSD_DECAYS = schedules.WSD_DECAYS
 PRECISIONS = ("float32", "bfloat16")
 PLANS = ("auto", "accelerator", "cpu")
 # Settings a sweep member may override; each becomes a (K,) array in one compiled program.
@@ -38,11 +38,12 @@ SWEEPABLE = ("seed", "min_lr", "max_lr", "momentum", "weight_decay")
 
 
 def _field(default: Any, help: str, *, choices: tuple[str, ...] | None = None,
-           execution: bool = False) -> Any:
-    """A `TrainConfig` field with its one-line `help`, the `choices` of a string field, and
-    whether it only changes how the run executes (`execution`). A dict default is copied for
+           execution: bool = False, parse: Any = None) -> Any:
+    """A `TrainConfig` field with its one-line `help`, the `choices` of a string field,
+    whether it only changes how the run executes (`execution`), and the reader of its value
+    written as text where its type alone does not say (`parse`). A dict default is copied for
     each instance."""
-    metadata = {"help": help, "choices": choices, "execution": execution}
+    metadata = {"help": help, "choices": choices, "execution": execution, "parse": parse}
     if isinstance(default, dict):
         return dataclasses.field(default_factory=lambda: dict(default), metadata=metadata)
     return dataclasses.field(default=default, metadata=metadata)
@@ -126,16 +127,10 @@ class TrainConfig:
     epochs: float | None = _field(3.0, "length of the run in epochs (steps, when set, "
                                   "overrides it)")
     steps: int | None = _field(None, "length of the run in optimizer steps (overrides epochs)")
-    optimizer: str = _field(
-        "sgd", "sgd (momentum SGD, the paper's); adamw (momentum is its beta1; decoupled "
-        "weight decay); schedule_free_sgd or schedule_free_adamw (Defazio et al. 2024: momentum "
-        "is the interpolation b1, evaluation uses the averaged weights); prodigy (LR-free: "
-        "max_lr is its multiplier of the LR it estimates)", choices=OPTIMIZERS)
-    lr_policy: str = _field(
-        "one_cycle", "one_cycle (1cycle), triangular (CLR), constant (max_lr), piecewise (step "
-        "decay from max_lr), inv (Caffe's LeNet baseline) or range_test (a ramp from min_lr to "
-        "max_lr), cosine (linear warmup, then a cosine decay to final_lr) or wsd (warmup, stable "
-        "at max_lr, then a decay to final_lr)", choices=LR_POLICIES)
+    optimizer: str = _field("sgd", policies.choices_help(policies.OPTIMIZERS),
+                            choices=OPTIMIZERS)
+    lr_policy: str = _field("one_cycle", policies.choices_help(policies.LR_POLICIES),
+                            choices=LR_POLICIES)
     min_lr: float = _field(0.01, "lower LR bound (1cycle starts and ends its cycle here)")
     max_lr: float = _field(0.1, "upper LR bound, from an LR range test")
     step_size: float | None = _field(
@@ -154,8 +149,9 @@ class TrainConfig:
     inv_power: float = _field(0.75, "inv: power of max_lr * (1 + gamma * step) ** -power")
     range_mode: str = _field("linear", "range_test: linear ramp (the paper) or exp (equal "
                              "ratios)", choices=RANGE_MODES)
-    warmup_fraction: float = _field(0.05, "cosine, wsd, schedule_free_*: fraction of the run "
-                                    "warming up linearly from 0 to max_lr")
+    warmup_fraction: float = _field(0.05, "cosine, wsd (and schedule_free_* under a constant "
+                                    "LR): fraction of the run warming up linearly from 0 to "
+                                    "max_lr")
     decay_fraction: float = _field(0.2, "wsd: fraction of the run decaying from max_lr to "
                                    "final_lr at the end")
     wsd_decay: str = _field("linear", "wsd: shape of the decay, linear or 1-sqrt",
@@ -165,7 +161,7 @@ class TrainConfig:
                              "evaluation")
     momentum: float | tuple[float, float] = _field(
         0.9, "constant (0.9) or cyclical max,min (0.95,0.85 or 0.95:0.85; it falls while the "
-        "LR rises); adamw's beta1")
+        "LR rises); adamw's beta1", parse=momenta.parse)
     nesterov: bool = _field(True, "Nesterov momentum (off: heavy ball); sgd only")
     momentum_form: str = _field("pytorch", "pytorch (optax's): the LR scales the velocity; "
                                 "caffe: the LR inside the velocity, v = m v - lr g (sgd only)",
@@ -219,10 +215,11 @@ class TrainConfig:
                                execution=True)
 
     def __post_init__(self):
-        if isinstance(self.momentum, list):
-            object.__setattr__(self, "momentum", tuple(self.momentum))
+        object.__setattr__(self, "momentum", momenta.parse(self.momentum))
         object.__setattr__(self, "piecewise_boundaries", tuple(self.piecewise_boundaries))
-        object.__setattr__(self, "members", tuple(dict(m) for m in self.members))
+        object.__setattr__(self, "members", tuple(
+            {**m, "momentum": momenta.parse(m["momentum"])} if "momentum" in m else dict(m)
+            for m in self.members))
         object.__setattr__(self, "model_options", dict(self.model_options))
         self.validate()
 
@@ -251,59 +248,22 @@ class TrainConfig:
                                   f"swept; a member may set {', '.join(SWEEPABLE)}.")
         for setting in self.members_or_self():
             _validate_rates(setting)
-        if self.final_lr is not None:
-            v.non_negative_number("final_lr", self.final_lr)
-            for setting in self.members_or_self():
-                if self.lr_policy in ("cosine", "wsd"):
-                    v.ordered("final_lr", self.final_lr, "max_lr", setting.max_lr,
-                              f"{self.lr_policy} decays from max_lr")
-                else:
-                    v.ordered("final_lr", self.final_lr, "min_lr", setting.min_lr,
-                              "1cycle's annihilation takes the LR down from min_lr, Sec. 4.1")
-        if self.step_size is not None:
-            v.positive_number("step_size", self.step_size)
-        for b in self.piecewise_boundaries:
-            v.check("piecewise_boundaries", self.piecewise_boundaries, 0 < b < 1,
-                    "fractions of the run strictly between 0 and 1")
-        v.check("piecewise_gamma", self.piecewise_gamma, 0 < self.piecewise_gamma <= 1,
-                "in (0, 1]")
-        v.non_negative_number("inv_gamma", self.inv_gamma)
-        v.non_negative_number("inv_power", self.inv_power)
+        policies.validate(self)  # the fields of every LR policy and optimizer
         for name in ("log_every", "eval_every", "checkpoint_every", "train_examples",
                      "eval_examples", "image_size"):
             if getattr(self, name) is not None:
                 v.positive_int(name, getattr(self, name))
         v.positive_int("keep_checkpoints", self.keep_checkpoints)
         v.positive_int("accumulate_steps", self.accumulate_steps)
-        v.check("warmup_fraction", self.warmup_fraction,
-                0 <= self.warmup_fraction < 1, "a fraction of the run in [0, 1)")
-        v.check("decay_fraction", self.decay_fraction, 0 <= self.decay_fraction <= 1,
-                "a fraction of the run in [0, 1]")
-        if self.lr_policy == "wsd":
-            v.check("decay_fraction", self.decay_fraction,
-                    self.warmup_fraction + self.decay_fraction <= 1,
-                    f"at most 1 - warmup_fraction = {1 - self.warmup_fraction:g} (wsd's warmup "
-                    "and decay must fit in the run)")
-        v.positive_int("bn_batches", self.bn_batches)
-        if self.optimizer == "prodigy" and self.lr_policy in ("cosine", "wsd"):
-            v.check("warmup_fraction", self.warmup_fraction, self.warmup_fraction == 0,
-                    f"0 for optimizer='prodigy' (a warmup from LR 0 leaves Prodigy's first "
-                    f"steps nothing to estimate its LR from, and the estimate is NaN)")
         if self.batch_size % self.accumulate_steps:
             raise ConfigError(
                 f"batch_size={self.batch_size} does not split into accumulate_steps="
                 f"{self.accumulate_steps} micro-batches: batch_size (the global batch of one "
                 f"optimizer step) must be a multiple of accumulate_steps.")
-        v.momentum("adam_b2", self.adam_b2)
-        v.non_negative_number("adam_eps", self.adam_eps)
         v.check("data_workers", self.data_workers,
                 isinstance(self.data_workers, int) and self.data_workers >= 0,
                 "an integer >= 0")
-        cyclical = {isinstance(m.momentum, tuple) for m in self.members_or_self()}
-        if self.optimizer in (*SCHEDULE_FREE, "prodigy"):
-            v.check("momentum", [m.momentum for m in self.members_or_self()],
-                    cyclical == {False}, f"a constant for optimizer={self.optimizer!r} (its "
-                    "b1, held in the optimizer state)")
+        cyclical = {momenta.is_cyclical(m.momentum) for m in self.members_or_self()}
         v.check("momentum", [m.momentum for m in self.members_or_self()], len(cyclical) == 1,
                 "all constant or all (max, min) pairs across members")
 
@@ -332,9 +292,6 @@ class TrainConfig:
         if unknown:
             raise ConfigError(f"unknown TrainConfig fields {sorted(unknown)}; known: "
                               f"{sorted(names)}")
-        d = dict(d)
-        if isinstance(d.get("momentum"), list):
-            d["momentum"] = tuple(d["momentum"])
         return cls(**d)
 
     def changed_fields(self, saved: Mapping[str, Any]) -> list[str]:
@@ -380,9 +337,7 @@ class Setting:
     @property
     def momentum_bounds(self) -> tuple[float, float]:
         """(max, min); equal for constant momentum."""
-        if isinstance(self.momentum, (tuple, list)):
-            return float(self.momentum[0]), float(self.momentum[1])
-        return float(self.momentum), float(self.momentum)
+        return momenta.bounds(self.momentum)
 
 
 def _validate_rates(s) -> None:
@@ -391,11 +346,4 @@ def _validate_rates(s) -> None:
     v.strictly_positive("max_lr", s.max_lr)
     v.ordered("min_lr", s.min_lr, "max_lr", s.max_lr)
     v.non_negative("weight_decay", s.weight_decay)
-    momentum = s.momentum
-    if isinstance(momentum, (tuple, list)):
-        v.check("momentum", momentum, len(momentum) == 2, "a float or a (max, min) pair")
-        v.momentum("momentum", momentum[0])
-        v.momentum("momentum", momentum[1])
-        v.ordered("momentum min", momentum[1], "momentum max", momentum[0])
-    else:
-        v.momentum("momentum", momentum)
+    momenta.parse(s.momentum)

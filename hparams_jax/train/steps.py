@@ -45,9 +45,10 @@ import optax
 from jax.sharding import Mesh
 
 from hparams_jax import data, transforms
-from hparams_jax.train.config import SCHEDULE_FREE, TrainConfig
+from hparams_jax.train.config import TrainConfig
 from hparams_jax.train.optimizer import make_optimizer
 from hparams_jax.train.plan import Plan, resolve
+from hparams_jax.train.policies import OPTIMIZERS
 from hparams_jax.train.task import Task, model_of
 
 
@@ -279,7 +280,7 @@ class Engine:
         them as the mean of their statistics over `batches` (training batches, as
         `torch.optim.swa_utils.update_bn` recomputes them for averaged weights). The state
         as it is for other optimizers."""
-        if self.config.optimizer not in SCHEDULE_FREE:
+        if not OPTIMIZERS[self.config.optimizer].averaged:
             return state
         totals, n = None, 0
         for batch in batches:

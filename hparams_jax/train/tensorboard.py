@@ -236,7 +236,7 @@ def write_range_tests(results: RangeTestResult | Sequence[RangeTestResult],
 
 
 def _folder_name(label: str) -> str:
-    """A label ("momentum=0.95:0.85", "batch 512, momentum 0.9") as a portable folder name."""
+    """A label ("momentum=0.95-0.85", "batch 512, momentum 0.9") as a portable folder name."""
     return re.sub(r"[^A-Za-z0-9._=-]+", "_", label).strip("_") or "range_test"
 
 
