@@ -28,7 +28,8 @@ def test_lint_rules_catch_planted_errors(tmp_path):
 # The documented public API: every public function and class defined in these modules, and the
 # names these packages export from the given module (prefix).
 API_MODULES = ("hparams_jax.schedules.cyclical", "hparams_jax.schedules.decay",
-               "hparams_jax.schedules.warmup", "hparams_jax.transforms", "hparams_jax.range_test.run",
+               "hparams_jax.schedules.warmup", "hparams_jax.transforms.build",
+               "hparams_jax.transforms.state", "hparams_jax.range_test.run",
                "hparams_jax.range_test.result", "hparams_jax.range_test.read",
                "hparams_jax.diagnose")
 API_EXPORTS = {"hparams_jax.train": "hparams_jax.train.",

@@ -156,7 +156,7 @@ class TrainConfig:
                                    "final_lr at the end")
     wsd_decay: str = _field("linear", "wsd: shape of the decay, linear or 1-sqrt",
                             choices=WSD_DECAYS)
-    bn_batches: int = _field(20, "schedule_free_*: training batches over which batch-norm "
+    bn_batches: int = _field(20, "schedule_free_*: training batches over which batch norm "
                              "statistics are recomputed for the averaged weights before each "
                              "evaluation")
     momentum: float | tuple[float, float] = _field(
