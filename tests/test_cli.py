@@ -82,7 +82,7 @@ def test_range_test_and_diagnose_commands(tmp_path, capsys):
     assert all(0 < len(r.learning_rate) == len(r.train_loss) <= 20 for r in family.results)
     assert "momentum=0.9:" in capsys.readouterr().out
     runs = sorted(p.name for p in (tmp_path / "family" / "tensorboard").iterdir() if p.is_dir())
-    assert runs == ["momentum=0.9", "momentum=0.95_0.85"]  # one TensorBoard run per member
+    assert runs == ["momentum=0.9", "momentum=0.95-0.85"]  # one TensorBoard run per member
     for name, r in zip(runs, family.results):
         lr = read_scalars(tmp_path / "family" / "tensorboard" / name)["learning_rate"]
         assert [x for _, x in lr] == pytest.approx(r.learning_rate, rel=1e-6)

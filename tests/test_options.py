@@ -129,7 +129,7 @@ def test_values_are_read_by_the_fields_type():
 @pytest.mark.parametrize("argv, message", [
     (["--batch-size", "1.5"], "batch_size='1.5' is not allowed: batch_size must be an integer"),
     (["--momentum", "0.9:0.8:0.7"], "momentum='0.9:0.8:0.7' is not allowed"),
-    (["--lr-policy", "cosine"], "lr_policy must be one of one_cycle, triangular"),
+    (["--lr-policy", "cosine_restarts"], "lr_policy must be one of one_cycle, triangular"),
     (["--model-options", "[1]"], "model_options must be a JSON object"),
     (["--steps", "none"], "steps must be an integer or None"),
 ])

@@ -34,6 +34,7 @@ API_MODULES = ("hparams_jax.schedules.cyclical", "hparams_jax.schedules.decay",
                "hparams_jax.diagnose")
 API_EXPORTS = {"hparams_jax.train": "hparams_jax.train.",
                "hparams_jax.schedules": "hparams_jax.schedules.",
+               "hparams_jax.transforms": "hparams_jax.transforms.",
                "hparams_jax.range_test": "hparams_jax.range_test.",
                "hparams_jax.models": "hparams_jax.models.registry",
                "hparams_jax.data": "hparams_jax.data.sources"}
