@@ -199,6 +199,10 @@ def test_todays_schedules_against_1cycle_both_ways_and_at_unequal_examples():
     assert failed.verdict == claims.FAILS and failed.why == "cosine trains better than 1cycle"
     longer = dict(level, cos=run("cos", [0.913, 0.912], epochs=24))
     assert claims.evaluate(claim, longer, {}).verdict == claims.INCONCLUSIVE
+    # half its runs diverged: the two that trained end higher, yet do not count as better
+    unstable = dict(level, cos=run("cos", [0.920, np.nan, 0.921, np.nan], diverged=(1, 3)))
+    verdict = claims.evaluate(claim, unstable, {})
+    assert verdict.verdict == claims.HOLDS and "cosine diverged in some runs" in verdict.why
 
 
 def test_lr_free_counts_the_range_tests_examples_and_compares_by_the_tie_rule():

@@ -360,23 +360,36 @@ def _examples(run: Run) -> int:
     return int(run.summary["step"]) * int(run.summary["config"]["batch_size"])
 
 
-def _against(r: _Records, base: str, others: Mapping[str, str]) -> tuple[list, list, list]:
-    """Which of `others` (label -> setting) train better than `base`, tie with it, or train
-    worse, by `compare` on their final accuracies (a setting whose runs all diverged, worse)."""
-    better, tied, worse = [], [], []
+def _against(r: _Records, base: str, others: Mapping[str, str]) -> dict[str, list[str]]:
+    """Which of `others` (label -> setting) train "better" than `base`, "tie" with it or train
+    "worse", by `compare` on their final accuracies. A setting with a diverged run cannot
+    train better: its surviving runs are a selected sample; it is "unstable", or worse when
+    all its runs diverged."""
+    out: dict[str, list[str]] = {"better": [], "tie": [], "worse": [], "unstable": []}
     for label, name in others.items():
         if r.diverged(name):
-            worse.append(label)
+            out["worse"].append(label)
             continue
-        [worse, tied, better][compare(r.acc(name), r.acc(base)) + 1].append(label)
-    return better, tied, worse
+        side = ["worse", "tie", "better"][compare(r.acc(name), r.acc(base)) + 1]
+        out["unstable" if r.run(name).diverged and side != "worse" else side].append(label)
+    return out
+
+
+def _standing(subject: str, sides: dict[str, list[str]]) -> str:
+    """"1cycle ties a, b; beats c; d diverged in some runs" from `_against`'s sides."""
+    parts = [f"ties {', '.join(sides['tie'])}" if sides["tie"] else "",
+             f"beats {', '.join(sides['worse'])}" if sides["worse"] else "",
+             f"{', '.join(sides['unstable'])} diverged in some runs (the others do not count "
+             "as training better)" if sides["unstable"] else ""]
+    return f"{subject} " + "; ".join(p for p in parts if p)
 
 
 def todays_schedules(r: _Records, *, one_cycle: str, others: Mapping[str, str]) -> Verdict:
     """1cycle (Sec. 4.1) against the schedules of today's practice at equal epochs and the same
     peak LR: cosine decay with warmup, warmup-stable-decay (`others`: label -> setting). Holds
-    when 1cycle ties or beats every one of them; does not hold when one trains better; not a
-    fair comparison (inconclusive) unless every run trained as many examples."""
+    when 1cycle ties or beats every one of them; does not hold when one trains better (a
+    schedule with a diverged run cannot, `_against`); not a fair comparison (inconclusive)
+    unless every run trained as many examples."""
     names = {"1cycle": one_cycle, **others}
     runs = {label: r.run(name) for label, name in names.items() if not r.diverged(name)}
     measured = "; ".join(f"{label}: {r.text_or_diverged(name)}" for label, name in names.items())
@@ -386,12 +399,11 @@ def todays_schedules(r: _Records, *, one_cycle: str, others: Mapping[str, str]) 
                        "examples")
     if r.diverged(one_cycle):
         return Verdict(FAILS, ran, measured, "every 1cycle run diverged")
-    better, tied, worse = _against(r, one_cycle, others)
-    if better:
-        return Verdict(FAILS, ran, measured, f"{', '.join(better)} trains better than 1cycle")
-    return Verdict(HOLDS, ran, measured, "1cycle " + "; ".join(
-        part for part in (f"ties {', '.join(tied)}" if tied else "",
-                          f"beats {', '.join(worse)}" if worse else "") if part))
+    sides = _against(r, one_cycle, others)
+    if sides["better"]:
+        return Verdict(FAILS, ran, measured,
+                       f"{', '.join(sides['better'])} trains better than 1cycle")
+    return Verdict(HOLDS, ran, measured, _standing("1cycle", sides))
 
 
 def lr_free(r: _Records, *, procedure: str, test: str, others: Mapping[str, str]) -> Verdict:
@@ -412,13 +424,11 @@ def lr_free(r: _Records, *, procedure: str, test: str, others: Mapping[str, str]
         f"{label}: {r.text_or_diverged(name)}" for label, name in others.items()]
                          + ["cost: " + ", ".join(costs)])
     ran = f"range test `{test}` + `{procedure}`, " + ", ".join(f"`{n}`" for n in others.values())
-    better, tied, worse = _against(r, procedure, others)
-    if better:
-        return Verdict(FAILS, ran, measured, f"{', '.join(better)} trains better than the "
-                       "procedure's 1cycle")
-    return Verdict(HOLDS, ran, measured, "the procedure's 1cycle " + "; ".join(
-        part for part in (f"ties {', '.join(tied)}" if tied else "",
-                          f"beats {', '.join(worse)}" if worse else "") if part))
+    sides = _against(r, procedure, others)
+    if sides["better"]:
+        return Verdict(FAILS, ran, measured, f"{', '.join(sides['better'])} trains better than "
+                       "the procedure's 1cycle")
+    return Verdict(HOLDS, ran, measured, _standing("the procedure's 1cycle", sides))
 
 
 # The rule of each check a `Claim` may name (`spec.CHECKS`): the function of that name above.
