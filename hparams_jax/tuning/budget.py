@@ -12,14 +12,17 @@ the 1cycle run's training examples (`"1.0x"`: the search may cost one final run;
 When `budget` is below the default plan, `plan_search` cuts in this order, and records what it
 cut (a `Cut` per stage concerned):
 
-1. shorten every range test, down to `MIN_RANGE_STEPS` (`ramp.MIN_USABLE_STEPS`: a test is run
-   again over more steps when it reads fewer, so a shorter plan saves nothing);
-2. thin the families, the largest first (on a tie the lower `Stage.tie`: momentum, then batch
+1. thin the families, the largest first (on a tie the lower `Stage.tie`: momentum, then batch
    size, then weight decay), dropping each family's last candidate (the candidate lists put the
    paper's defaults first, and the batch sizes the starting one, then the largest, so those
    are kept longest); the batch-size family keeps its starting batch (and runs no test when
    left with it alone), and a momentum or weight-decay family thinned to nothing keeps the
-   value the search started from (its stage is skipped).
+   value the search started from (its stage is skipped);
+2. then, where step 1's test alone does not fit, shorten it, down to `MIN_RANGE_STEPS`.
+
+Families are thinned before the tests are shortened: a test that reads fewer than
+`ramp.MIN_USABLE_STEPS` usable steps is run again over a longer ramp, so a shorter plan would
+spend its savings again.
 
 A budget too small for step 1 (its scout and one range test of `MIN_RANGE_STEPS`) is a
 `ConfigError`. Tests that stop early spend less than the plan, and tests run again over a
@@ -30,16 +33,15 @@ run's.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Mapping, Sequence
-
 import re
+from typing import Any, Mapping, Sequence
 
 from hparams_jax import _validate as v
 from hparams_jax.errors import ConfigError
 from hparams_jax.tuning.procedure import BY_NAME, STAGES, show
 from hparams_jax.tuning.ramp import MIN_USABLE_STEPS
 
-MIN_RANGE_STEPS = MIN_USABLE_STEPS
+MIN_RANGE_STEPS = MIN_USABLE_STEPS  # the shortest range test
 _MULTIPLE = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*x\s*$")
 
 
@@ -139,9 +141,12 @@ def plan_search(budget: int | None, range_steps: int, candidates: Mapping[str, S
     def fits(steps: int) -> bool:
         return _cost(steps, families, seeds, scout_steps) <= budget
 
-    while not fits(MIN_RANGE_STEPS):
-        name = max(families, key=lambda n: (len(families[n]) - BY_NAME[n].kept,
-                                            -BY_NAME[n].tie))
+    while not fits(range_steps):
+        thinnable = [n for n in families if len(families[n]) > BY_NAME[n].kept]
+        if not thinnable:
+            break
+        name = max(thinnable, key=lambda n: (len(families[n]) - BY_NAME[n].kept,
+                                             -BY_NAME[n].tie))
         dropped[name].insert(0, families[name].pop())
     steps = min(range_steps, (budget - scout_steps) // _cost(1, families, seeds, 0))
     cuts = []

@@ -243,7 +243,7 @@ class _Stages:
                         f"{config.weight_decay:g}")
         s = result.suggest("one_cycle").require("the LR range test")
         assert s.max_lr is not None and s.min_lr is not None
-        usable = {"usable_steps": result.steps_run}
+        usable = {"usable_steps": result.steps_run, "seeds": [config.seed]}
         candidates = [{"name": "paper", "lr": s.max_lr, "reason": s.method, **usable}] + [
             {**dataclasses.asdict(a), **usable} for a in s.alternatives]
         reason = s.reason + "".join(f"; warning: {w}" for w in s.warnings)
