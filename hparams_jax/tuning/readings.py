@@ -30,8 +30,8 @@ THROUGHPUT_TIE = 1.1
 
 
 def _mean(xs: Sequence[float | None]) -> float | None:
-    xs = [x for x in xs if x is not None]
-    return float(np.mean(xs)) if xs else None
+    known = [x for x in xs if x is not None]
+    return float(np.mean(known)) if known else None
 
 
 def _std(xs: Sequence[float | None]) -> float | None:

@@ -120,6 +120,7 @@ def _candidates(config: TrainConfig, task: Task | None, given: dict[str, Any]
     """Each family stage's candidates, by name: `given[stage.argument]`, else its defaults."""
     found = {}
     for stage in FAMILIES:
+        assert stage.argument is not None and stage.defaults is not None
         values = given[stage.argument]
         found[stage.name] = _check_list(stage.argument, stage.defaults(config, task)
                                         if values is None else values, *_ALLOWED[stage.name])
@@ -139,7 +140,8 @@ def _final_examples(config: TrainConfig, task: Task | None) -> int | None:
     if config.steps is not None:
         return config.steps * config.batch_size
     num_train = train_examples(config, task)
-    return None if num_train is None else round(config.epochs * num_train)
+    return None if num_train is None or config.epochs is None else round(
+        config.epochs * num_train)
 
 
 # --- the procedure -------------------------------------------------------------------------
@@ -197,6 +199,7 @@ class _Stages:
                  ) -> tuple[Decision, list[RangeTestResult]]:
         if stage.name == "lr_range":
             return self.lr_range(stage, config)
+        assert bounds is not None  # the LR range test's, at least
         if stage.name == "batch_size":
             return self.batch_size(stage, config, bounds)
         return self.family(stage, config, bounds)
