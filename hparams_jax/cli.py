@@ -407,8 +407,8 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     demo.add_argument("--workdir", default="runs/demo", help="where results and figures go")
     demo.add_argument("--epochs", type=float, default=3.0, help="epochs of each training run")
-    demo.add_argument("--range-steps", type=int, default=100,
-                      help="steps of each range test")
+    demo.add_argument("--range-steps", type=int, default=200,
+                      help="steps of each range test at batch 128")
     demo.add_argument("--budget", type=_budget, default=None,
                       help="most the search's range tests may spend: steps at batch 128, or a "
                            "multiple of the 1cycle run's examples such as 1.0x; None: the "
