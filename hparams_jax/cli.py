@@ -137,6 +137,15 @@ def _range_test_locked(args, config) -> int:
     return 0
 
 
+def _budget(text: str) -> int | str:
+    """`--budget`: an integer (steps) or a multiple of the 1cycle run's examples ("1.0x"),
+    checked by `tune`."""
+    try:
+        return int(text)
+    except ValueError:
+        return text
+
+
 def _tune(args) -> int:
     """The disciplined approach as one command (Smith 2018, Sec. 4-5; `hparams_jax.tuning`)."""
     from hparams_jax.tuning import tune
@@ -145,7 +154,7 @@ def _tune(args) -> int:
     result = tune(config.replace(workdir=args.workdir), budget=args.budget,
                   batch_sizes=args.batch_sizes, momenta=args.momenta,
                   weight_decays=args.weight_decays, start=args.start, stop=args.stop,
-                  range_steps=args.range_steps)
+                  range_steps=args.range_steps, seeds=args.seeds)
     print(result.text())
     return 0
 
@@ -295,11 +304,12 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     demo.add_argument("--workdir", default="runs/demo", help="where results and figures go")
     demo.add_argument("--epochs", type=float, default=3.0, help="epochs of each training run")
-    demo.add_argument("--range-steps", type=int, default=100,
-                      help="steps of each range test")
-    demo.add_argument("--budget", type=int, default=None,
-                      help="most training steps the search's range tests may spend; "
-                           "None: the demo's own, hparams_jax.demo.DEMO_BUDGET")
+    demo.add_argument("--range-steps", type=int, default=200,
+                      help="steps of each range test at batch 128")
+    demo.add_argument("--budget", type=_budget, default=None,
+                      help="most the search's range tests may spend: steps at batch 128, or a "
+                           "multiple of the 1cycle run's examples such as 1.0x; None: the "
+                           "demo's own, hparams_jax.demo.DEMO_BUDGET")
     demo.add_argument("--train-examples", type=int, default=None,
                       help="train on a subset (for a quick look)")
     demo.add_argument("--eval-examples", type=int, default=None,
@@ -373,13 +383,22 @@ def build_parser() -> argparse.ArgumentParser:
                           "--weight-decays", float, "numbers, e.g. 1e-3,1e-4,1e-5"),
                       default=None, help="weight-decay candidates (default: 1e-3,1e-4,1e-5, "
                                          "and 1e-6 on a dataset of 500,000 examples or more)")
-    tune.add_argument("--budget", type=int, default=None,
-                      help="most training steps the search's range tests may spend (a step of "
-                           "one setting); shortens the range tests, then thins the families "
-                           "(default: no cap)")
+    tune.add_argument("--budget", type=_budget, default=None,
+                      help="most the search's range tests may spend: steps at the starting "
+                           "batch (a test at another batch sees as many examples), or a "
+                           "multiple of the 1cycle run's training examples such as 1.0x; "
+                           "shortens the range tests, then thins the families (default: no "
+                           "cap)")
     tune.add_argument("--start", type=float, default=0.001, help="first LR of each range test")
-    tune.add_argument("--stop", type=float, default=1.0, help="last LR of each range test")
-    tune.add_argument("--range-steps", type=int, default=300, help="steps of each range test")
+    tune.add_argument("--stop", type=float, default=None,
+                      help="last LR of each range test (default: just past where an "
+                           "exponential scout from --start blows up); a ramp that reads fewer "
+                           "than 50 usable steps is lengthened")
+    tune.add_argument("--range-steps", type=int, default=300,
+                      help="steps of each range test at the starting batch")
+    tune.add_argument("--seeds", type=int, default=2,
+                      help="seeds of each family's range tests and of the 1cycle run (their "
+                           "spread decides ties)")
 
     diag = _command(
         sub, "diagnose", _diagnose, help="read a run's curves for under/over-fitting",

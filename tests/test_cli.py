@@ -14,26 +14,37 @@ from hparams_jax.train.tensorboard import read_scalars
 
 def test_demo_tunes_then_compares_with_hand_set_one_cycle_and_constant(tmp_path, capsys):
     assert cli.main(["demo", "--workdir", str(tmp_path), "--epochs", "1", "--range-steps", "50",
-                     "--budget", "200", "--train-examples", "1024", "--eval-examples", "256",
+                     "--budget", "25x", "--train-examples", "1024", "--eval-examples", "256",
                      "--no-progress"]) == 0
     out = capsys.readouterr().out
     assert "next step:" in out and "test accuracy" in out
     record = json.loads((tmp_path / "tune.json").read_text())
     assert [d["stage"] for d in record["decisions"]] == [
         "lr_range", "batch_size", "momentum", "weight_decay", "one_cycle"]
-    assert record["budget"]["cuts"]  # 200 steps cannot pay for the default plan
+    # 25 runs' examples (25 x 1024) are 200 steps at batch 128: the scout and one range test
+    assert record["budget"]["budget"] == "25x" and record["budget"]["budget_steps"] == 200
+    assert record["budget"]["cuts"]
+    first = record["decisions"][0]
+    assert "exponential scout" in first["attempts"][0]  # the demo gives no stop
+    assert all(c["usable_steps"] >= 50 for c in first["candidates"])
     tuned = json.loads((tmp_path / "one_cycle" / "config.json").read_text())
     bounds = record["decisions"][3]["bounds"]
     assert (tuned["max_lr"], tuned["min_lr"]) == (bounds["max_lr"], bounds["min_lr"])
     hand = json.loads((tmp_path / "hand_set" / "config.json").read_text())
     assert (hand["lr_policy"], hand["min_lr"], hand["max_lr"]) == ("one_cycle", 0.01, 0.1)
+    assert tuned["members"] == hand["members"] == [{"seed": 0}, {"seed": 1}]
     constant = json.loads((tmp_path / "constant" / "config.json").read_text())
     assert (constant["lr_policy"], constant["max_lr"]) == ("constant", 0.01)
     assert tuned["epochs"] == hand["epochs"] == constant["epochs"] == 1
-    table = (tmp_path / "comparison.md").read_text().splitlines()
+    text = (tmp_path / "comparison.md").read_text()
+    decisions, table, verdict = text.strip().split("\n\n")
+    assert decisions.startswith("| stage | candidate | usable steps | seeds |")
+    table = table.splitlines()
     assert [row.split(" | ")[0] for row in table[2:]] == [
         "| tuned 1cycle", "| hand-set 1cycle", "| constant"]
     assert " | 0.95-0.85 | " in table[3]  # the hand-set cyclical momentum, as max-min
+    assert " ± " in table[2] and " ± " in table[3]  # mean ± std over the 2 seeds
+    assert verdict.startswith("verdict: tuned ") and "tie margin" in verdict
     assert "## 5. The 1cycle run" in (tmp_path / "report.md").read_text()
     for name in ("lr_range.png", "one_cycle.png", "hand_set.png", "constant.png",
                  "comparison.png"):
@@ -153,3 +164,23 @@ def test_each_expected_error_has_its_exit_status(monkeypatch, capsys):
         monkeypatch.setattr(cli, "_diagnose", fail)
         assert cli.main(["diagnose", "somewhere"]) == status
         assert capsys.readouterr().err.strip().endswith(str(error))
+
+
+def test_the_demo_verdict_reads_the_tie_margin_and_says_why_the_tuned_run_trails():
+    from hparams_jax import demo
+    from hparams_jax.train import TrainConfig
+
+    def summary(accuracies, train_loss=0.3):
+        return {"members": [{"test_accuracy": a, "test_loss": 0.3, "train_loss": train_loss}
+                            for a in accuracies]}
+
+    tuned, hand = TrainConfig(batch_size=256, max_lr=0.2), TrainConfig(max_lr=0.1)
+    tie = demo.verdict(summary([0.905, 0.907]), summary([0.906, 0.908]), tuned, hand)
+    assert tie.startswith("verdict: tuned 0.9060 - hand-set 0.9070 = -0.0010, tie margin ")
+    assert "a tie" in tie
+    trails = demo.verdict(summary([0.900, 0.901], 0.35), summary([0.912, 0.913]), tuned, hand)
+    assert "the tuned 1cycle trails the hand-set one" in trails
+    assert "batch_size 256 (hand-set 128); max_lr 0.2 (hand-set 0.1)" in trails
+    assert "train loss 0.3500 vs 0.3000" in trails and "fits the training set less" in trails
+    ahead = demo.verdict(summary([0.92, 0.921]), summary([0.90, 0.901]), tuned, hand)
+    assert ahead.endswith("the tuned 1cycle is more accurate.")

@@ -13,8 +13,16 @@ Caffe's LeNet solver; 2 seeds (not 4) for each 85-epoch setting, which takes ove
 The range tests (Sec. 4.1-4.4) run at the 1cycle's settings: batch 512, cyclical momentum
 falling 0.95 -> 0.8 while the LR rises linearly from 0.001 to 0.5 over 400 steps, held-out loss
 on the full test split every 20 steps.
+
+`tuned` holds what `tune` chose with its defaults at 12 epochs
+(`experiments/tune_fashion_mnist_lenet.py`, its record in `records/fashion_mnist_lenet/tune`),
+in the protocol's 1cycle shape; the setting exists once that record does.
 """
 
+import json
+from pathlib import Path
+
+from hparams_jax import momenta
 from hparams_jax.experiment import Claim, Experiment, RangeTest, Setting
 from hparams_jax.experiment.protocols import lenet_protocol
 
@@ -73,6 +81,29 @@ MODERN_SETTINGS = (
             note="Prodigy (LR-free; Mishchenko & Defazio 2024): multiplier 1 under a cosine "
                  "decay as its authors advise, betas 0.9/0.999, no warmup"),
 )
+TUNE_RECORD = Path(__file__).resolve().parents[1] / "records" / "fashion_mnist_lenet" / "tune"
+
+
+def _tuned() -> tuple[Setting, ...]:
+    """The `tuned` setting: the batch size, momentum, weight decay and bounds of `tune`'s
+    1cycle run (`TUNE_RECORD/tune.json`), in the protocol's 1cycle shape; none before the
+    record exists."""
+    path = TUNE_RECORD / "tune.json"
+    if not path.exists():
+        return ()
+    chosen = json.loads(path.read_text())["decisions"][-1]["choice"]
+    momentum = momenta.parse(chosen["momentum"])
+    shown = momenta.format(momentum)
+    return (Setting("tuned", {**_one_cycle(chosen["batch_size"], chosen["max_lr"],
+                                           chosen["min_lr"]),
+                              "momentum": momentum, "weight_decay": chosen["weight_decay"]},
+                    note=f"the settings `tune` chose with its defaults at 12 epochs: batch "
+                         f"{chosen['batch_size']}, {chosen['min_lr']:.3g}-"
+                         f"{chosen['max_lr']:.3g}, momentum {shown}, WD "
+                         f"{chosen['weight_decay']:g} (Sec. 4-5; "
+                         "experiments/tune_fashion_mnist_lenet.py)"),)
+
+
 WD_ONE_CYCLE = {3e-3: "wd3e-3", 1e-3: "wd1e-3", 5e-4: "one_cycle", 3e-4: "wd3e-4", 1e-4: "wd1e-4",
                 3e-5: "wd3e-5", 1e-5: "wd1e-5"}
 
@@ -125,7 +156,8 @@ EXPERIMENT = Experiment(
     name="fashion_mnist_lenet",
     title="LeNet, Fashion-MNIST",
     section="Sec. 3, 4.1-4.4; Table 1 (MNIST rows)",
-    **{**PROTOCOL, "settings": PROTOCOL["settings"] + RANGE_TEST_SETTINGS + MODERN_SETTINGS,
+    **{**PROTOCOL, "settings": PROTOCOL["settings"] + RANGE_TEST_SETTINGS + MODERN_SETTINGS
+                    + _tuned(),
        "comparisons": {**PROTOCOL["comparisons"],
                        "range-test bounds": ("rt_0.5x", "rt_1x", "rt_2x", "rt_min_third"),
                        "batch size": ("bs128", "bs256", "rt_1x", "bs1024"),

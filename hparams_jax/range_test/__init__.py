@@ -23,10 +23,10 @@ from hparams_jax.range_test.read import (DISAGREE_FACTOR, EVAL_TOLERANCE, FLAT_D
                                          near_lowest_loss)
 from hparams_jax.range_test.result import Family, RangeTestResult
 from hparams_jax.range_test.run import (FAMILY_PARAMS, check_ramp, ema, lr_range_test,
-                                        range_test_family)
+                                        range_test_family, range_test_members)
 
 __all__ = ["DISAGREE_FACTOR", "EVAL_TOLERANCE", "FAMILY_PARAMS", "FLAT_DROP", "MIN_EVALS",
            "MIN_LR_FRACTION", "MIN_STEPS", "NOISY_SCATTER", "NO_SUGGESTION", "RAGGED_FACTOR",
            "RAGGED_FLOOR", "Alternative", "Family", "NoSuggestionError", "RangeTestResult",
            "Suggestion", "centred", "check_ramp", "ema", "lr_range_test", "near_lowest_loss",
-           "range_test_family"]
+           "range_test_family", "range_test_members"]

@@ -328,3 +328,50 @@ def range_test_family(config: TrainConfig, param: str, values: Sequence, *, star
             results.update(zip(idx, out))
     return Family(param, list(values), [results[i] for i in range(len(values))])
 
+
+def range_test_members(config: TrainConfig, *, start: float, stop: float, num_steps: int,
+                       mode: str = "linear", eval_every: int | None = None,
+                       stop_factor: float = 4.0, task: Task | None = None
+                       ) -> list[RangeTestResult]:
+    """One range test per member of `config.members` (any of `SWEEPABLE`'s settings: seeds,
+    momenta, weight decays), run as one vmapped program: a family repeated over seeds measures
+    the noise of its readings (Smith 2018, Sec. 4: each reading is one short run). The members'
+    momenta must be all constant or all (max, min) pairs, as in any sweep.
+
+    Args:
+      config: the model, data and shared settings, with the `members` to test (at least one).
+      start: the LR at step 0, as in `lr_range_test`.
+      stop: the LR at the last step.
+      num_steps: the ramp's length in optimizer steps.
+      mode: "linear" or "exp".
+      eval_every: steps between held-out evaluations (None: `num_steps // 20`, at least 1).
+      stop_factor: a member stops once its smoothed loss exceeds this many times its minimum.
+      task: the user's own model, loss and data (`Task`), as in `lr_range_test`.
+
+    Returns:
+      A `RangeTestResult` per member, in order; each one's `label` names the member's
+      settings and its `setting` holds them.
+
+    Raises:
+      ConfigError: `config` has no members, or a ramp argument is not allowed.
+
+    Examples:
+      >>> from hparams_jax.range_test import range_test_members
+      >>> from hparams_jax.train import TrainConfig
+      >>> config = TrainConfig(model="lenet", dataset="fashion_mnist", batch_size=64,
+      ...                      train_examples=512, eval_examples=256, momentum=0.9,
+      ...                      weight_decay=5e-4, progress=False,
+      ...                      members=[{"seed": 0}, {"seed": 1}])
+      >>> results = range_test_members(config, start=0.001, stop=0.3, num_steps=20,
+      ...                              eval_every=5)
+      >>> [r.label for r in results], [r.setting["seed"] for r in results]
+      (['seed=0', 'seed=1'], [0, 1])
+    """
+    check_ramp(start, stop, num_steps, mode, stop_factor, eval_every)
+    v.check("config.members", list(config.members), bool(config.members),
+            "at least one member (use lr_range_test for a single setting)")
+    config, task = _with_eval(config, task, "a range test of sweep members")
+    labels = [", ".join(_label(k, momenta.parse(x) if k == "momentum" else x)
+                        for k, x in m.items()) for m in config.members]
+    return _run(config, task, start=start, stop=stop, num_steps=num_steps, mode=mode,
+                eval_every=eval_every, stop_factor=stop_factor, labels=labels)

@@ -1,8 +1,10 @@
 """The disciplined approach as one procedure (Smith 2018, Sec. 4-5): `tune(config)` runs the
 LR range test, then chooses the batch size, the momentum and the weight decay from range tests,
 trains with 1cycle and reads the result (`stages`). `procedure` is the table of its stages;
-`batch` says which batch sizes fit, `budget` what the search may spend, `records` what each
-stage records in the workdir, `advice` the paper's next step, `report` writes `report.md`."""
+`ramp` the LR ramp of its range tests and how each reading is made long enough, `readings`
+how a family read at several seeds is compared (its ties), `batch` which batch sizes fit and
+how fast they train, `budget` what the search may spend, `records` what each stage records in
+the workdir, `advice` the paper's next step, `report` writes `report.md`."""
 
 from hparams_jax import _extras
 

@@ -8,11 +8,16 @@ it) and compares XLA's `memory_analysis()` (arguments + outputs + temporaries, l
 buffers it reuses) with the device's `bytes_limit`, where JAX reports one (GPUs, TPUs). The CPU
 backend reports no device memory, so there the check is not made and host RAM bounds the batch:
 the candidate is kept and the record says so.
+
+`examples_per_second` measures a candidate's training throughput on this device (Sec. 4.2
+prefers a larger batch for the wall time it buys: on a GPU a larger batch trains more examples
+a second, on a CPU it often does not).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import time
 from typing import Any
 
 import jax
@@ -46,6 +51,30 @@ def _step_bytes(config: TrainConfig, task: Task | None = None) -> int:
     memory = open_session(config, task).compiled_step().memory_analysis()
     return int(memory.argument_size_in_bytes + memory.output_size_in_bytes
                + memory.temp_size_in_bytes - memory.alias_size_in_bytes)
+
+
+THROUGHPUT_STEPS = 10  # steps a chunk of the throughput measure
+THROUGHPUT_REPEATS = 3  # chunks timed after the one that compiles; the fastest counts
+
+
+def examples_per_second(config: TrainConfig, task: Task | None = None,
+                        steps: int = THROUGHPUT_STEPS) -> float:
+    """Training examples a second of one setting of `config` (on `task`, default the config's
+    zoo task) at its batch size: the fastest of `THROUGHPUT_REPEATS` chunks of `steps`
+    compiled training steps, after one that compiles and warms up (no evaluation; the fastest,
+    as other work on a shared machine only slows a chunk down)."""
+    chunks = THROUGHPUT_REPEATS + 1
+    session = open_session(config.replace(members=(), workdir=None, progress=False,
+                                          steps=chunks * steps), task)
+    state = session.init_state()
+    fastest = float("inf")
+    for k in range(chunks):
+        began = time.perf_counter()
+        state, metrics = session.chunk(state, k * steps, steps)
+        jax.block_until_ready(metrics)
+        if k:
+            fastest = min(fastest, time.perf_counter() - began)
+    return steps * config.batch_size / max(fastest, 1e-9)
 
 
 def check_candidate(config: TrainConfig, batch_size: int, task: Task | None = None

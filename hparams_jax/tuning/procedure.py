@@ -13,14 +13,14 @@ momentum (Sec. 4.3) and the weight decay (Sec. 4.4); `ONE_CYCLE` is the tuned ru
   None for a single range test;
 - `defaults`: the candidates when that keyword is None (the paper's first: the budget thins a
   family from its end);
-- `free`, `tie`: the budget's terms: how many candidates an earlier stage already tested (they
-  cost nothing and are never thinned), and which family is thinned first when two are equally
-  large (the lower `tie`).
+- `kept`, `tie`: the budget's terms: how many candidates, first in the list, it never thins
+  (the starting batch size; a family left with no more than these runs no test), and which
+  family is thinned first when two are equally large (the lower `tie`).
 
-A new family stage read by `Family.pick` is one entry here, plus what the entry names: its
-keyword of `tune` and the check of its candidates (`tuning.stages`), its option of
-`hparams-jax tune`, and a field `range_test.range_test_family` varies. Its record, budget
-share, cuts, report section and place in `tune.json` follow from the entry.
+A new family stage is one entry here, plus what the entry names: its keyword of `tune` and
+the check of its candidates (`tuning.stages`), its option of `hparams-jax tune`, and a
+`TrainConfig` field that sweep members can vary. Its record, budget share, cuts, report
+section and place in `tune.json` follow from the entry.
 """
 
 from __future__ import annotations
@@ -31,14 +31,19 @@ from typing import Any, Callable
 from hparams_jax.range_test import EVAL_TOLERANCE
 from hparams_jax.train.task import train_examples
 
+DEFAULT_SEEDS = 2  # each family's range tests repeat at this many seeds
+
 # The candidates, the paper's first: thinning by the budget drops from the end.
 DEFAULT_MOMENTA: tuple[Any, ...] = ((0.95, 0.85), 0.9, 0.95, 0.97, 0.99)
 DEFAULT_WEIGHT_DECAYS = (1e-3, 1e-4, 1e-5)
 LARGE_DATASET = 500_000  # training examples from which 1e-6 joins the weight decays (Sec. 4.4)
 BATCH_FACTORS = (1, 2, 4)  # default batch candidates: the starting batch times these
 
-_PICK = (f"Family.pick: the lowest held-out loss (within {EVAL_TOLERANCE:.0%} counts as "
-         "lowest) kept up to the largest LR; max_lr and min_lr from its range test")
+_TIES = (f"candidates whose mean best held-out loss over the seeds lies within the tie margin "
+         f"of the lowest (two standard errors of the difference, at least "
+         f"{EVAL_TOLERANCE:.0%}) tie")
+_PICK = (f"{_TIES}; a tie goes to the first in the candidates' order (the paper's defaults "
+         "first); max_lr the mean of its seeds' suggestions, min_lr = max_lr / 10")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -52,7 +57,7 @@ class Stage:
     intro: str = ""
     argument: str | None = None
     defaults: Callable[[Any, Any], tuple] | None = None  # (config, task) -> candidates
-    free: int = 0
+    kept: int = 0
     tie: int = 0
 
     @property
@@ -60,10 +65,12 @@ class Stage:
         """The stage's name as prose ("weight decay")."""
         return self.name.replace("_", " ")
 
-    def tests(self, candidates: int) -> int:
-        """Range tests the stage runs for `candidates` candidates (a single test when it
-        searches no family)."""
-        return 1 if self.argument is None else candidates - self.free
+    def tests(self, candidates: int, seeds: int) -> int:
+        """Range tests the stage plans for `candidates` candidates at `seeds` seeds (a single
+        test when it searches no family; none when the budget left it no more than `kept`)."""
+        if self.argument is None:
+            return 1
+        return 0 if candidates <= self.kept else seeds * candidates
 
 
 def _default_weight_decays(config, task) -> tuple[float, ...]:
@@ -74,18 +81,23 @@ def _default_weight_decays(config, task) -> tuple[float, ...]:
 STAGES = (
     Stage("lr_range", "4.1", title="LR range test",
           rule="RangeTestResult.suggest: the largest LR before the held-out loss or accuracy "
-               "worsens (never past the lowest training loss); min_lr = max_lr / 10 for 1cycle",
+               "worsens (never past the lowest training loss); min_lr = max_lr / 10 for "
+               "1cycle; the ramp ends just past where an exponential scout's loss blew up (or "
+               "at the given stop), lengthened until the test reads at least 50 usable steps",
           intro="The LR range test trains briefly while the LR rises linearly; the largest LR "
                 "before the held-out loss or accuracy worsens is `max_lr`, and 1cycle starts "
-                "a factor of 10 below it."),
+                "a factor of 10 below it. Its ramp is the range every later stage ramps over."),
     Stage("batch_size", "4.2", title="Batch size",
-          rule=f"the largest batch that fits whose best held-out loss lies within "
-               f"{EVAL_TOLERANCE:.0%} of the lowest among the candidates (the tolerance of "
-               "Family.pick); max_lr and min_lr from its range test",
+          rule=f"each batch that fits is read at equal training examples (a larger batch takes "
+               f"fewer steps); {_TIES}; a tie goes to the batches whose measured examples/s "
+               "lies within 10% of the fastest, the smallest first (a larger batch is chosen "
+               "for the wall time it buys), then the others, fastest first; max_lr the mean "
+               "of its seeds' suggestions, min_lr = max_lr / 10",
           intro="A larger batch allows a larger LR and costs fewer steps an epoch, but "
                 "regularises less: the paper uses as large a batch as the hardware allows, "
-                "compared by range tests at each candidate.",
-          argument="batch_sizes", free=1, tie=1,  # the starting batch is the LR range test's
+                "compared by range tests at each candidate. Each sees the same training "
+                "examples, so the larger batch is not ahead by the images it has seen.",
+          argument="batch_sizes", kept=1, tie=1,  # the starting batch is never thinned
           defaults=lambda config, task: tuple(config.batch_size * f for f in BATCH_FACTORS)),
     Stage("momentum", "4.3", title="Momentum", rule=_PICK,
           intro="Momentum and LR are coupled: a range test per momentum shows which keeps "

@@ -45,7 +45,12 @@ class Decision:
     reason: str
     budget_cut: str
     bounds: dict[str, float]  # max_lr and min_lr after this stage
-    steps_spent: int  # training steps its range tests ran
+    steps_spent: int  # training steps its range tests ran (a step of one setting)
+    examples_spent: int = 0  # training examples its range tests ran (all settings)
+    seconds: float = 0.0  # wall time of its range tests (and throughput measures)
+    ramp: dict[str, Any] = dataclasses.field(default_factory=dict)  # its readings' (`Ramp`)
+    attempts: list[str] = dataclasses.field(default_factory=list)  # scouted, run again: why
+    tie_order: list[Any] = dataclasses.field(default_factory=list)  # ties go to the first
 
     def to_dict(self) -> dict[str, Any]:
         return json.loads(json.dumps(dataclasses.asdict(self)))
@@ -65,15 +70,28 @@ class TuneResult:
     def text(self) -> str:
         lines = [f"{d.section:>4}  {d.stage}: {show(d.choice)} ({d.reason})"
                  for d in self.decisions]
-        member = self.history.summary["members"][0]
+        accuracy = final_accuracy(self.history.summary)
         lines.append(f"1cycle {self.config.min_lr:.4g} -> {self.config.max_lr:.4g}, batch "
                      f"{self.config.batch_size}, momentum {show(self.config.momentum)}, "
                      f"weight decay {self.config.weight_decay:g}: test accuracy "
-                     f"{member['test_accuracy']:.4f} after {self.history.summary['epochs']:g} "
-                     f"epochs; verdict {self.diagnosis.verdict}")
+                     f"{accuracy['text']} after {self.history.summary['epochs']:g} epochs; "
+                     f"verdict {self.diagnosis.verdict} (seed {self.config.seed})")
         lines.append(f"next step: {self.next_step}")
         lines.append(f"tune.json and report.md in {self.workdir}")
         return "\n".join(lines)
+
+
+def final_accuracy(summary: dict[str, Any]) -> dict[str, Any]:
+    """A run's final test accuracy over its members (seeds): their values, mean and sample
+    standard deviation (None for one member), and "mean ± std" as text."""
+    values = [m["test_accuracy"] for m in summary["members"]]
+    known = [x for x in values if x is not None]
+    mean = sum(known) / len(known) if known else None
+    std = (None if len(known) < 2 or len(known) < len(values) else
+           (sum((x - mean) ** 2 for x in known) / (len(known) - 1)) ** 0.5)
+    text = "-" if mean is None else f"{mean:.4f}" + ("" if std is None else f" ± {std:.4f}")
+    return {"test_accuracies": values, "test_accuracy": mean, "test_accuracy_std": std,
+            "text": text}
 
 
 def path(workdir: Path, name: str) -> Path:

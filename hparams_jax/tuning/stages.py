@@ -5,17 +5,27 @@ the stages of `procedure.STAGES` (their sections, rules and default candidates):
 
 1. LR range test (Sec. 4.1) at the starting batch size, momentum and weight decay:
    `max_lr`, `min_lr` by `RangeTestResult.suggest` (its alternatives and confidence kept).
+   Without a given `stop`, an exponential scout finds where the loss blows up and the linear
+   ramp ends just past it (`tuning.ramp`); every later stage ramps over this range.
 2. Batch size (Sec. 4.2): a range test at each candidate that fits the hardware
-   (`tuning.batch`); the largest batch whose best held-out loss lies within `EVAL_TOLERANCE` of
-   the lowest (the same tolerance as `Family.pick`): "as large a batch as the hardware allows",
-   so long as the held-out loss does not suffer.
-3. Momentum (Sec. 4.3): the momentum family (constant 0.99/0.97/0.95/0.9 and the cyclical
-   0.95-0.85, falling while the LR rises) at the chosen batch size; `Family.pick`.
+   (`tuning.batch`), each seeing the same training examples (a larger batch takes fewer
+   steps), at every seed, and the candidate's throughput measured on this device; the
+   candidates whose mean held-out loss ties with the lowest (`tuning.readings`) go, in the
+   order of their throughput, to the fastest (the smallest of those within 10% of it).
+3. Momentum (Sec. 4.3): the momentum family (cyclical 0.95-0.85, falling while the LR rises,
+   and constant 0.9/0.95/0.97/0.99) at the chosen batch size and every seed; a tie with the
+   lowest mean held-out loss goes to the first in the list (the paper's defaults first).
 4. Weight decay (Sec. 4.4): the weight-decay family (1e-3/1e-4/1e-5, and 1e-6 on a large
-   dataset) at the chosen batch size and momentum; `Family.pick`: lowest held-out loss that
-   stays low to the largest LR.
-5. A 1cycle run (Sec. 4.1, 5) with the chosen values and the bounds of the last range test at
-   them, `diagnose`d (Sec. 3), and the paper's next step for its verdict (`tuning.advice`).
+   dataset) at the chosen batch size and momentum, by the same rule.
+5. A 1cycle run (Sec. 4.1, 5) with the chosen values and the bounds of the last stage, at
+   every seed (sweep members), `diagnose`d (Sec. 3, its first seed), and the paper's next step
+   for its verdict (`tuning.advice`).
+
+No decision rests on a range test with fewer than `ramp.MIN_USABLE_STEPS` usable steps (its
+steps before it stopped): a shorter one is run again over a longer ramp, or left out of its
+family's comparison with the reason (`tuning.ramp`). Every candidate row of every decision
+records `usable_steps`; the family rows record their `seeds` and `best_eval_loss_std`, the
+batch rows `planned_examples` and `examples_per_s`.
 
 Each stage is recorded in `WORKDIR/stages/STAGE.json` when it finishes (written atomically,
 `tuning.records`) and loaded on a restart, so a killed `tune` continues at the stage it was in;
@@ -28,10 +38,10 @@ A record that cannot be written (a full disk, a read-only folder) stops the tune
 range test that gives no suggestion where the procedure needs bounds stops it with
 `NoSuggestionError` (nothing recorded for that stage). The whole tune holds the locks of
 `WORKDIR` and of `WORKDIR/one_cycle`, and a workdir holding a tune of other inputs (config,
-candidates, ramp or budget) is refused.
-`WORKDIR/tune.json` holds every decision, its candidates and numbers, the paper's section and
-what the budget cut (`tuning.budget`); `WORKDIR/report.md` reads them as the paper's argument
-(`tuning.report`).
+candidates, ramp, seeds or budget) is refused.
+`WORKDIR/tune.json` holds every decision, its candidates and numbers, the paper's section, what
+the budget cut (`tuning.budget`) and the search's cost in epochs and seconds beside the 1cycle
+run's; `WORKDIR/report.md` reads them as the paper's argument (`tuning.report`).
 """
 
 from __future__ import annotations
@@ -39,6 +49,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import numbers
+import time
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -48,19 +59,22 @@ from hparams_jax import _files
 from hparams_jax import _validate as v
 from hparams_jax.diagnose import diagnose
 from hparams_jax.errors import ConfigError, UnreadableFileError
-from hparams_jax.range_test import (EVAL_TOLERANCE, Family, NoSuggestionError,
-                                    RangeTestResult, check_ramp, lr_range_test,
-                                    near_lowest_loss, range_test_family)
+from hparams_jax.range_test import (NoSuggestionError, RangeTestResult, check_ramp,
+                                    lr_range_test, range_test_members)
 from hparams_jax.train import (DivergenceError, History, TrainConfig, WorkdirWriteError, fit,
                                workdir_lock)
 from hparams_jax.train import tensorboard as tensorboard_
 from hparams_jax.train.config import EXECUTION_FIELDS
 from hparams_jax.train.task import Task, resolve, train_examples
-from hparams_jax.tuning import advice, records, report
-from hparams_jax.tuning.batch import check_candidate
+from hparams_jax.tuning import advice, readings, records, report
+from hparams_jax.tuning import budget as budget_
+from hparams_jax.tuning.batch import check_candidate, examples_per_second
 from hparams_jax.tuning.budget import MIN_RANGE_STEPS, SearchPlan, check_budget, plan_search
-from hparams_jax.tuning.procedure import FAMILIES, ONE_CYCLE, STAGES, Stage, show
-from hparams_jax.tuning.records import Decision, TuneResult, write
+from hparams_jax.tuning.procedure import (DEFAULT_SEEDS, FAMILIES, ONE_CYCLE, STAGES, Stage,
+                                          show)
+from hparams_jax.tuning.ramp import (SCOUT_EVAL_EVERY, SCOUT_SPAN, SCOUT_STEPS, Ramp,
+                                     Readings, long_enough, scout_stop)
+from hparams_jax.tuning.records import Decision, TuneResult, final_accuracy, write
 
 RANGE_EVAL_EXAMPLES = 1000  # held-out examples a range test evaluates (at most)
 EVALS_PER_EPOCH = 5  # the 1cycle run's test evaluations per epoch when eval_every is None
@@ -106,6 +120,7 @@ def _candidates(config: TrainConfig, task: Task | None, given: dict[str, Any]
     """Each family stage's candidates, by name: `given[stage.argument]`, else its defaults."""
     found = {}
     for stage in FAMILIES:
+        assert stage.argument is not None and stage.defaults is not None
         values = given[stage.argument]
         found[stage.name] = _check_list(stage.argument, stage.defaults(config, task)
                                         if values is None else values, *_ALLOWED[stage.name])
@@ -119,24 +134,14 @@ def _inputs(config: TrainConfig, **search) -> dict[str, Any]:
     return json.loads(json.dumps({"config": fields, **search}))
 
 
-# --- the rules -----------------------------------------------------------------------------
-
-def largest_batch_near_best(rows: Sequence[dict[str, Any]]) -> tuple[int, str]:
-    """Sec. 4.2's choice among batch-size range tests (`Family.rows`): the largest batch whose
-    best held-out loss (the smoothed training loss where a test has no held-out points) lies
-    within `EVAL_TOLERANCE` of the lowest. Returns the batch size and the reason."""
-    near, key, lowest, what = near_lowest_loss(rows)
-    chosen = max(near, key=lambda r: r["batch_size"])
-    return chosen["batch_size"], (
-        f"the largest batch whose {what} loss {chosen[key]:.4f} lies within "
-        f"{EVAL_TOLERANCE:.0%} of the lowest {lowest:.4f}; its range test gives max_lr "
-        f"{chosen['max_lr']:.4g}")
-
-
-def _bounds(result: RangeTestResult) -> dict[str, float]:
-    s = result.suggest("one_cycle").require(f"the range test {result.label}".rstrip())
-    assert s.max_lr is not None and s.min_lr is not None
-    return {"max_lr": s.max_lr, "min_lr": s.min_lr}
+def _final_examples(config: TrainConfig, task: Task | None) -> int | None:
+    """The 1cycle run's training examples (one seed): its steps at the starting batch, or its
+    epochs of the training set; None where the training set's size is unknown."""
+    if config.steps is not None:
+        return config.steps * config.batch_size
+    num_train = train_examples(config, task)
+    return None if num_train is None or config.epochs is None else round(
+        config.epochs * num_train)
 
 
 # --- the procedure -------------------------------------------------------------------------
@@ -145,14 +150,17 @@ class _Stages:
     """The stages of one tune in its workdir, each loaded when recorded, else run."""
 
     def __init__(self, workdir: Path, plan: SearchPlan, fit_records: list, ramp: dict,
-                 say: Callable[[str], None], task: Task | None, tensorboard: bool = False):
+                 say: Callable[[str], None], task: Task | None, seeds: list[int],
+                 tensorboard: bool = False):
         self.workdir = workdir
         self.plan, self.fit_records, self.say, self.task = plan, fit_records, say, task
-        self.ramp = {**ramp, "task": task}  # every range test's ramp, on the task
+        self.start, self.stop = ramp["start"], ramp["stop"]
+        self.seeds = seeds
+        self.ramp: Ramp | None = None  # the ramp so far: the first stage's, then each stage's
         # with --tensorboard each stage's range tests go to WORKDIR/tensorboard/STAGE
         self.tensorboard = workdir / tensorboard_.LOGDIR if tensorboard else None
         self.records: dict[str, dict[str, Any]] = {}
-        self.results: dict[str, list[RangeTestResult]] = {}
+        self.began = 0.0
 
     def run(self, stage: Stage, config: TrainConfig, bounds: dict[str, float] | None
             ) -> Decision:
@@ -163,6 +171,7 @@ class _Stages:
         if record is not None:
             self.say(f"{name}: recorded in {path}")
         else:
+            self.began = time.perf_counter()
             try:
                 decision, results = self._compute(stage, config, bounds)
             except NoSuggestionError as err:
@@ -178,91 +187,176 @@ class _Stages:
             self.say(f"{name} (Sec. {decision.section}): {show(decision.choice)} "
                      f"({decision.reason})")
         self.records[name] = record
-        decision, self.results[name] = records.stage_of(record)
-        if self.tensorboard and self.results[name] and not (self.tensorboard / name).exists():
+        decision, results = records.stage_of(record)
+        if self.tensorboard and results and not (self.tensorboard / name).exists():
             # a stage recorded by a run without --tensorboard
-            tensorboard_.write_range_tests(self.results[name], self.tensorboard / name)
+            tensorboard_.write_range_tests(results, self.tensorboard / name)
+        if decision.ramp:
+            self.ramp = Ramp.from_dict(decision.ramp)
         return decision
 
     def _compute(self, stage: Stage, config: TrainConfig, bounds: dict[str, float] | None
                  ) -> tuple[Decision, list[RangeTestResult]]:
         if stage.name == "lr_range":
             return self.lr_range(stage, config)
+        assert bounds is not None  # the LR range test's, at least
         if stage.name == "batch_size":
-            return self.batch_size(stage, config)
+            return self.batch_size(stage, config, bounds)
         return self.family(stage, config, bounds)
 
-    def decision(self, stage: Stage, candidates, choice, reason, bounds, results,
-                 steps=None) -> Decision:
-        spent = sum(r.steps_run for r in results) if steps is None else steps
+    def decision(self, stage: Stage, candidates, choice, reason, bounds,
+                 spent: Sequence[tuple[RangeTestResult, int]], ramp: dict[str, Any],
+                 attempts: Sequence[str] = (), tie_order: Sequence[Any] = ()) -> Decision:
+        """The stage's `Decision`; `spent` holds every test it ran, with its batch size."""
         return Decision(stage.name, stage.section, stage.rule, candidates, choice, reason,
-                        self.plan.cut_for(stage.name), bounds, spent)
+                        self.plan.cut_for(stage.name), bounds,
+                        sum(r.steps_run for r, _ in spent),
+                        sum(r.steps_run * b for r, b in spent),
+                        time.perf_counter() - self.began, ramp, list(attempts),
+                        list(tie_order))
+
+    def _members(self, **setting) -> tuple[dict[str, Any], ...]:
+        return tuple({**setting, "seed": s} for s in self.seeds)
 
     def lr_range(self, stage: Stage, config: TrainConfig
                  ) -> tuple[Decision, list[RangeTestResult]]:
-        """Sec. 4.1: one range test at the starting values; its suggestion sets the bounds."""
-        result = lr_range_test(config, **self.ramp)
-        result.label = (f"batch {config.batch_size}, momentum {show(config.momentum)}, weight "
-                        f"decay {config.weight_decay:g}")
-        s = result.suggest("one_cycle").require("the LR range test")
-        candidates = [{"name": "paper", "lr": s.max_lr, "reason": s.method}] + [
-            dataclasses.asdict(a) for a in s.alternatives]
-        reason = s.reason + "".join(f"; warning: {w}" for w in s.warnings)
-        bounds = _bounds(result)
-        return self.decision(stage, candidates, bounds, reason, bounds, [result]), [result]
+        """Sec. 4.1: one range test at the starting values (its ramp scouted where no stop is
+        given, and long enough, `tuning.ramp`); its suggestion sets the bounds."""
+        b = config.batch_size
+        stop, attempts, spent = self.stop, [], []
+        if stop is None:
+            scout = lr_range_test(config, start=self.start, stop=self.start * SCOUT_SPAN,
+                                  num_steps=SCOUT_STEPS, mode="exp",
+                                  eval_every=SCOUT_EVAL_EVERY, task=self.task)
+            spent.append((scout, b))
+            stop, text = scout_stop(scout)
+            attempts.append(text)
+            if stop <= self.start:
+                raise NoSuggestionError(f"{text}; its loss blew up at the first LR: lower "
+                                        "start")
 
-    def batch_size(self, stage: Stage, config: TrainConfig
+        def run(ramp: Ramp, _) -> Readings:
+            return {0: [lr_range_test(config, **ramp.kwargs(b), task=self.task)]}
+
+        ramp, found, _, notes, tests = long_enough(
+            run, Ramp.of(self.start, stop, self.plan.range_steps, b), ["the LR range test"],
+            [b])
+        (result,) = found[0]
+        result.label = (f"batch {b}, momentum {show(config.momentum)}, weight decay "
+                        f"{config.weight_decay:g}")
+        s = result.suggest("one_cycle").require("the LR range test")
+        assert s.max_lr is not None and s.min_lr is not None
+        usable = {"usable_steps": result.steps_run, "seeds": [config.seed]}
+        candidates = [{"name": "paper", "lr": s.max_lr, "reason": s.method, **usable}] + [
+            {**dataclasses.asdict(a), **usable} for a in s.alternatives]
+        reason = s.reason + "".join(f"; warning: {w}" for w in s.warnings)
+        bounds = {"max_lr": s.max_lr, "min_lr": s.min_lr}
+        return self.decision(stage, candidates, bounds, reason, bounds, spent + tests,
+                             ramp.to_dict(b), attempts + notes), [result]
+
+    def batch_size(self, stage: Stage, config: TrainConfig, bounds: dict[str, float]
                    ) -> tuple[Decision, list[RangeTestResult]]:
-        """Sec. 4.2: a range test at each batch that fits (the starting one is the LR range
-        test); `largest_batch_near_best`."""
-        others = list(self.plan.candidates[stage.name][1:])
-        results = [*self.results["lr_range"]]
-        if others:
-            results += range_test_family(config, stage.name, others, **self.ramp).results
-        values = [config.batch_size, *others]
-        family = Family(stage.name, values, results)
-        rows = {r["batch_size"]: r for r in family.rows()}
-        choice, reason = largest_batch_near_best(list(rows.values()))
-        if not others:
-            reason = f"the only candidate tested: {reason}"
-        candidates = [{**c, "tested": c["batch_size"] in rows, **rows.get(c["batch_size"], {})}
-                      for c in self.fit_records]
-        bounds = _bounds(results[values.index(choice)])
-        return self.decision(stage, candidates, choice, reason, bounds, results,
-                             steps=sum(r.steps_run for r in results[1:])), results
+        """Sec. 4.2: each batch that fits read at equal training examples and every seed, its
+        throughput measured; the tie rule of `readings.batch_order`. Left with the starting
+        batch alone (the budget), the stage keeps it untested."""
+        assert self.ramp is not None
+        values = list(self.plan.candidates[stage.name])
+        if len(values) <= stage.kept:
+            candidates = [{**c, "tested": False} for c in self.fit_records]
+            return self.decision(stage, candidates, config.batch_size,
+                                 "the only candidate left by the budget: the starting batch "
+                                 "kept untested, with the bounds so far", bounds, [],
+                                 self.ramp.to_dict(config.batch_size)), []
+        speed = {b: examples_per_second(config.replace(batch_size=b), self.task)
+                 for b in values}
+
+        def run(ramp: Ramp, indices: list[int]) -> Readings:
+            return {i: range_test_members(
+                config.replace(batch_size=values[i], members=self._members()),
+                task=self.task, **ramp.kwargs(values[i])) for i in indices}
+
+        ramp, found, left_out, notes, spent = long_enough(
+            run, self.ramp, [f"batch {b}" for b in values], values)
+        rows = []
+        for i, b in enumerate(values):
+            row = readings.row(stage.name, b, found[i])
+            rows.append({**row, "planned_examples": row["steps"] * b,
+                         "examples_per_s": speed[b], "excluded": left_out.get(i, "")})
+        what, lowest = readings.compare(rows)
+        order = readings.batch_order(rows)
+        chosen = readings.first_tied(rows, order)
+        reason = (readings.reason(stage.name, chosen, lowest, what, order, rows)
+                  + "; throughput read on this device (examples/s): "
+                  + ", ".join(f"{b} {speed[b]:.0f}" for b in values))
+        by_size = {r["batch_size"]: r for r in rows}
+        candidates = [{**c, "tested": c["batch_size"] in by_size,
+                       **by_size.get(c["batch_size"], {})} for c in self.fit_records]
+        results = [r for i in range(len(values)) for r in found[i]]
+        return self.decision(stage, candidates, chosen["batch_size"], reason,
+                             readings.bounds(chosen), spent,
+                             ramp.to_dict(chosen["batch_size"]), notes, order), results
 
     def family(self, stage: Stage, config: TrainConfig, bounds: dict[str, float]
                ) -> tuple[Decision, list[RangeTestResult]]:
-        """Sec. 4.3-4.4: a range test per candidate at the values chosen so far;
-        `Family.pick`. A family the budget thinned to nothing keeps the starting value."""
-        values = self.plan.candidates[stage.name]
+        """Sec. 4.3-4.4: each candidate at every seed, at the values chosen so far, as one
+        vmapped program (constant and cyclical momenta apart); the tie rule of `readings`. A
+        family the budget thinned to nothing keeps the starting value."""
+        assert self.ramp is not None
+        b = config.batch_size
+        values = list(self.plan.candidates[stage.name])
         if not values:
             return self.decision(stage, [], getattr(config, stage.name), "not searched (cut "
                                  "by the budget): the starting value kept, with the bounds "
-                                 "so far", bounds, []), []
-        family = range_test_family(config, stage.name, list(values), **self.ramp)
-        choice, reason = family.pick()
-        result = family.results[family.values.index(choice)]
-        return self.decision(stage, family.rows(), choice, reason, _bounds(result),
-                             family.results), family.results
+                                 "so far", bounds, [], self.ramp.to_dict(b)), []
+        seeds = len(self.seeds)
+
+        def run(ramp: Ramp, indices: list[int]) -> Readings:
+            groups: dict[bool, list[int]] = {}
+            for i in indices:  # constant and cyclical momenta compile separately
+                groups.setdefault(isinstance(values[i], tuple), []).append(i)
+            out = {}
+            for group in groups.values():
+                members = tuple(m for i in group for m in self._members(
+                    **{stage.name: values[i]}))
+                results = range_test_members(config.replace(members=members), task=self.task,
+                                             **ramp.kwargs(b))
+                out.update({i: results[j * seeds:(j + 1) * seeds]
+                            for j, i in enumerate(group)})
+            return out
+
+        ramp, found, left_out, notes, spent = long_enough(
+            run, self.ramp, [show(x) for x in values], [b] * len(values))
+        rows = [{**readings.row(stage.name, x, found[i]), "excluded": left_out.get(i, "")}
+                for i, x in enumerate(values)]
+        what, lowest = readings.compare(rows)
+        chosen = readings.first_tied(rows, values)
+        reason = readings.reason(stage.name, chosen, lowest, what, values, rows)
+        results = [r for i in range(len(values)) for r in found[i]]
+        return self.decision(stage, rows, chosen[stage.name], reason, readings.bounds(chosen),
+                             spent, ramp.to_dict(b), notes, values), results
 
 
-def tune(config: TrainConfig, *, budget: int | None = None,
+def tune(config: TrainConfig, *, budget: int | str | None = None,
          batch_sizes: Sequence[int] | None = None, momenta: Sequence | None = None,
          weight_decays: Sequence[float] | None = None, start: float = 0.001,
-         stop: float = 1.0, range_steps: int = 300, task: Task | None = None) -> TuneResult:
+         stop: float | None = None, range_steps: int = 300, seeds: int = DEFAULT_SEEDS,
+         task: Task | None = None) -> TuneResult:
     """Runs the paper's procedure (see the module docstring) for `config`'s network and data
     (or `task`'s: the user's own model, loss and data, a `Task` with held-out data) into
     `config.workdir`, and returns its decisions and the tuned 1cycle run.
 
     `config` gives the starting batch size, momentum and weight decay of the first range test,
-    the 1cycle run's length (`epochs` or `steps`) and everything else the runs share.
-    `batch_sizes` (default: the starting batch x 1, 2, 4), `momenta` (default: cyclical
+    the 1cycle run's length (`epochs` or `steps`), its first seed and everything else the runs
+    share. `batch_sizes` (default: the starting batch x 1, 2, 4), `momenta` (default: cyclical
     0.95-0.85, then constant 0.9, 0.95, 0.97, 0.99) and `weight_decays` (default: 1e-3, 1e-4,
     1e-5, and 1e-6 from `LARGE_DATASET` training examples) are the candidates
-    (`procedure.STAGES`); every range test ramps the LR linearly from `start` to `stop` over
-    `range_steps` steps. `budget` caps the training steps of the search's range tests
-    (`tuning.budget`; None: no cap). With `config.tensorboard`, each stage's range tests are
+    (`procedure.STAGES`). The range tests ramp the LR linearly from `start` to `stop` (None:
+    just past where an exponential scout from `start` blows up) over `range_steps` steps at
+    the starting batch (the same examples at any other), lengthened where a test reads fewer
+    than 50 usable steps (`tuning.ramp`); the families and the 1cycle run repeat at `seeds`
+    seeds (`config.seed` on). `budget` caps what the search's range tests spend, in steps at
+    the starting batch, or as a multiple of the 1cycle run's training examples ("1.0x";
+    `tuning.budget`; None: no cap). With `config.tensorboard`, each stage's range tests are
     written to `WORKDIR/tensorboard/STAGE` (`train.tensorboard.write_range_tests`) and the
     1cycle run's metrics to `WORKDIR/one_cycle/tensorboard`.
     """
@@ -278,8 +372,14 @@ def tune(config: TrainConfig, *, budget: int | None = None,
     v.check("range_steps", range_steps, isinstance(range_steps, int)
             and not isinstance(range_steps, bool) and range_steps >= MIN_RANGE_STEPS,
             f"an integer >= {MIN_RANGE_STEPS}")
-    check_ramp(start, stop, range_steps)
-    check_budget(budget)
+    v.positive_int("seeds", seeds)
+    if stop is None:
+        v.strictly_positive("start", start)  # the scout's exponential ramp starts there
+    else:
+        check_ramp(start, stop, range_steps)
+    scout_steps = SCOUT_STEPS if stop is None else 0
+    budget_steps = budget_.read(budget, _final_examples(config, task), config.batch_size)
+    check_budget(budget_steps, scout_steps)
     candidates = _candidates(config, task, dict(batch_sizes=batch_sizes, momenta=momenta,
                                                 weight_decays=weight_decays))
     if config.tensorboard:
@@ -287,28 +387,30 @@ def tune(config: TrainConfig, *, budget: int | None = None,
     workdir = Path(config.workdir)
     # the search and the 1cycle run are one writer's: no other run may start in one_cycle
     with workdir_lock(workdir), workdir_lock(workdir / "one_cycle"):
-        return _tune(config, task, workdir, budget, candidates, dict(start=start, stop=stop),
-                     range_steps)
+        return _tune(config, task, workdir, budget, budget_steps, candidates,
+                     dict(start=start, stop=stop), range_steps, seeds, scout_steps)
 
 
-def _tune(config, task, workdir, budget, candidates, ramp, range_steps):
+def _tune(config, task, workdir, budget, budget_steps, candidates, ramp, range_steps, seeds,
+          scout_steps):
     say = print if config.progress else (lambda _: None)
     inputs = _inputs(config, budget=budget, **{s.argument: candidates[s.name] for s in FAMILIES},
-                     range_steps=range_steps, **ramp)
+                     range_steps=range_steps, seeds=seeds, **ramp)
     records.make_folder(workdir)
     records.check_same_inputs(records.path(workdir, records.INPUTS), inputs)
     plan_path = records.path(workdir, records.PLAN)
+    search = (budget_steps, range_steps, seeds, scout_steps)
     if plan_path.exists():  # fixed once: a resumed tune runs the plan it started with
-        fit_records, plan = _saved_plan(plan_path, config, budget, candidates, range_steps)
+        fit_records, plan = _saved_plan(plan_path, config, candidates, *search)
     else:
         fit_records = _fit_records(config, task, candidates["batch_size"])
-        plan = _search_plan(config, fit_records, budget, candidates, range_steps)
+        plan = _search_plan(config, fit_records, candidates, *search)
         write(plan_path, {"batch_candidates": fit_records, "plan": plan.to_dict()})
     base = config.replace(eval_examples=min(config.eval_examples or RANGE_EVAL_EXAMPLES,
                                             RANGE_EVAL_EXAMPLES),
                           workdir=None, progress=False)
-    stages = _Stages(workdir, plan, fit_records, {**ramp, "num_steps": plan.range_steps}, say,
-                     task, tensorboard=config.tensorboard)
+    stages = _Stages(workdir, plan, fit_records, ramp, say, task,
+                     [config.seed + i for i in range(seeds)], tensorboard=config.tensorboard)
     decisions: list[Decision] = []
     chosen = base  # the values chosen so far, each stage's at its end
     for stage in STAGES:
@@ -317,9 +419,9 @@ def _tune(config, task, workdir, budget, candidates, ramp, range_steps):
         if stage.argument is not None:
             chosen = chosen.replace(**{stage.name: _momentum(d.choice)})
     final = _final_config(config.replace(**{s.name: getattr(chosen, s.name) for s in FAMILIES},
-                                         **decisions[-1].bounds), task, workdir)
+                                         **decisions[-1].bounds), task, workdir, stages.seeds)
     result = _one_cycle(stages, final, decisions)
-    _write_tune_json(workdir, inputs, plan, fit_records, result)
+    _write_tune_json(workdir, inputs, plan, budget_steps, fit_records, result, config, task)
     try:
         report.write(workdir, stages.records, result, plan)
     except OSError as err:
@@ -329,7 +431,7 @@ def _tune(config, task, workdir, budget, candidates, ramp, range_steps):
     return result
 
 
-def _saved_plan(path: Path, config, budget, candidates, range_steps
+def _saved_plan(path: Path, config, candidates, budget_steps, range_steps, seeds, scout_steps
                 ) -> tuple[list, SearchPlan]:
     """The plan a tune started with; a damaged one is refused, named (the recorded stages
     followed it). A plan recorded before cuts were recorded by stage holds each family under
@@ -340,7 +442,8 @@ def _saved_plan(path: Path, config, budget, candidates, range_steps
         fit_records, plan = saved["batch_candidates"], saved["plan"]
         if "candidates" in plan:
             return fit_records, SearchPlan.from_dict(plan, _momentum)
-        again = _search_plan(config, fit_records, budget, candidates, range_steps)
+        again = _search_plan(config, fit_records, candidates, budget_steps, range_steps, seeds,
+                             scout_steps)
         same = plan == json.loads(json.dumps({
             "range_steps": again.range_steps,
             **{s.argument: again.candidates[s.name] for s in FAMILIES},
@@ -366,17 +469,22 @@ def _fit_records(config, task, batch_sizes) -> list[dict[str, Any]]:
     return found
 
 
-def _search_plan(config, fit_records, budget, candidates, range_steps) -> SearchPlan:
+def _search_plan(config, fit_records, candidates, budget_steps, range_steps, seeds,
+                 scout_steps) -> SearchPlan:
     """The search plan within the budget: the batches that fit, the largest kept longest."""
     fitting = [r["batch_size"] for r in fit_records[1:] if r["fits"]]
-    return plan_search(budget, range_steps, {
-        **candidates, "batch_size": [config.batch_size, *sorted(fitting, reverse=True)]})
+    return plan_search(budget_steps, range_steps, {
+        **candidates, "batch_size": [config.batch_size, *sorted(fitting, reverse=True)]},
+        seeds, scout_steps)
 
 
-def _final_config(config: TrainConfig, task: Task | None, workdir: Path) -> TrainConfig:
-    """The 1cycle run: `EVALS_PER_EPOCH` test evaluations an epoch where `eval_every` is None
-    (diagnose reads the test loss early and often, Sec. 3)."""
-    config = config.replace(lr_policy="one_cycle", workdir=str(workdir / "one_cycle"))
+def _final_config(config: TrainConfig, task: Task | None, workdir: Path, seeds: list[int]
+                  ) -> TrainConfig:
+    """The 1cycle run at every seed (sweep members): `EVALS_PER_EPOCH` test evaluations an
+    epoch where `eval_every` is None (diagnose reads the test loss early and often, Sec. 3)."""
+    config = config.replace(lr_policy="one_cycle", workdir=str(workdir / "one_cycle"),
+                            members=tuple({"seed": s} for s in seeds) if len(seeds) > 1
+                            else ())
     num_train = train_examples(config, task)
     if config.eval_every is None:
         steps = (num_train // config.batch_size if num_train is not None else
@@ -387,14 +495,20 @@ def _final_config(config: TrainConfig, task: Task | None, workdir: Path) -> Trai
     return config
 
 
+def _mean(xs) -> float | None:
+    xs = [x for x in xs if x is not None]
+    return sum(xs) / len(xs) if xs else None
+
+
 def _one_cycle(stages: _Stages, config: TrainConfig, decisions: list[Decision]) -> TuneResult:
-    """Sec. 4.1, 5: the tuned 1cycle run (resumed by `fit`), `diagnose`d (Sec. 3)."""
+    """Sec. 4.1, 5: the tuned 1cycle run at every seed (resumed by `fit`), its first seed
+    `diagnose`d (Sec. 3)."""
     path = records.path(stages.workdir, ONE_CYCLE.name)
     done = records.recorded(path, records.check_final) is not None
     if not done:
         stages.say(f"one_cycle: {config.min_lr:.4g} -> {config.max_lr:.4g}, batch "
                    f"{config.batch_size}, momentum {show(config.momentum)}, weight decay "
-                   f"{config.weight_decay:g}")
+                   f"{config.weight_decay:g}, seeds {', '.join(map(str, stages.seeds))}")
         try:
             fit(config, task=stages.task)
         except DivergenceError as err:  # diagnosed and recorded like any other outcome
@@ -402,25 +516,49 @@ def _one_cycle(stages: _Stages, config: TrainConfig, decisions: list[Decision]) 
     history = History.load(stages.workdir / "one_cycle")
     found = diagnose(history)
     if not done:
-        member = history.summary["members"][0]
+        summary = history.summary
+        accuracy = final_accuracy(summary)
         write(path, {
-            "config": config.to_dict(), "status": history.summary["status"],
-            "epochs": history.summary["epochs"], "test_accuracy": member["test_accuracy"],
-            "test_loss": member["test_loss"], "train_loss": member["train_loss"],
+            "config": config.to_dict(), "status": summary["status"],
+            "epochs": summary["epochs"], "seeds": stages.seeds,
+            "test_accuracy": accuracy["test_accuracy"],
+            "test_accuracy_std": accuracy["test_accuracy_std"],
+            "test_accuracies": accuracy["test_accuracies"],
+            "test_loss": _mean(m["test_loss"] for m in summary["members"]),
+            "train_loss": _mean(m["train_loss"] for m in summary["members"]),
+            "examples": summary["step"] * config.batch_size,
+            "seconds": summary["seconds_per_epoch"] * summary["epochs"],
             "diagnosis": found.to_dict(), "next_step": advice.next_step(found.verdict)})
     return TuneResult(stages.workdir, decisions, config, history, found,
                       advice.next_step(found.verdict))
 
 
-def _write_tune_json(workdir: Path, inputs, plan: SearchPlan, fit_records, result: TuneResult):
+def _write_tune_json(workdir: Path, inputs, plan: SearchPlan, budget_steps, fit_records,
+                     result: TuneResult, config: TrainConfig, task: Task | None):
     final = _files.read_json(records.path(workdir, ONE_CYCLE.name))
+    spent = sum(d.examples_spent for d in result.decisions)
+    num_train = train_examples(config, task)
+
+    def epochs(examples):
+        return None if num_train is None or examples is None else examples / num_train
+
     write(workdir / "tune.json", {
         "procedure": "Smith 2018, A disciplined approach to neural network hyper-parameters: "
                      "Part 1 (arXiv:1803.09820), Sec. 4-5",
         "inputs": inputs,
-        "budget": {"budget": inputs["budget"], "planned_steps": plan.planned_steps,
-                   "plan_steps": plan.steps, "range_steps": plan.range_steps,
-                   "spent_steps": sum(d.steps_spent for d in result.decisions),
+        "budget": {"budget": inputs["budget"], "budget_steps": budget_steps,
+                   "unit": f"steps at the starting batch {config.batch_size}",
+                   "planned_steps": plan.planned_steps, "plan_steps": plan.steps,
+                   "range_steps": plan.range_steps, "seeds": plan.seeds,
+                   "scout_steps": plan.scout_steps,
+                   "spent_steps": round(spent / config.batch_size),
+                   "spent_examples": spent, "spent_epochs": epochs(spent),
+                   "spent_seconds": sum(d.seconds for d in result.decisions),
+                   "final_examples": final["examples"],
+                   "final_epochs": epochs(final["examples"]),
+                   "final_seconds": final["seconds"], "final_seeds": final["seeds"],
+                   "spent_per_final_run": spent / final["examples"]
+                   if final["examples"] else None,
                    "cuts": [c.text for c in plan.cuts]},
         "batch_candidates": fit_records,
         "decisions": [d.to_dict() for d in result.decisions] + [{
@@ -428,7 +566,8 @@ def _write_tune_json(workdir: Path, inputs, plan: SearchPlan, fit_records, resul
             "rule": ONE_CYCLE.rule, "choice": {
                 k: final["config"][k] for k in ("batch_size", "momentum", "weight_decay",
                                                 "min_lr", "max_lr", "epochs", "steps")},
-            "result": {k: final[k] for k in ("status", "epochs", "test_accuracy",
+            "result": {k: final[k] for k in ("status", "epochs", "seeds", "test_accuracy",
+                                             "test_accuracy_std", "test_accuracies",
                                              "test_loss", "train_loss")},
             "diagnosis": final["diagnosis"], "next_step": final["next_step"]}],
     })
