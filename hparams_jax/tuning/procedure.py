@@ -28,6 +28,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Callable
 
+from hparams_jax import momenta
 from hparams_jax.range_test import EVAL_TOLERANCE
 from hparams_jax.train.task import train_examples
 
@@ -123,7 +124,7 @@ def show(x: Any) -> str:
     if isinstance(x, dict):
         return ", ".join(f"{k} {show(y)}" for k, y in x.items())
     if isinstance(x, (list, tuple)):
-        return "-".join(f"{y:g}" for y in x)
+        return momenta.format(momenta.parse(x))
     if isinstance(x, float):
         return f"{x:.4g}"
     return "-" if x is None else str(x)

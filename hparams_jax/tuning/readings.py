@@ -20,6 +20,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from hparams_jax import momenta
 from hparams_jax.range_test import (EVAL_TOLERANCE, MIN_LR_FRACTION, NoSuggestionError,
                                     RangeTestResult)
 from hparams_jax.tuning.procedure import show
@@ -121,7 +122,7 @@ def first_tied(rows: list[dict[str, Any]], order: Sequence[Any]) -> dict[str, An
 
 
 def _key(x: Any) -> Any:
-    return tuple(x) if isinstance(x, list) else x
+    return momenta.parse(x) if isinstance(x, list) else x
 
 
 def batch_order(rows: list[dict[str, Any]]) -> list[int]:

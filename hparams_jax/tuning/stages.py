@@ -55,7 +55,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from hparams_jax import _files
+from hparams_jax import _files, momenta
 from hparams_jax import _validate as v
 from hparams_jax.diagnose import diagnose
 from hparams_jax.errors import ConfigError, UnreadableFileError
@@ -80,9 +80,10 @@ RANGE_EVAL_EXAMPLES = 1000  # held-out examples a range test evaluates (at most)
 EVALS_PER_EPOCH = 5  # the 1cycle run's test evaluations per epoch when eval_every is None
 
 
-def _momentum(x):
-    """A momentum read back from JSON: a (max, min) pair is a tuple."""
-    return tuple(x) if isinstance(x, list) else x
+def _candidate(x):
+    """A candidate as held: a momentum as `momenta.parse` reads it (a (max, min) pair read back
+    from JSON as a list is a tuple), a batch size or weight decay as it is."""
+    return momenta.parse(x) if isinstance(x, (list, tuple, str)) else x
 
 
 # --- inputs --------------------------------------------------------------------------------
@@ -92,7 +93,7 @@ def _check_list(name: str, values, item_ok: Callable[[Any], bool], allowed: str)
     v.check(name, values, ok, f"a non-empty list of {allowed} (or None for the defaults)")
     for x in values:
         v.check(name, list(values), item_ok(x), f"a non-empty list of {allowed}")
-    return tuple(_momentum(x) for x in values)
+    return tuple(_candidate(x) for x in values)
 
 
 def _real(x) -> bool:
@@ -101,9 +102,11 @@ def _real(x) -> bool:
 
 
 def _momentum_ok(x) -> bool:
-    if isinstance(x, (list, tuple)):
-        return len(x) == 2 and all(_real(y) and 0 <= y < 1 for y in x) and x[1] <= x[0]
-    return _real(x) and 0 <= x < 1
+    try:
+        momenta.parse(x)
+    except ConfigError:
+        return False
+    return True
 
 
 # What each family's candidates must be: the check of one and what is allowed, in words.
@@ -313,7 +316,7 @@ class _Stages:
         def run(ramp: Ramp, indices: list[int]) -> Readings:
             groups: dict[bool, list[int]] = {}
             for i in indices:  # constant and cyclical momenta compile separately
-                groups.setdefault(isinstance(values[i], tuple), []).append(i)
+                groups.setdefault(momenta.is_cyclical(values[i]), []).append(i)
             out = {}
             for group in groups.values():
                 members = tuple(m for i in group for m in self._members(
@@ -417,7 +420,7 @@ def _tune(config, task, workdir, budget, budget_steps, candidates, ramp, range_s
         d = stages.run(stage, chosen, decisions[-1].bounds if decisions else None)
         decisions.append(d)
         if stage.argument is not None:
-            chosen = chosen.replace(**{stage.name: _momentum(d.choice)})
+            chosen = chosen.replace(**{stage.name: _candidate(d.choice)})
     final = _final_config(config.replace(**{s.name: getattr(chosen, s.name) for s in FAMILIES},
                                          **decisions[-1].bounds), task, workdir, stages.seeds)
     result = _one_cycle(stages, final, decisions)
@@ -441,7 +444,7 @@ def _saved_plan(path: Path, config, candidates, budget_steps, range_steps, seeds
     try:
         fit_records, plan = saved["batch_candidates"], saved["plan"]
         if "candidates" in plan:
-            return fit_records, SearchPlan.from_dict(plan, _momentum)
+            return fit_records, SearchPlan.from_dict(plan, _candidate)
         again = _search_plan(config, fit_records, candidates, budget_steps, range_steps, seeds,
                              scout_steps)
         same = plan == json.loads(json.dumps({
