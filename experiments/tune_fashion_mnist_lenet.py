@@ -10,7 +10,7 @@ at batch 128 (as many examples at the other batches), batch sizes 128/256/512, m
 1cycle runs 12 epochs at 2 seeds in 1cycle's default shape (the `tuned` setting puts the
 chosen values in the protocol's: step 5 of 12 epochs).
 
-    python experiments/tune_fashion_mnist_lenet.py     # -> experiments/records/fashion_mnist_lenet/tune
+    python experiments/tune_fashion_mnist_lenet.py   # -> records/fashion_mnist_lenet/tune
 
 `tune.json`, `report.md`, `stages/` and the 1cycle run's `one_cycle/` go into the workdir. A
 killed run continues where it stopped: run the same command again (each stage is recorded as it
