@@ -154,7 +154,8 @@ def _tune(args) -> int:
     result = tune(config.replace(workdir=args.workdir), budget=args.budget,
                   batch_sizes=args.batch_sizes, momenta=args.momenta,
                   weight_decays=args.weight_decays, start=args.start, stop=args.stop,
-                  range_steps=args.range_steps, seeds=args.seeds)
+                  range_steps=args.range_steps, seeds=args.seeds,
+                  final_policy=args.final_policy)
     print(result.text())
     return 0
 
@@ -396,6 +397,9 @@ def build_parser() -> argparse.ArgumentParser:
                            "than 50 usable steps is lengthened")
     tune.add_argument("--range-steps", type=int, default=300,
                       help="steps of each range test at the starting batch")
+    tune.add_argument("--final-policy", choices=policies.FINAL_POLICIES, default="one_cycle",
+                      help="LR policy of the final run, peaking at the chosen max_lr (1cycle, "
+                           "the paper's; cosine or wsd to measure against today's schedules)")
     tune.add_argument("--seeds", type=int, default=2,
                       help="seeds of each family's range tests and of the 1cycle run (their "
                            "spread decides ties)")

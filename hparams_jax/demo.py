@@ -28,7 +28,7 @@ from hparams_jax.diagnose import diagnose
 from hparams_jax.experiment.claims import tie_margin
 from hparams_jax.train import DivergenceError, History, TrainConfig, fit, workdir_lock
 from hparams_jax.train.metrics import write_text_atomic
-from hparams_jax.tuning import tune
+from hparams_jax.tuning import readings, tune
 from hparams_jax.tuning.records import final_accuracy
 from hparams_jax.tuning.report import markdown_table, show
 
@@ -99,7 +99,7 @@ def _run(workdir: Path, epochs: float, range_steps: int, budget: int | str | Non
                      "epochs": f"{summary['epochs']:g}", "seeds": str(config.num_members),
                      "status": summary["status"],
                      "test accuracy": final_accuracy(summary)["text"],
-                     "test loss": _fmt(_mean([m["test_loss"] for m in summary["members"]])),
+                     "test loss": _fmt(readings.mean([m["test_loss"] for m in summary["members"]])),
                      "s/epoch": f"{summary['seconds_per_epoch']:.1f}",
                      "diagnosis": found.verdict})
     plots.plot_comparison(histories, workdir / "comparison.png", metric="test_accuracy")
@@ -160,7 +160,7 @@ def verdict(tuned: dict[str, Any], hand: dict[str, Any], tuned_config: TrainConf
     differs = [f"{k} {show(getattr(tuned_config, k))} (hand-set {show(getattr(hand_config, k))})"
                for k in ("batch_size", "max_lr", "min_lr", "momentum", "weight_decay")
                if getattr(tuned_config, k) != getattr(hand_config, k)]
-    losses = {k: (_mean([m[k] for m in tuned["members"]]), _mean([m[k] for m in
+    losses = {k: (readings.mean([m[k] for m in tuned["members"]]), readings.mean([m[k] for m in
                                                                   hand["members"]]))
               for k in ("train_loss", "test_loss")}
     train, hand_train = losses["train_loss"]
@@ -173,11 +173,6 @@ def verdict(tuned: dict[str, Any], hand: dict[str, Any], tuned_config: TrainConf
                       "more, or it takes fewer steps)" if fits_less else
                       " (the tuned run fits the training set as well or better, but "
                       "generalises less)") + ".")
-
-
-def _mean(xs) -> float | None:
-    xs = [x for x in xs if x is not None]
-    return sum(xs) / len(xs) if xs else None
 
 
 def _lr(config: TrainConfig) -> str:

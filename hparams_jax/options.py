@@ -73,12 +73,12 @@ LR_FIELDS = ("lr_policy", *policies.LR_BOUNDS, *policies.fields_of(policies.LR_P
 RANGE_TEST_EXCLUDED = fields_among({*LR_FIELDS, "epochs", "steps", "members", "log_every",
                                     "eval_every", "checkpoint_every", "keep_checkpoints",
                                     "workdir", "progress"})
-# Fields that are no `tune` options: tune sets the LR policy (1cycle) and its bounds, so the
-# other policies' fields do not apply; it runs one setting, and takes the workdir as its own
-# --workdir.
+# Fields that are no `tune` options: tune sets the LR policy (1cycle, or its --final-policy)
+# and its bounds, so the other policies' fields do not apply; it runs one setting, and takes the
+# workdir as its own --workdir.
 TUNE_EXCLUDED = fields_among(
-    {*(f for f in LR_FIELDS if f not in policies.LR_POLICIES["one_cycle"].fields), "members",
-     "workdir"})
+    {*(f for f in LR_FIELDS if not any(f in policies.LR_POLICIES[p].fields
+                                       for p in policies.FINAL_POLICIES)), "members", "workdir"})
 
 
 def flag(name: str) -> str:

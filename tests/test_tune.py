@@ -605,3 +605,18 @@ def test_tune_holds_the_one_cycle_workdir_from_the_start(tmp_path, monkeypatch):
         with pytest.raises(WorkdirLocked, match=f"process {holder.pid}"):
             tune(SMALL.replace(workdir=str(tmp_path / "tune")), **SEARCH)
     assert seen == ["locked"]  # refused before the search
+
+
+def test_the_final_run_may_take_one_of_todays_schedules(tmp_path):
+    """`final_policy`: the final run under cosine or WSD peaking at the chosen max_lr, every
+    seed a member; any other policy is refused before anything runs."""
+    from hparams_jax.tuning import final
+
+    chosen = TrainConfig(max_lr=0.2, min_lr=0.02, epochs=1)
+    run = final.final_config(chosen, None, tmp_path, [0, 1], "cosine")
+    assert (run.lr_policy, run.max_lr, run.members) == ("cosine", 0.2, ({"seed": 0},
+                                                                        {"seed": 1}))
+    assert run.workdir == str(tmp_path / "one_cycle")
+    with pytest.raises(ConfigError, match=r"final_policy='inv' .*one of 'one_cycle', "
+                                          r"'cosine', 'wsd'"):
+        tune(TrainConfig(workdir=str(tmp_path / "t")), final_policy="inv")

@@ -246,6 +246,11 @@ LR_POLICIES: dict[str, LRPolicy] = {p.name: p for p in (
 )}
 
 
+# The policies `tune`'s final run may take (`final_policy`): 1cycle, the paper's, or one of
+# today's schedules, peaking at the max_lr the search chose.
+FINAL_POLICIES = ("one_cycle", "cosine", "wsd")
+
+
 # --- optimizers ----------------------------------------------------------------------------
 
 def _sgd(config: TrainConfig, hp: HParams, total_steps: int, learning_rate, momentum,

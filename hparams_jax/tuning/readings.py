@@ -30,7 +30,8 @@ from hparams_jax.tuning.procedure import show
 THROUGHPUT_TIE = 1.1
 
 
-def _mean(xs: Sequence[float | None]) -> float | None:
+def mean(xs: Sequence[float | None]) -> float | None:
+    """The mean of the known values of `xs` (None where none is known)."""
     known = [x for x in xs if x is not None]
     return float(np.mean(known)) if known else None
 
@@ -61,13 +62,13 @@ def row(param: str, value: Any, results: Sequence[RangeTestResult]) -> dict[str,
     return {param: value, "seeds": [r.setting.get("seed") for r in results],
             "steps": results[0].num_steps,
             "usable_steps": min(r.steps_run for r in results),
-            "best_eval_loss": _mean([b[0] for b in best]),
+            "best_eval_loss": mean([b[0] for b in best]),
             "best_eval_loss_std": _std([b[0] for b in best]),
             "best_eval_losses": [b[0] for b in best],
-            "min_smoothed_loss": _mean([b[1] for b in best]),
+            "min_smoothed_loss": mean([b[1] for b in best]),
             "min_smoothed_losses": [b[1] for b in best],
-            "best_eval_accuracy": _mean([b[2] for b in best]),
-            "max_lr": _mean(lrs) if all(x is not None for x in lrs) else None,
+            "best_eval_accuracy": mean([b[2] for b in best]),
+            "max_lr": mean(lrs) if all(x is not None for x in lrs) else None,
             "stopped": [r.stop_reason for r in results]}
 
 

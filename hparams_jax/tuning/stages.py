@@ -57,27 +57,25 @@ import numpy as np
 
 from hparams_jax import _files, momenta
 from hparams_jax import _validate as v
-from hparams_jax.diagnose import diagnose
 from hparams_jax.errors import ConfigError, UnreadableFileError
 from hparams_jax.range_test import (NoSuggestionError, RangeTestResult, check_ramp,
                                     lr_range_test, range_test_members)
-from hparams_jax.train import (DivergenceError, History, TrainConfig, WorkdirWriteError, fit,
-                               workdir_lock)
+from hparams_jax.train import (TrainConfig, WorkdirWriteError, workdir_lock)
 from hparams_jax.train import tensorboard as tensorboard_
 from hparams_jax.train.config import EXECUTION_FIELDS
+from hparams_jax.train.policies import FINAL_POLICIES
 from hparams_jax.train.task import Task, resolve, train_examples
-from hparams_jax.tuning import advice, readings, records, report
+from hparams_jax.tuning import final, readings, records, report
 from hparams_jax.tuning import budget as budget_
 from hparams_jax.tuning.batch import check_candidate, examples_per_second
 from hparams_jax.tuning.budget import MIN_RANGE_STEPS, SearchPlan, check_budget, plan_search
-from hparams_jax.tuning.procedure import (DEFAULT_SEEDS, FAMILIES, ONE_CYCLE, STAGES, Stage,
+from hparams_jax.tuning.procedure import (DEFAULT_SEEDS, FAMILIES, STAGES, Stage,
                                           show)
 from hparams_jax.tuning.ramp import (SCOUT_EVAL_EVERY, SCOUT_SPAN, SCOUT_STEPS, Ramp,
                                      Readings, long_enough, scout_stop)
-from hparams_jax.tuning.records import Decision, TuneResult, final_accuracy, write
+from hparams_jax.tuning.records import Decision, TuneResult, write
 
 RANGE_EVAL_EXAMPLES = 1000  # held-out examples a range test evaluates (at most)
-EVALS_PER_EPOCH = 5  # the 1cycle run's test evaluations per epoch when eval_every is None
 
 
 def _candidate(x):
@@ -343,7 +341,7 @@ def tune(config: TrainConfig, *, budget: int | str | None = None,
          batch_sizes: Sequence[int] | None = None, momenta: Sequence | None = None,
          weight_decays: Sequence[float] | None = None, start: float = 0.001,
          stop: float | None = None, range_steps: int = 300, seeds: int = DEFAULT_SEEDS,
-         task: Task | None = None) -> TuneResult:
+         final_policy: str = "one_cycle", task: Task | None = None) -> TuneResult:
     """Runs the paper's procedure (see the module docstring) for `config`'s network and data
     (or `task`'s: the user's own model, loss and data, a `Task` with held-out data) into
     `config.workdir`, and returns its decisions and the tuned 1cycle run.
@@ -361,8 +359,11 @@ def tune(config: TrainConfig, *, budget: int | str | None = None,
     the starting batch, or as a multiple of the 1cycle run's training examples ("1.0x";
     `tuning.budget`; None: no cap). With `config.tensorboard`, each stage's range tests are
     written to `WORKDIR/tensorboard/STAGE` (`train.tensorboard.write_range_tests`) and the
-    1cycle run's metrics to `WORKDIR/one_cycle/tensorboard`.
+    1cycle run's metrics to `WORKDIR/one_cycle/tensorboard`. `final_policy` trains the final
+    run under another LR policy of `FINAL_POLICIES` (cosine or WSD, peaking at the chosen
+    max_lr) in place of 1cycle, to measure the procedure's choices under today's schedules.
     """
+    v.one_of("final_policy", final_policy, FINAL_POLICIES)
     if task is not None:
         config, task = resolve(config, task)
         task.require_eval("tune")
@@ -391,14 +392,16 @@ def tune(config: TrainConfig, *, budget: int | str | None = None,
     # the search and the 1cycle run are one writer's: no other run may start in one_cycle
     with workdir_lock(workdir), workdir_lock(workdir / "one_cycle"):
         return _tune(config, task, workdir, budget, budget_steps, candidates,
-                     dict(start=start, stop=stop), range_steps, seeds, scout_steps)
+                     dict(start=start, stop=stop), range_steps, seeds, scout_steps, final_policy)
 
 
 def _tune(config, task, workdir, budget, budget_steps, candidates, ramp, range_steps, seeds,
-          scout_steps):
+          scout_steps, final_policy):
     say = print if config.progress else (lambda _: None)
     inputs = _inputs(config, budget=budget, **{s.argument: candidates[s.name] for s in FAMILIES},
-                     range_steps=range_steps, seeds=seeds, **ramp)
+                     range_steps=range_steps, seeds=seeds, **ramp,
+                     # only where it is not 1cycle: a tune recorded before it was an input resumes
+                     **({"final_policy": final_policy} if final_policy != "one_cycle" else {}))
     records.make_folder(workdir)
     records.check_same_inputs(records.path(workdir, records.INPUTS), inputs)
     plan_path = records.path(workdir, records.PLAN)
@@ -421,10 +424,11 @@ def _tune(config, task, workdir, budget, budget_steps, candidates, ramp, range_s
         decisions.append(d)
         if stage.argument is not None:
             chosen = chosen.replace(**{stage.name: _candidate(d.choice)})
-    final = _final_config(config.replace(**{s.name: getattr(chosen, s.name) for s in FAMILIES},
-                                         **decisions[-1].bounds), task, workdir, stages.seeds)
-    result = _one_cycle(stages, final, decisions)
-    _write_tune_json(workdir, inputs, plan, budget_steps, fit_records, result, config, task)
+    run = final.final_config(config.replace(**{s.name: getattr(chosen, s.name) for s in FAMILIES},
+                                            **decisions[-1].bounds), task, workdir, stages.seeds,
+                             final_policy)
+    result = final.one_cycle(stages, run, decisions)
+    final.write_tune_json(workdir, inputs, plan, budget_steps, fit_records, result, config, task)
     try:
         report.write(workdir, stages.records, result, plan)
     except OSError as err:
@@ -479,98 +483,3 @@ def _search_plan(config, fit_records, candidates, budget_steps, range_steps, see
     return plan_search(budget_steps, range_steps, {
         **candidates, "batch_size": [config.batch_size, *sorted(fitting, reverse=True)]},
         seeds, scout_steps)
-
-
-def _final_config(config: TrainConfig, task: Task | None, workdir: Path, seeds: list[int]
-                  ) -> TrainConfig:
-    """The 1cycle run at every seed (sweep members): `EVALS_PER_EPOCH` test evaluations an
-    epoch where `eval_every` is None (diagnose reads the test loss early and often, Sec. 3)."""
-    config = config.replace(lr_policy="one_cycle", workdir=str(workdir / "one_cycle"),
-                            members=tuple({"seed": s} for s in seeds) if len(seeds) > 1
-                            else ())
-    num_train = train_examples(config, task)
-    if config.eval_every is None:
-        steps = (num_train // config.batch_size if num_train is not None else
-                 task.steps_per_epoch if task is not None and task.steps_per_epoch else
-                 config.steps or 1)
-        every = max(1, steps // EVALS_PER_EPOCH)
-        config = config.replace(eval_every=every, log_every=min(config.log_every, every))
-    return config
-
-
-def _mean(xs) -> float | None:
-    xs = [x for x in xs if x is not None]
-    return sum(xs) / len(xs) if xs else None
-
-
-def _one_cycle(stages: _Stages, config: TrainConfig, decisions: list[Decision]) -> TuneResult:
-    """Sec. 4.1, 5: the tuned 1cycle run at every seed (resumed by `fit`), its first seed
-    `diagnose`d (Sec. 3)."""
-    path = records.path(stages.workdir, ONE_CYCLE.name)
-    done = records.recorded(path, records.check_final) is not None
-    if not done:
-        stages.say(f"one_cycle: {config.min_lr:.4g} -> {config.max_lr:.4g}, batch "
-                   f"{config.batch_size}, momentum {show(config.momentum)}, weight decay "
-                   f"{config.weight_decay:g}, seeds {', '.join(map(str, stages.seeds))}")
-        try:
-            fit(config, task=stages.task)
-        except DivergenceError as err:  # diagnosed and recorded like any other outcome
-            stages.say(str(err))
-    history = History.load(stages.workdir / "one_cycle")
-    found = diagnose(history)
-    if not done:
-        summary = history.summary
-        accuracy = final_accuracy(summary)
-        write(path, {
-            "config": config.to_dict(), "status": summary["status"],
-            "epochs": summary["epochs"], "seeds": stages.seeds,
-            "test_accuracy": accuracy["test_accuracy"],
-            "test_accuracy_std": accuracy["test_accuracy_std"],
-            "test_accuracies": accuracy["test_accuracies"],
-            "test_loss": _mean(m["test_loss"] for m in summary["members"]),
-            "train_loss": _mean(m["train_loss"] for m in summary["members"]),
-            "examples": summary["step"] * config.batch_size,
-            "seconds": summary["seconds_per_epoch"] * summary["epochs"],
-            "diagnosis": found.to_dict(), "next_step": advice.next_step(found.verdict)})
-    return TuneResult(stages.workdir, decisions, config, history, found,
-                      advice.next_step(found.verdict))
-
-
-def _write_tune_json(workdir: Path, inputs, plan: SearchPlan, budget_steps, fit_records,
-                     result: TuneResult, config: TrainConfig, task: Task | None):
-    final = _files.read_json(records.path(workdir, ONE_CYCLE.name))
-    spent = sum(d.examples_spent for d in result.decisions)
-    num_train = train_examples(config, task)
-
-    def epochs(examples):
-        return None if num_train is None or examples is None else examples / num_train
-
-    write(workdir / "tune.json", {
-        "procedure": "Smith 2018, A disciplined approach to neural network hyper-parameters: "
-                     "Part 1 (arXiv:1803.09820), Sec. 4-5",
-        "inputs": inputs,
-        "budget": {"budget": inputs["budget"], "budget_steps": budget_steps,
-                   "unit": f"steps at the starting batch {config.batch_size}",
-                   "planned_steps": plan.planned_steps, "plan_steps": plan.steps,
-                   "range_steps": plan.range_steps, "seeds": plan.seeds,
-                   "scout_steps": plan.scout_steps,
-                   "spent_steps": round(spent / config.batch_size),
-                   "spent_examples": spent, "spent_epochs": epochs(spent),
-                   "spent_seconds": sum(d.seconds for d in result.decisions),
-                   "final_examples": final["examples"],
-                   "final_epochs": epochs(final["examples"]),
-                   "final_seconds": final["seconds"], "final_seeds": final["seeds"],
-                   "spent_per_final_run": spent / final["examples"]
-                   if final["examples"] else None,
-                   "cuts": [c.text for c in plan.cuts]},
-        "batch_candidates": fit_records,
-        "decisions": [d.to_dict() for d in result.decisions] + [{
-            "stage": ONE_CYCLE.name, "section": ONE_CYCLE.section,
-            "rule": ONE_CYCLE.rule, "choice": {
-                k: final["config"][k] for k in ("batch_size", "momentum", "weight_decay",
-                                                "min_lr", "max_lr", "epochs", "steps")},
-            "result": {k: final[k] for k in ("status", "epochs", "seeds", "test_accuracy",
-                                             "test_accuracy_std", "test_accuracies",
-                                             "test_loss", "train_loss")},
-            "diagnosis": final["diagnosis"], "next_step": final["next_step"]}],
-    })
