@@ -22,7 +22,7 @@ def _states(opt_state: optax.OptState, kinds: tuple[type, ...]):
     for state in jax.tree_util.tree_leaves(opt_state, is_leaf=lambda x: isinstance(x, kinds)):
         if isinstance(state, kinds):
             yield state
-            if _is_injected(state):
+            if isinstance(state, optax.InjectStatefulHyperparamsState):
                 yield from _states(state.inner_state, kinds)
             elif isinstance(state, optax.contrib.ScheduleFreeState):
                 yield from _states(state.base_optimizer_state, kinds)

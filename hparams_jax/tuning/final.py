@@ -60,8 +60,8 @@ def one_cycle(stages, config: TrainConfig, decisions: list[Decision]) -> TuneRes
             "test_accuracy": accuracy["test_accuracy"],
             "test_accuracy_std": accuracy["test_accuracy_std"],
             "test_accuracies": accuracy["test_accuracies"],
-            "test_loss": readings.mean(m["test_loss"] for m in summary["members"]),
-            "train_loss": readings.mean(m["train_loss"] for m in summary["members"]),
+            "test_loss": readings.mean([m["test_loss"] for m in summary["members"]]),
+            "train_loss": readings.mean([m["train_loss"] for m in summary["members"]]),
             "examples": summary["step"] * config.batch_size,
             "seconds": summary["seconds_per_epoch"] * summary["epochs"],
             "diagnosis": found.to_dict(), "next_step": advice.next_step(found.verdict)})
