@@ -199,10 +199,16 @@ def test_todays_schedules_against_1cycle_both_ways_and_at_unequal_examples():
     assert failed.verdict == claims.FAILS and failed.why == "cosine trains better than 1cycle"
     longer = dict(level, cos=run("cos", [0.913, 0.912], epochs=24))
     assert claims.evaluate(claim, longer, {}).verdict == claims.INCONCLUSIVE
-    # half its runs diverged: the two that trained end higher, yet do not count as better
+    # half its runs diverged: the two that trained end higher, a selected sample: undecided
     unstable = dict(level, cos=run("cos", [0.920, np.nan, 0.921, np.nan], diverged=(1, 3)))
     verdict = claims.evaluate(claim, unstable, {})
-    assert verdict.verdict == claims.HOLDS and "cosine diverged in some runs" in verdict.why
+    assert verdict.verdict == claims.INCONCLUSIVE
+    assert verdict.why == ("1cycle beats WSD; cosine diverged in some runs, and the runs that "
+                           "trained end above 1cycle")
+    level_unstable = dict(level, cos=run("cos", [0.913, np.nan], diverged=(1,)))
+    verdict = claims.evaluate(claim, level_unstable, {})
+    assert verdict.verdict == claims.HOLDS and verdict.why == (
+        "1cycle beats WSD; cosine diverged in some runs, and the others end level")
 
 
 def test_lr_free_counts_the_range_tests_examples_and_compares_by_the_tie_rule():

@@ -62,6 +62,10 @@ WARMUP = dict(max_lr=SUGGESTED_MAX_LR[512], min_lr=0.0, step_size=None, momentum
               warmup_fraction=0.05)
 # The optimizers that are not the protocol's Caffe SGD take none of its SGD fields.
 NOT_CAFFE_SGD = dict(momentum_form="pytorch", nesterov=True)
+# The `lr` range test ran 255 of its 400 steps before the loss blew up: with 1cycle's 12 epochs
+# (1,404 steps of 512) the procedure trained 1,659 steps' examples.
+LR_TEST_STEPS = 255
+PROCEDURE_STEPS = 12 * (TRAIN_IMAGES // 512) + LR_TEST_STEPS
 SCHEDULE_FREE_SGD_MAX_LR = 2.081  # its own range test's (`range_tests/schedule_free_sgd`)
 MODERN_SETTINGS = (
     Setting("cosine", dict(WARMUP, lr_policy="cosine"),
@@ -80,6 +84,12 @@ MODERN_SETTINGS = (
                             max_lr=1.0, step_size=None, momentum=0.9, warmup_fraction=0.0),
             note="Prodigy (LR-free; Mishchenko & Defazio 2024): multiplier 1 under a cosine "
                  "decay as its authors advise, betas 0.9/0.999, no warmup"),
+    Setting("prodigy_equal_examples",
+            dict(NOT_CAFFE_SGD, optimizer="prodigy", lr_policy="cosine", min_lr=0.0, max_lr=1.0,
+                 step_size=None, momentum=0.9, warmup_fraction=0.0,
+                 steps=PROCEDURE_STEPS),
+            note=f"Prodigy for the examples of the procedure: the range test's {LR_TEST_STEPS} "
+                 f"steps and rt_1x's 12 epochs, {PROCEDURE_STEPS} steps of 512"),
 )
 TUNE_RECORD = Path(__file__).resolve().parents[1] / "records" / "fashion_mnist_lenet" / "tune"
 
@@ -145,7 +155,8 @@ CLAIMS = (
           "the range test plus 1cycle trains at least as well as schedule-free SGD and the "
           "LR-free Prodigy, counting the range test's examples",
           "lr_free", dict(procedure="rt_1x", test="lr", others={
-              "schedule-free SGD": "schedule_free_sgd", "Prodigy": "prodigy"})),
+              "schedule-free SGD": "schedule_free_sgd", "Prodigy": "prodigy",
+              "Prodigy at the procedure's examples": "prodigy_equal_examples"})),
     Claim("Reading the curves", "Sec. 3",
           "under/over-fitting read from the test loss predicts what a longer run does",
           "curve_reading", dict(series=("one_cycle_6ep", "one_cycle", "one_cycle_24ep"),

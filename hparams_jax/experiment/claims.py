@@ -362,34 +362,49 @@ def _examples(run: Run) -> int:
 
 def _against(r: _Records, base: str, others: Mapping[str, str]) -> dict[str, list[str]]:
     """Which of `others` (label -> setting) train "better" than `base`, "tie" with it or train
-    "worse", by `compare` on their final accuracies. A setting with a diverged run cannot
-    train better: its surviving runs are a selected sample; it is "unstable", or worse when
-    all its runs diverged."""
-    out: dict[str, list[str]] = {"better": [], "tie": [], "worse": [], "unstable": []}
+    "worse", by `compare` on their final accuracies (a setting whose runs all diverged: worse).
+    A setting with some runs diverged that would tie is "unstable" instead, and one that would
+    train better "unstable better": its surviving runs are a selected sample."""
+    out: dict[str, list[str]] = {"better": [], "tie": [], "worse": [], "unstable": [],
+                                 "unstable better": []}
     for label, name in others.items():
         if r.diverged(name):
             out["worse"].append(label)
             continue
         side = ["worse", "tie", "better"][compare(r.acc(name), r.acc(base)) + 1]
-        out["unstable" if r.run(name).diverged and side != "worse" else side].append(label)
+        if r.run(name).diverged and side != "worse":
+            side = "unstable better" if side == "better" else "unstable"
+        out[side].append(label)
     return out
 
 
-def _standing(subject: str, sides: dict[str, list[str]]) -> str:
-    """"1cycle ties a, b; beats c; d diverged in some runs" from `_against`'s sides."""
+def _against_verdict(r: _Records, subject: str, base: str, others: Mapping[str, str], ran: str,
+                     measured: str) -> Verdict:
+    """Holds when `base` ties or beats every one of `others` that trained in every run; does
+    not hold when one of those trains better; inconclusive when only a setting that diverged in
+    some runs ends above it (its surviving runs do)."""
+    sides = _against(r, base, others)
+    if sides["better"]:
+        return Verdict(FAILS, ran, measured,
+                       f"{', '.join(sides['better'])} trains better than {subject}")
     parts = [f"ties {', '.join(sides['tie'])}" if sides["tie"] else "",
              f"beats {', '.join(sides['worse'])}" if sides["worse"] else "",
-             f"{', '.join(sides['unstable'])} diverged in some runs (the others do not count "
-             "as training better)" if sides["unstable"] else ""]
-    return f"{subject} " + "; ".join(p for p in parts if p)
+             f"{', '.join(sides['unstable'])} diverged in some runs, and the others end level"
+             if sides["unstable"] else ""]
+    why = f"{subject} " + "; ".join(p for p in parts if p)
+    if sides["unstable better"]:
+        return Verdict(INCONCLUSIVE, ran, measured, why.rstrip() + (
+            "; " if any(parts) else "") + f"{', '.join(sides['unstable better'])} diverged in "
+            f"some runs, and the runs that trained end above {subject}")
+    return Verdict(HOLDS, ran, measured, why)
 
 
 def todays_schedules(r: _Records, *, one_cycle: str, others: Mapping[str, str]) -> Verdict:
     """1cycle (Sec. 4.1) against the schedules of today's practice at equal epochs and the same
     peak LR: cosine decay with warmup, warmup-stable-decay (`others`: label -> setting). Holds
-    when 1cycle ties or beats every one of them; does not hold when one trains better (a
-    schedule with a diverged run cannot, `_against`); not a fair comparison (inconclusive)
-    unless every run trained as many examples."""
+    when 1cycle ties or beats every one of them (`_against_verdict`: a schedule that diverged in
+    some runs and whose other runs end above 1cycle leaves it inconclusive); not a fair
+    comparison (inconclusive) unless every run trained as many examples."""
     names = {"1cycle": one_cycle, **others}
     runs = {label: r.run(name) for label, name in names.items() if not r.diverged(name)}
     measured = "; ".join(f"{label}: {r.text_or_diverged(name)}" for label, name in names.items())
@@ -399,11 +414,7 @@ def todays_schedules(r: _Records, *, one_cycle: str, others: Mapping[str, str]) 
                        "examples")
     if r.diverged(one_cycle):
         return Verdict(FAILS, ran, measured, "every 1cycle run diverged")
-    sides = _against(r, one_cycle, others)
-    if sides["better"]:
-        return Verdict(FAILS, ran, measured,
-                       f"{', '.join(sides['better'])} trains better than 1cycle")
-    return Verdict(HOLDS, ran, measured, _standing("1cycle", sides))
+    return _against_verdict(r, "1cycle", one_cycle, others, ran, measured)
 
 
 def lr_free(r: _Records, *, procedure: str, test: str, others: Mapping[str, str]) -> Verdict:
@@ -411,7 +422,7 @@ def lr_free(r: _Records, *, procedure: str, test: str, others: Mapping[str, str]
     (`procedure`), against optimizers that need no schedule or no LR (`others`: label ->
     setting; schedule-free, Prodigy), with every method's cost in training examples: the
     procedure's counts its range test's steps at the run's batch. Holds when the procedure
-    ties or beats each of them; does not hold when one trains better."""
+    ties or beats each of them, does not hold when one trains better (`_against_verdict`)."""
     run = r.run(procedure)
     batch = int(run.summary["config"]["batch_size"])
     search = r.test(test).results[0].steps_run * batch
@@ -424,11 +435,7 @@ def lr_free(r: _Records, *, procedure: str, test: str, others: Mapping[str, str]
         f"{label}: {r.text_or_diverged(name)}" for label, name in others.items()]
                          + ["cost: " + ", ".join(costs)])
     ran = f"range test `{test}` + `{procedure}`, " + ", ".join(f"`{n}`" for n in others.values())
-    sides = _against(r, procedure, others)
-    if sides["better"]:
-        return Verdict(FAILS, ran, measured, f"{', '.join(sides['better'])} trains better than "
-                       "the procedure's 1cycle")
-    return Verdict(HOLDS, ran, measured, _standing("the procedure's 1cycle", sides))
+    return _against_verdict(r, "the procedure's 1cycle", procedure, others, ran, measured)
 
 
 # The rule of each check a `Claim` may name (`spec.CHECKS`): the function of that name above.
