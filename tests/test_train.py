@@ -25,7 +25,7 @@ from hparams_jax.train.optimizer import learning_rate, member_hparams, momentum
 
 @pytest.mark.parametrize("changes, argument", [
     (dict(min_lr=1.0, max_lr=0.1), "min_lr"),
-    (dict(lr_policy="cosine"), "lr_policy"),
+    (dict(lr_policy="cosine_restarts"), "lr_policy"),
     (dict(epochs=None, steps=None), "epochs"),
     (dict(batch_size=0), "batch_size"),
     (dict(momentum=1.2), "momentum"),

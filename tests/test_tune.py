@@ -29,7 +29,7 @@ from hparams_jax.range_test import EVAL_TOLERANCE, NoSuggestionError, RangeTestR
 from hparams_jax.train import TrainConfig, WorkdirLocked, WorkdirWriteError
 from hparams_jax.train.metrics import read_rows
 from hparams_jax.train.tensorboard import read_scalars
-from hparams_jax.tuning import advice, budget, ramp, readings, records, stages, tune
+from hparams_jax.tuning import advice, budget, final, ramp, readings, records, stages, tune
 from hparams_jax.tuning.batch import _step_bytes, check_candidate
 from hparams_jax.tuning.budget import Cut, plan_search
 
@@ -499,8 +499,9 @@ def test_a_workdir_of_numbered_records_resumes_without_running_its_stages_again(
         raise AssertionError("a recorded stage ran again")
 
     for name in ("check_candidate", "lr_range_test", "range_test_members",
-                 "examples_per_second", "fit"):
+                 "examples_per_second"):
         monkeypatch.setattr(stages, name, run_again)
+    monkeypatch.setattr(final, "fit", run_again)
     resumed = tune(SMALL.replace(workdir=str(workdir)), **SEARCH)
     assert _records(folder) == {NUMBERED[k]: x for k, x in numbered.items()}  # renamed as is
     assert json.loads((workdir / "tune.json").read_text()) == record
@@ -610,8 +611,6 @@ def test_tune_holds_the_one_cycle_workdir_from_the_start(tmp_path, monkeypatch):
 def test_the_final_run_may_take_one_of_todays_schedules(tmp_path):
     """`final_policy`: the final run under cosine or WSD peaking at the chosen max_lr, every
     seed a member; any other policy is refused before anything runs."""
-    from hparams_jax.tuning import final
-
     chosen = TrainConfig(max_lr=0.2, min_lr=0.02, epochs=1)
     run = final.final_config(chosen, None, tmp_path, [0, 1], "cosine")
     assert (run.lr_policy, run.max_lr, run.members) == ("cosine", 0.2, ({"seed": 0},

@@ -368,7 +368,7 @@ def choices_help(table: Mapping[str, LRPolicy] | Mapping[str, Optimizer]) -> str
 
     Examples:
       >>> from hparams_jax.train.policies import OPTIMIZERS, choices_help
-      >>> choices_help(OPTIMIZERS)
+      >>> choices_help({name: OPTIMIZERS[name] for name in ("sgd", "adamw")})
       "sgd (momentum SGD, the paper's) or adamw (momentum is its beta1; decoupled weight decay)"
     """
     items = [f"{e.name} ({e.help})" for e in table.values()]
@@ -388,7 +388,7 @@ def fields_of(table: Mapping[str, LRPolicy] | Mapping[str, Optimizer]) -> tuple[
       >>> from hparams_jax.train.policies import LR_POLICIES, fields_of
       >>> fields_of(LR_POLICIES)  # doctest: +NORMALIZE_WHITESPACE
       ('step_size', 'final_lr', 'anneal', 'piecewise_boundaries', 'piecewise_gamma',
-       'inv_gamma', 'inv_power', 'range_mode')
+       'inv_gamma', 'inv_power', 'range_mode', 'warmup_fraction', 'decay_fraction', 'wsd_decay')
     """
     return tuple(dict.fromkeys(name for entry in table.values() for name in entry.fields))
 
