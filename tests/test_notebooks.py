@@ -30,12 +30,13 @@ TINY = {
     "01_optax_quickstart": {**_SMALL, "EPOCHS": 2, "LOG_EVERY": 2},
     "02_lr_range_test": {**_SMALL, "MODEL": "lenet", "RANGE_STEPS": 50, "BATCH_SIZES": [128],
                          "MOMENTA": [0.9, 0.95], "WEIGHT_DECAYS": [1e-3, 1e-5],
-                         "TUNE_EPOCHS": 1},
+                         "TUNE_EPOCHS": 1, "TUNE_SEEDS": 1},
     "03_one_cycle_vs_baseline": {**_SMALL, "MODEL": "lenet", "EPOCHS": 2, "EVALS": 16,
                                  "RANGE_STEPS": 40},
     "04_your_own_model": {"TRAIN_EXAMPLES": 512, "EVAL_EXAMPLES": 256, "BATCH_SIZE": 64,
                           "EPOCHS": 1, "RANGE_STEPS": 30, "TUNE_EPOCHS": 1,
-                          "TUNE_RANGE_STEPS": 50, "MOMENTA": [0.9], "WEIGHT_DECAYS": [5e-4]},
+                          "TUNE_RANGE_STEPS": 50, "MOMENTA": [0.9], "WEIGHT_DECAYS": [5e-4],
+                          "TUNE_SEEDS": 1},
 }
 CELL_TIMEOUT_S = 300
 
