@@ -105,16 +105,8 @@ def cnn_task(**changes) -> Task:
                    **changes})
 
 
-def test_nnx_task_with_batch_norm_and_dropout_resumes_exactly(tmp_path, monkeypatch):
-    """An NNX model's batch-norm statistics are trained state (checkpointed; they move), its
-    dropout differs between steps, and a run killed after step 4 resumes to the same rows
-    and parameters as the uninterrupted one."""
-    config = plain(batch_size=16, steps=8, lr_policy="one_cycle", max_lr=0.1, min_lr=0.01,
-                   log_every=2, eval_every=4, checkpoint_every=4)
-    full = fit(config.replace(workdir=str(tmp_path / "full")), task=cnn_task())
-    assert full.summary["status"] == "completed"
-    assert np.isfinite(full.eval()["test_accuracy"]).all()
-
+def _resumes_like(full, config, tmp_path, monkeypatch):
+    """`config` killed after its step-4 rows resumes to `full`'s rows and checkpoints."""
     write = metrics.MetricsLog.write
 
     def write_then_die(self, rows):
@@ -130,6 +122,19 @@ def test_nnx_task_with_batch_norm_and_dropout_resumes_exactly(tmp_path, monkeypa
     resumed = fit(killed, task=cnn_task())
     assert metrics.untimed(resumed.rows) == metrics.untimed(full.rows)
     assert_same_checkpoints(tmp_path / "killed", tmp_path / "full")
+
+
+def test_nnx_task_with_batch_norm_and_dropout_resumes_exactly(tmp_path, monkeypatch):
+    """An NNX model's batch-norm statistics are trained state (checkpointed; they move), its
+    dropout differs between steps, and a run killed after step 4 resumes to the same rows
+    and parameters as the uninterrupted one."""
+    config = plain(batch_size=16, steps=8, lr_policy="one_cycle", max_lr=0.1, min_lr=0.01,
+                   log_every=2, eval_every=4, checkpoint_every=4)
+    full = fit(config.replace(workdir=str(tmp_path / "full")), task=cnn_task())
+    assert full.summary["status"] == "completed"
+    assert np.isfinite(full.eval()["test_accuracy"]).all()
+
+    _resumes_like(full, config, tmp_path, monkeypatch)
 
     session = open_session(config, cnn_task())
     state = session.init_state()
@@ -179,21 +184,7 @@ def test_schedule_free_evaluates_averaged_weights_with_recomputed_batch_norm(tmp
     assert float(session.evaluate(state)["loss"][0]) == pytest.approx(float(loss), rel=1e-5)
 
     full = fit(config.replace(workdir=str(tmp_path / "full")), task=cnn_task())
-    write = metrics.MetricsLog.write
-
-    def write_then_die(self, rows):
-        write(self, rows)
-        if any(r["step"] > 4 for r in rows):
-            raise KeyboardInterrupt
-
-    killed = config.replace(workdir=str(tmp_path / "killed"))
-    monkeypatch.setattr(metrics.MetricsLog, "write", write_then_die)
-    with pytest.raises(KeyboardInterrupt):
-        fit(killed, task=cnn_task())
-    monkeypatch.setattr(metrics.MetricsLog, "write", write)
-    resumed = fit(killed, task=cnn_task())
-    assert metrics.untimed(resumed.rows) == metrics.untimed(full.rows)
-    assert_same_checkpoints(tmp_path / "killed", tmp_path / "full")
+    _resumes_like(full, config, tmp_path, monkeypatch)
 
 
 def test_padded_held_out_batch_is_exact():
