@@ -192,7 +192,7 @@ def test_todays_schedules_against_1cycle_both_ways_and_at_unequal_examples():
     level = {"1c": one_cycle, "cos": run("cos", [0.913, 0.912, 0.914, 0.910]),
              "wsd": run("wsd", [0.900, 0.902, np.nan, 0.901], diverged=(2,))}
     held = claims.evaluate(claim, level, {})
-    assert held.verdict == claims.HOLDS and held.why == "1cycle ties cosine; beats WSD"
+    assert held.verdict == claims.HOLDS and held.why == "1cycle: ties cosine; beats WSD"
     assert "1 of 4 runs diverged, not counted" in held.measured
     better = dict(level, cos=run("cos", [0.920, 0.921, 0.922, 0.921]))
     failed = claims.evaluate(claim, better, {})
@@ -203,12 +203,12 @@ def test_todays_schedules_against_1cycle_both_ways_and_at_unequal_examples():
     unstable = dict(level, cos=run("cos", [0.920, np.nan, 0.921, np.nan], diverged=(1, 3)))
     verdict = claims.evaluate(claim, unstable, {})
     assert verdict.verdict == claims.INCONCLUSIVE
-    assert verdict.why == ("1cycle beats WSD; cosine diverged in some runs, and the runs that "
+    assert verdict.why == ("1cycle: beats WSD; cosine diverged in some runs, and the runs that "
                            "trained end above 1cycle")
     level_unstable = dict(level, cos=run("cos", [0.913, np.nan], diverged=(1,)))
     verdict = claims.evaluate(claim, level_unstable, {})
     assert verdict.verdict == claims.HOLDS and verdict.why == (
-        "1cycle beats WSD; cosine diverged in some runs, and the others end level")
+        "1cycle: beats WSD; cosine diverged in some runs, and the others end level")
 
 
 def test_lr_free_counts_the_range_tests_examples_and_compares_by_the_tie_rule():
@@ -218,7 +218,7 @@ def test_lr_free_counts_the_range_tests_examples_and_compares_by_the_tie_rule():
     procedure = run("1c", [0.912, 0.914, 0.913, 0.911])  # 1,200 steps of 512
     behind = claims.evaluate(claim, {"1c": procedure, "prodigy": run(
         "prodigy", [0.905, 0.904, 0.906, 0.905])}, test)
-    assert behind.verdict == claims.HOLDS and behind.why == "the procedure's 1cycle beats Prodigy"
+    assert behind.verdict == claims.HOLDS and behind.why == "the procedure's 1cycle: beats Prodigy"
     assert "procedure 13 epochs of examples (range test 1 + run 12)" in behind.measured
     assert "Prodigy 12" in behind.measured
     ahead = claims.evaluate(claim, {"1c": procedure, "prodigy": run(

@@ -391,7 +391,7 @@ def _against_verdict(r: _Records, subject: str, base: str, others: Mapping[str, 
              f"beats {', '.join(sides['worse'])}" if sides["worse"] else "",
              f"{', '.join(sides['unstable'])} diverged in some runs, and the others end level"
              if sides["unstable"] else ""]
-    why = f"{subject} " + "; ".join(p for p in parts if p)
+    why = f"{subject}: " + "; ".join(p for p in parts if p)
     if sides["unstable better"]:
         return Verdict(INCONCLUSIVE, ran, measured, why.rstrip() + (
             "; " if any(parts) else "") + f"{', '.join(sides['unstable better'])} diverged in "
