@@ -276,6 +276,14 @@ def _figures(case: str, result: RangeTestResult, history: History, labels) -> No
                           metric=metric, title=f"{case}: 1cycle at the suggestion, 0.5x, 2x")
 
 
+def _transformer(s: Scale) -> tuple[Task, TrainConfig]:
+    """The transformer case's task and its AdamW config at scale `s`."""
+    task, _ = transformer_task(max_chars=s.max_chars)
+    return task, TrainConfig(batch_size=64, epochs=s.transformer_epochs, optimizer="adamw",
+                             momentum=0.9, adam_b2=0.99, weight_decay=0.1, log_every=20,
+                             eval_examples=1024, progress=False, seed=0)
+
+
 def run_case(case: str, scale: str = "full", root: Path = ROOT, figures: bool = True,
              study: bool = True) -> dict:
     """Runs (or resumes) one case (with `study`, the transformer's further runs: 1cycle at the
@@ -300,10 +308,7 @@ def run_case(case: str, scale: str = "full", root: Path = ROOT, figures: bool = 
                              num_steps=s.range_steps)
         factors = (1.0,)
     else:
-        task, _ = transformer_task(max_chars=s.max_chars)
-        config = TrainConfig(batch_size=64, epochs=s.transformer_epochs, optimizer="adamw",
-                             momentum=0.9, adam_b2=0.99, weight_decay=0.1, log_every=20,
-                             eval_examples=1024, **common)
+        task, config = _transformer(s)
         result = _range_test(root, config, task, start=1e-5, stop=1.0, mode="exp",
                              num_steps=s.range_steps)
         factors = (1.0, 0.5, 2.0)
@@ -335,26 +340,47 @@ def run_case(case: str, scale: str = "full", root: Path = ROOT, figures: bool = 
     return record
 
 
+# What `case.json` keeps of each candidate row of `tune`'s decisions (tune.json has them all).
+READING_KEYS = ("name", "lr", "batch_size", "momentum", "weight_decay", "usable_steps", "seeds",
+                "best_eval_loss", "best_eval_loss_std", "tie")
+
+
 def _tune(root: Path, config: TrainConfig, task: Task, s: Scale) -> dict:
-    """`tune` end to end on the transformer (its linear ramps span 1e-4 to 0.03, AdamW's
-    range); returns its decisions."""
+    """`tune` end to end on the transformer from its own defaults: an exponential scout from
+    LR 1e-4 (AdamW's range) finds where the loss blows up, linear range tests ramp to just past
+    it, each family at 2 seeds; returns its decisions, each candidate's usable steps, seeds and
+    spread."""
     from hparams_jax import tune
 
     path = root / "tune_time.json"
     t0 = time.perf_counter()
     result = tune(config.replace(workdir=str(root / "tune")), task=task, start=1e-4,
-                  stop=0.03, range_steps=s.tune_range_steps,
-                  batch_sizes=(64, 128), momenta=(0.9, (0.95, 0.85)),
-                  weight_decays=(0.1, 0.01))
+                  range_steps=s.tune_range_steps, batch_sizes=(64, 128),
+                  momenta=(0.9, (0.95, 0.85)), weight_decays=(0.1, 0.01))
     summary = result.history.summary["members"][0]
     if not path.exists():  # the first (whole) tune's time, not a finished one read back
         write_json_atomic(path, {"wall_time_s": time.perf_counter() - t0})
     return {"wall_time_s": json.loads(path.read_text())["wall_time_s"],
             "decisions": {d.stage: d.choice for d in result.decisions},
+            "readings": {d.stage: [{k: row[k] for k in READING_KEYS if k in row}
+                                   for row in d.candidates] for d in result.decisions},
             "final": {k: getattr(result.config, k) for k in
                       ("batch_size", "momentum", "weight_decay", "min_lr", "max_lr")},
             "test_loss": summary["test_loss"], "test_accuracy": summary["test_accuracy"],
             "verdict": result.diagnosis.verdict}
+
+
+def tune_transformer(scale: str = "full", root: Path = ROOT) -> dict:
+    """Runs (or resumes) only the transformer's `tune` and puts its record in the case's
+    `case.json` (the case's other runs must have run)."""
+    s, root = SCALES[scale], Path(root) / "transformer"
+    task, config = _transformer(s)
+    record = json.loads((root / "case.json").read_text())
+    before = record.get("tune", {}).get("wall_time_s", 0.0)
+    record["tune"] = _tune(root, config, task, s)
+    record["wall_time_s"] += record["tune"]["wall_time_s"] - before
+    write_json_atomic(root / "case.json", record)
+    return record["tune"]
 
 
 # 1cycle against today's schedules and optimizers on the transformer (AdamW variants at equal
@@ -380,10 +406,7 @@ def todays_schedules(scale: str = "full", root: Path = ROOT) -> dict:
     time, written to `transformer/todays_schedules.json`."""
     s = SCALES[scale]
     root = Path(root) / "transformer"
-    task, _ = transformer_task(max_chars=s.max_chars)
-    config = TrainConfig(batch_size=64, epochs=s.transformer_epochs, optimizer="adamw",
-                         momentum=0.9, adam_b2=0.99, weight_decay=0.1, log_every=20,
-                         eval_examples=1024, progress=False)
+    task, config = _transformer(s)
     max_lr = _suggestion(_range_test(root, config, task, start=1e-5, stop=1.0, mode="exp",
                                      num_steps=s.range_steps))["max_lr"]
     rows = []
@@ -413,12 +436,17 @@ def main(argv=None) -> None:
     parser.add_argument("--root", type=Path, default=ROOT)
     parser.add_argument("--todays-schedules", action="store_true",
                         help="only 1cycle against today's schedules on the transformer")
+    parser.add_argument("--tune", action="store_true",
+                        help="only `tune` on the transformer (its record in case.json)")
     args = parser.parse_args(argv)
     from hparams_jax import _xla
 
     _xla.apply_cpu_defaults()
     if args.todays_schedules:
         print(json.dumps(todays_schedules(args.scale, args.root), indent=1))
+        return
+    if args.tune:
+        print(json.dumps(tune_transformer(args.scale, args.root), indent=1))
         return
     for case in args.case or CASES:
         record = run_case(case, args.scale, args.root, figures=args.scale == "full")
