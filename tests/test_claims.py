@@ -224,3 +224,37 @@ def test_lr_free_counts_the_range_tests_examples_and_compares_by_the_tie_rule():
     ahead = claims.evaluate(claim, {"1c": procedure, "prodigy": run(
         "prodigy", [0.925, 0.924, 0.926, 0.925], epochs=12.8)}, test)
     assert ahead.verdict == claims.FAILS and "Prodigy 12.8" in ahead.measured
+
+
+def test_procedure_against_the_grids_best_of_its_length_and_the_default_1cycle(tmp_path):
+    record = tmp_path / "tune" / "tune.json"
+    claim = Claim("p", "Sec. 4-5", "s", "procedure",
+                  dict(tuned="tuned", default="1c", record=str(record)))
+    grid = {"1c": run("1c", [0.912, 0.914, 0.913, 0.911]),
+            "mom": run("mom", [0.917, 0.918, 0.916, 0.917]),
+            # ends higher, but two of its four runs diverged: shown, never the grid's best
+            "cos": run("cos", [0.925, np.nan, 0.926, np.nan], diverged=(1, 3)),
+            "long": run("long", [0.930, 0.931], epochs=24),  # another length: not compared
+            "tuned": run("tuned", [0.9165, 0.9175, 0.917, 0.916], batch=128)}
+    grid["tuned"].summary["step"] *= 4  # 12 epochs at batch 128: the grid's examples
+    tests = {"lr": _family("lr", ["lr"], [0.3], [0.2]),  # 100 steps of 512: 1 epoch
+             "bs": _family("batch_size", [128, 1024], [0.3, 0.3], [0.2, 0.2])}  # 0.25 + 2
+    assert claims.evaluate(claim, grid, tests).verdict == claims.NOT_RUN  # no tune.json yet
+    record.parent.mkdir()
+    record.write_text('{"budget": {"spent_epochs": 9.5, "spent_seconds": 600.0, '
+                      '"final_seeds": [0, 1]}}')
+    held = claims.evaluate(claim, grid, tests)
+    assert held.verdict == claims.HOLDS
+    assert held.why.startswith("tuned ties the grid's best `mom` (-0.0002, tie margin")
+    assert "; beats the default 1cycle `1c` (+0.0043" in held.why
+    assert "the grid's best of 2 settings of its length: `mom` 0.9170" in held.measured
+    assert "above it with runs diverged: `cos`" in held.measured
+    # runs: 4x12 + 4x12 + 4x12 + 2x24; range tests 1 + 0.25 + 2 epochs of examples
+    assert ("the search 9.5 epochs of examples (10 min, range tests at 2 seeds); the grid "
+            "195.2 epochs (runs 192 over 4 settings, range tests 3.25)") in held.measured
+    worse = dict(grid, tuned=run("tuned", [0.905, 0.906, 0.904, 0.905]))
+    failed = claims.evaluate(claim, worse, tests)
+    assert failed.verdict == claims.FAILS
+    assert "trails the grid's best `mom`" in failed.why and "trails the default" in failed.why
+    dead = dict(grid, tuned=run("tuned", [np.nan, np.nan], diverged=(0, 1)))
+    assert claims.evaluate(claim, dead, tests).why == "every tuned run diverged"

@@ -15,10 +15,12 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+from pathlib import Path
 from typing import Mapping
 
 import numpy as np
 
+from hparams_jax import _files
 from hparams_jax.diagnose import diagnose
 from hparams_jax.experiment.records import Run, epochs_to_reach, mean_std, reached_text
 from hparams_jax.experiment.spec import CHECKS, Claim
@@ -436,6 +438,63 @@ def lr_free(r: _Records, *, procedure: str, test: str, others: Mapping[str, str]
                          + ["cost: " + ", ".join(costs)])
     ran = f"range test `{test}` + `{procedure}`, " + ", ".join(f"`{n}`" for n in others.values())
     return _against_verdict(r, "the procedure's 1cycle", procedure, others, ran, measured)
+
+
+def _grid_epochs(r: _Records, exclude: str, batch: int, epoch: float) -> tuple[float, float]:
+    """What the grid spent, in epochs of examples: every run of every setting but `exclude`
+    (each seed, to where it stopped), and its range tests (each test's steps at its batch:
+    the value of a batch-size family, `batch` in any other)."""
+    runs = sum(run.summary["epochs"] * len(run.summary["members"])
+               for name, run in r.runs.items() if name != exclude)
+    tests = sum(res.steps_run * (value if family.param == "batch_size" else batch)
+                for family in r.tests.values()
+                for value, res in zip(family.values, family.results)) / epoch
+    return runs, tests
+
+
+def procedure(r: _Records, *, tuned: str, default: str, record: str) -> Verdict:
+    """The paper's procedure end to end (Sec. 4-5): `tuned` trains with what `tune` chose
+    from its defaults (its `tune.json`, at `record`), against the grid's best setting of the
+    same length (the highest mean accuracy among the other settings that trained as many
+    examples in every run: one whose runs partly diverged is a selected sample and is only
+    shown) and the default 1cycle (`default`). Holds when `tuned` ties or beats both by the
+    tie rule; does not hold when either trains better, or when every tuned run diverged. The
+    row states the search's cost (its range tests, every seed, in epochs of examples, and
+    seconds) beside what the grid spent."""
+    path = Path(record)
+    if not path.exists():
+        raise _Missing(f"tune record {path.name}")
+    spent = _files.read_json(path, "tune record")["budget"]
+    base = r.run(default)
+    epoch = _examples(base) / base.summary["epochs"]  # examples per epoch
+    runs, tests = _grid_epochs(r, tuned, int(base.summary["config"]["batch_size"]), epoch)
+    cost = (f"cost: the search {spent['spent_epochs']:.3g} epochs of examples "
+            f"({spent['spent_seconds'] / 60:.3g} min, range tests at {len(spent['final_seeds'])}"
+            f" seeds); the grid {runs + tests:.4g} epochs (runs {runs:.4g} over "
+            f"{len(r.runs) - (tuned in r.runs)} settings, range tests {tests:.3g})")
+    ran = f"`tune` ({path.parent.name}/{path.name}) -> `{tuned}`, the grid's best, `{default}`"
+    if r.diverged(tuned):
+        return Verdict(FAILS, ran, f"{r.text_or_diverged(tuned)}; {cost}",
+                       "every tuned run diverged")
+    size = _examples(r.run(tuned))
+    same = [n for n, run in r.runs.items() if n != tuned and not r.diverged(n)
+            and _examples(run) == size]
+    stable = [n for n in same if not r.run(n).diverged]
+    best = max(stable, key=lambda n: r.acc(n).mean())
+    shown = [n for n in same if r.acc(n).mean() > r.acc(best).mean() and n not in stable]
+    measured = [f"tuned: {r.text(tuned)}", f"the grid's best of {len(stable)} settings of its "
+                f"length: {r.text(best)}", f"default 1cycle: {r.text(default)}"]
+    measured += [f"above it with runs diverged: {r.text(n)}" for n in shown] + [cost]
+    sides = {label: compare(r.acc(tuned), r.acc(name))
+             for label, name in ((f"the grid's best `{best}`", best),
+                                 (f"the default 1cycle `{default}`", default))}
+    words = ["trails", "ties", "beats"]
+    why = "tuned " + "; ".join(
+        f"{words[side + 1]} {label} ({r.acc(tuned).mean() - r.acc(name).mean():+.4f}, tie "
+        f"margin {tie_margin(r.acc(tuned), r.acc(name)):.4f})"
+        for (label, side), name in zip(sides.items(), (best, default)))
+    verdict = HOLDS if min(sides.values()) >= 0 else FAILS
+    return Verdict(verdict, ran, "; ".join(measured), why)
 
 
 # The rule of each check a `Claim` may name (`spec.CHECKS`): the function of that name above.

@@ -81,7 +81,7 @@ class RangeTest:
 # The rules a claim may name: each is the function of that name in `experiment.claims`.
 CHECKS = ("super_convergence", "range_test_bounds", "batch_size", "cyclical_momentum",
           "weight_decay_pick", "weight_decay_policy", "curve_reading", "todays_schedules",
-          "lr_free")
+          "lr_free", "procedure")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -188,9 +188,15 @@ def check_scale(scale: Any) -> float:
     return float(scale)
 
 
+# Roles that name a file a check reads (a `tune.json`), not a setting or range test.
+FILE_ROLES = ("record",)
+
+
 def _role_names(roles: Mapping[str, Any]):
     """(role, name) for every setting or range-test name a claim's roles mention."""
     for role, value in roles.items():
+        if role in FILE_ROLES:
+            continue
         values = value.values() if isinstance(value, Mapping) else (
             value if isinstance(value, (tuple, list)) else (value,))
         for name in values:
