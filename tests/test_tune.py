@@ -36,7 +36,7 @@ from hparams_jax.tuning.budget import Cut, plan_search
 SMALL = TrainConfig(model="lenet", dataset="fashion_mnist", batch_size=64, train_examples=1024,
                     eval_examples=256, epochs=2, momentum=0.9, weight_decay=5e-4,
                     progress=False)
-SEARCH = dict(batch_sizes=[64, 32, 2048], momenta=[(0.95, 0.85), 0.9],
+SEARCH = dict(batch_sizes=[64, 128, 2048], momenta=[(0.95, 0.85), 0.9],
               weight_decays=[1e-3, 1e-5, 1e-4], start=0.001, stop=0.3, range_steps=60,
               budget=800)
 
@@ -113,11 +113,11 @@ def test_tune_completes_every_stage_by_the_papers_rules(tuned):
     by_size = {c["batch_size"]: c for c in batch["candidates"]}
     assert not by_size[2048]["fits"] and "1024 training examples" in by_size[2048]["reason"]
     tested = [c for c in batch["candidates"] if c["tested"]]
-    assert sorted(c["batch_size"] for c in tested) == [32, 64]
+    assert sorted(c["batch_size"] for c in tested) == [64, 128]
     _check_rows(tested, [0, 1])
     examples = {c["planned_examples"] for c in tested}
     assert max(examples) - min(examples) <= 64  # the same examples, rounded to whole steps
-    assert by_size[32]["steps"] == pytest.approx(2 * by_size[64]["steps"], abs=1)
+    assert by_size[64]["steps"] == pytest.approx(2 * by_size[128]["steps"], abs=1)
     assert all(c["examples_per_s"] > 0 for c in tested)
     tied = _tied(tested)
     fastest = max(c["examples_per_s"] for c in tested)
