@@ -12,11 +12,12 @@ write them, through `hparams_jax.Task` (README, "Your own model"):
 3. ``transformer``: a small decoder-only transformer (NNX) on the characters of Debian's
    `fortunes` text, with AdamW: the exponential range test, where the held-out rule, the
    steepest descent and the valley land; 1cycle at the suggestion, 0.5x and 2x; then `tune`
-   end to end.
+   end to end from its scout (no hand-set ramp).
 
     python experiments/own_model.py                 # all three, full size
     python experiments/own_model.py --case cnn      # one of them
     python experiments/own_model.py --scale tiny --root /tmp/own   # the tests' sizes
+    python experiments/own_model.py --tune          # only the transformer's `tune`
 
 Each case writes into ROOT/CASE (default `experiments/records/own_model/CASE`): the range
 test(s) as JSON, each run's workdir (metrics.jsonl, summary.json, config.json; checkpoints are

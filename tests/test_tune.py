@@ -192,7 +192,11 @@ def test_the_budget_thins_a_family_and_the_record_states_the_cost(tuned):
     assert spent["final_examples"] == 2 * 1024 and spent["final_epochs"] == pytest.approx(2)
     assert spent["spent_seconds"] > 0 and spent["final_seconds"] > 0
     assert spent["spent_per_final_run"] == pytest.approx(examples / 2048)
-    assert "0.0001 not tested" in (result.workdir / "report.md").read_text()
+    assert spent["within_budget"] == (examples / 64 <= SEARCH["budget"])
+    report = (result.workdir / "report.md").read_text()
+    assert "0.0001 not tested" in report
+    # counted at the starting batch 64, whichever batch the search chose
+    assert f"({examples / 64:.0f} steps at the starting batch against a plan" in report
 
 
 def test_plan_search_thins_families_from_their_end_then_shortens():

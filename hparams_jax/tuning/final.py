@@ -88,6 +88,9 @@ def write_tune_json(workdir: Path, inputs, plan: SearchPlan, budget_steps, fit_r
                    "range_steps": plan.range_steps, "seeds": plan.seeds,
                    "scout_steps": plan.scout_steps,
                    "spent_steps": round(spent / config.batch_size),
+                   # a test lengthened within a stage may take the search past its budget
+                   "within_budget": None if budget_steps is None
+                   else spent / config.batch_size <= budget_steps,
                    "spent_examples": spent, "spent_epochs": epochs(spent),
                    "spent_seconds": sum(d.seconds for d in result.decisions),
                    "final_examples": final["examples"],

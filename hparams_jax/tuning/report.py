@@ -78,12 +78,13 @@ def write(workdir: Path, records: dict[str, dict[str, Any]], result: TuneResult,
              "1cycle and read the test loss for under- or over-fitting (Sec. 3, 5). Every "
              "number below is in `tune.json`.", "", "## Budget", ""]
     spent = sum(d.examples_spent for d in result.decisions)
+    start_batch = result.decisions[0].ramp.get("batch_size", config.batch_size)  # the unit's
     seconds = sum(d.seconds for d in result.decisions)
     history = result.history
     final = history.summary["step"] * config.batch_size
     final_seconds = history.summary["seconds_per_epoch"] * history.summary["epochs"]
     lines.append(f"The search's range tests ran {spent:,} training examples "
-                 f"({spent / config.batch_size:.0f} steps at the starting batch against a "
+                 f"({spent / start_batch:.0f} steps at the starting batch against a "
                  f"plan of {plan.steps}; the default plan was {plan.planned_steps}, each "
                  f"range test {plan.range_steps} steps at the starting batch, the families "
                  f"at {plan.seeds} seed(s)) in {seconds:.0f} s: "
