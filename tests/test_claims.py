@@ -241,8 +241,8 @@ def test_procedure_against_the_grids_best_of_its_length_and_the_default_1cycle(t
              "bs": _family("batch_size", [128, 1024], [0.3, 0.3], [0.2, 0.2])}  # 0.25 + 2
     assert claims.evaluate(claim, grid, tests).verdict == claims.NOT_RUN  # no tune.json yet
     record.parent.mkdir()
-    record.write_text('{"budget": {"spent_epochs": 9.5, "spent_seconds": 600.0, '
-                      '"final_seeds": [0, 1]}}')
+    record.write_text('{"budget": {"spent_epochs": 9.5, "spent_seconds": 600.0, "seeds": 2, '
+                      '"final_seeds": [0, 1, 2, 3]}}')
     held = claims.evaluate(claim, grid, tests)
     assert held.verdict == claims.HOLDS
     assert held.why.startswith("tuned ties the grid's best `mom` (-0.0002, tie margin")
@@ -256,5 +256,7 @@ def test_procedure_against_the_grids_best_of_its_length_and_the_default_1cycle(t
     failed = claims.evaluate(claim, worse, tests)
     assert failed.verdict == claims.FAILS
     assert "trails the grid's best `mom`" in failed.why and "trails the default" in failed.why
+    alone = {"1c": grid["1c"], "tuned": run("tuned", [0.92], epochs=6)}  # nothing of its length
+    assert claims.evaluate(claim, alone, tests).verdict == claims.INCONCLUSIVE
     dead = dict(grid, tuned=run("tuned", [np.nan, np.nan], diverged=(0, 1)))
     assert claims.evaluate(claim, dead, tests).why == "every tuned run diverged"

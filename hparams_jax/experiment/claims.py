@@ -469,8 +469,8 @@ def procedure(r: _Records, *, tuned: str, default: str, record: str) -> Verdict:
     epoch = _examples(base) / base.summary["epochs"]  # examples per epoch
     runs, tests = _grid_epochs(r, tuned, int(base.summary["config"]["batch_size"]), epoch)
     cost = (f"cost: the search {spent['spent_epochs']:.3g} epochs of examples "
-            f"({spent['spent_seconds'] / 60:.3g} min, range tests at {len(spent['final_seeds'])}"
-            f" seeds); the grid {runs + tests:.4g} epochs (runs {runs:.4g} over "
+            f"({spent['spent_seconds'] / 60:.3g} min, range tests at {spent['seeds']} seeds); "
+            f"the grid {runs + tests:.4g} epochs (runs {runs:.4g} over "
             f"{len(r.runs) - (tuned in r.runs)} settings, range tests {tests:.3g})")
     ran = f"`tune` ({path.parent.name}/{path.name}) -> `{tuned}`, the grid's best, `{default}`"
     if r.diverged(tuned):
@@ -480,6 +480,9 @@ def procedure(r: _Records, *, tuned: str, default: str, record: str) -> Verdict:
     same = [n for n, run in r.runs.items() if n != tuned and not r.diverged(n)
             and _examples(run) == size]
     stable = [n for n in same if not r.run(n).diverged]
+    if not stable:
+        return Verdict(INCONCLUSIVE, ran, f"tuned: {r.text(tuned)}; {cost}",
+                       "no other setting trained as many examples in every run")
     best = max(stable, key=lambda n: r.acc(n).mean())
     shown = [n for n in same if r.acc(n).mean() > r.acc(best).mean() and n not in stable]
     measured = [f"tuned: {r.text(tuned)}", f"the grid's best of {len(stable)} settings of its "
